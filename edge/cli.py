@@ -1,0 +1,270 @@
+"""The ``siaga`` command line.  Subcommands parse arguments and call the module that owns the work.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 78 configuration error (EX_CONFIG; systemd does not restart on it).
+Human output is in Bahasa Indonesia for officers and operators; ``--help`` texts are in English.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge import config as config_mod
+from edge.errors import ConfigError, SiagaError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------------------- helpers
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr; without timestamps under systemd, whose journal adds its own."""
+    under_journal = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
+
+
+def load_config(args: argparse.Namespace, *, require_post: bool = True) -> config_mod.Config:
+    return config_mod.load(args.config, require_post=require_post)
+
+
+def check_data_dir(cfg: config_mod.Config) -> None:
+    """An unusable data_dir is an installation/config problem: name the key (exit 78)."""
+    data_dir = cfg.node.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("node.data_dir", str(data_dir), f"cannot be created: {exc.strerror}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ConfigError("node.data_dir", str(data_dir), "is not writable by this user")
+
+
+def open_store(cfg: config_mod.Config, *, check: bool = False) -> Any:
+    from edge.store import Store
+
+    check_data_dir(cfg)
+    return Store.open(cfg.store_path, check=check)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} detik"
+    if seconds < 3600:
+        return f"{seconds // 60} menit"
+    if seconds < 86400:
+        return f"{seconds // 3600} jam {seconds % 3600 // 60} menit"
+    return f"{seconds // 86400} hari {seconds % 86400 // 3600} jam"
+
+
+STATE_LABEL = {"pending": "menunggu", "sent": "terkirim", "delivered": "diterima 112", "rejected": "ditolak"}
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args, require_post=not args.center)
+    if not args.center:
+        check_data_dir(cfg)
+    print(f"Konfigurasi benar: {cfg.path}")
+    print(f"  pos: {cfg.node.post_id or '-'} ({cfg.node.name}), kabupaten: {cfg.node.regency}")
+    mesh = cfg.radio.meshtastic
+    radio = "tidak ada" if mesh is None else (mesh.port or mesh.host)
+    print(f"  radio: {radio}")
+    uplink = cfg.uplink.mqtt
+    print(f"  uplink: {', '.join(uplink.broker_urls) if uplink else 'tidak ada (laporan hanya diantrekan)'}")
+    print(f"  handset terdaftar: {len(cfg.handsets)}")
+    return EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from edge.classify import Classifier
+
+    extra: Sequence[Path] = ()
+    if args.config or os.environ.get(config_mod.ENV_VAR):
+        extra = load_config(args, require_post=False).classifier.extra_keywords
+    result = Classifier.load(extra).classify(args.text)
+    data = result.to_dict()
+    if args.json:
+        print_json(data)
+    else:
+        cas = ", ".join(f"{k} {v}" for k, v in data["casualties"].items()) or "-"
+        print(f"Kategori: {data['category']}  Urgensi: {data['urgency']}  Keparahan: {data['severity']}")
+        print(f"Korban: {cas}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edge.classify import Classifier
+    from edge.clock import SystemClock
+    from edge.errors import ReportError
+    from edge.intake import Intake, Location
+
+    cfg = load_config(args)
+    text = args.text
+    if text == "-":
+        raw = sys.stdin.buffer.read(64 * 1024)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReportError("teks bukan UTF-8 yang sah (text is not valid UTF-8)") from None
+    if (args.lat is None) != (args.lon is None):
+        raise ReportError("--lat dan --lon harus diberikan bersama (give --lat and --lon together)")
+    origin = args.origin or f"operator:{os.environ.get('SUDO_USER') or os.environ.get('USER') or 'pos'}"
+    if not origin.startswith(("!", "operator:")):
+        origin = f"operator:{origin}"
+    location = Location(args.lat, args.lon, "operator") if args.lat is not None else None
+    intake = Intake(cfg, Classifier.load(cfg.classifier.extra_keywords), SystemClock())
+    report = intake.build(text, origin=origin, source="manual", location=location)
+    if not origin.startswith("!"):
+        # typed in by the post's own operator: a known person at the post
+        report = report.with_changes(verified=True)
+    with open_store(cfg) as store:
+        result = store.put(report)
+    if args.json:
+        print_json({"report_id": result.report_id, "ref": report.ref, "category": report.category})
+    else:
+        print(f"Laporan tersimpan #{report.ref} ({report.category.upper()}). Menunggu sinyal ke pusat 112.")
+        print(f"  id: {result.report_id}")
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    with open_store(cfg) as store:
+        rows = store.list(state=args.state, limit=args.limit)
+    if args.json:
+        print_json([row.to_dict() for row in rows])
+        return EXIT_OK
+    if not rows:
+        print("Antrean kosong.")
+        return EXIT_OK
+    for row in rows:
+        r = row.report
+        when = r.observed_at.astimezone().strftime("%d-%m %H:%M")
+        copies = f" x{row.copies}" if row.copies > 1 else ""
+        print(
+            f"#{r.ref} {STATE_LABEL[row.state]:<13} {r.category.upper():<13} {when} {r.origin}{copies}: "
+            f"{r.text_raw[:60]}"
+        )
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.status import post_status, render_status
+
+    cfg = load_config(args)
+    with open_store(cfg) as store:
+        status = post_status(cfg, store)
+    if args.json:
+        print_json(status)
+    else:
+        print(render_status(status))
+    return EXIT_OK if not status["attention"] else EXIT_FAILURE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.daemon import run_daemon
+
+    cfg = load_config(args)
+    setup_logging(cfg.log.level)
+    check_data_dir(cfg)
+    return run_daemon(cfg)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siaga",
+        description="Siaga Relay: emergency reports from village posts to the regency 112 center.",
+    )
+    parser.add_argument(
+        "--config", metavar="PATH", help=f"config file (default: ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="run the post daemon in the foreground (systemd runs this)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="configuration commands")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    pc = csub.add_parser("check", help="validate the config file; exit 78 naming the bad key")
+    pc.add_argument("--center", action="store_true", help="check as a center config (no post identity needed)")
+    pc.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("classify", help="classify a report text (category, urgency, severity, casualties)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("text", help="the report text")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("report", help="store a report typed in by the post operator (e.g. heard over voice radio)")
+    p.add_argument("--json", action="store_true", help="print {report_id} as JSON")
+    p.add_argument("--origin", metavar="ID", help="handset !xxxxxxxx or operator name (default: operator:$USER)")
+    p.add_argument("--lat", type=float, help="latitude of the incident")
+    p.add_argument("--lon", type=float, help="longitude of the incident")
+    p.add_argument("text", help="the report text ('-' reads UTF-8 from stdin)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("queue", help="list the post's reports")
+    p.add_argument("--state", choices=("pending", "sent", "delivered", "rejected"), help="only this state")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("status", help="the post's state for the officer; non-zero exit when something needs attention")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    for register in _extension_registrars():
+        register(sub)
+    return parser
+
+
+def _extension_registrars() -> list[Callable[[Any], None]]:
+    """Subcommands owned by other modules (simulator, firmware, center, demo), imported lazily."""
+    from edge import commands
+
+    return commands.REGISTRARS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SiagaError as exc:
+        print(f"galat: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def format_local(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).astimezone().strftime("%d-%m-%Y %H:%M")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The post's state as the officer and the center see it: queue, radio, uplink, last delivery.
+
+The daemon publishes its live state (radio connected, uplink in use) to a small JSON file in its runtime
+directory (tmpfs under systemd, so the SD card is not written); ``siaga status`` reads it beside the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config
+from edge.store import Store
+
+#: Life-safety work that waits longer than this needs the officer's attention.
+PENDING_ALARM_S = 30 * 60
+
+
+def runtime_dir(cfg: Config) -> Path:
+    env = os.environ.get("RUNTIME_DIRECTORY")
+    return Path(env.split(":")[0]) if env else cfg.node.data_dir
+
+
+def runtime_file(cfg: Config) -> Path:
+    return runtime_dir(cfg) / "runtime.json"
+
+
+def write_runtime(cfg: Config, state: dict[str, Any]) -> None:
+    """Atomically replace the runtime state file (rename: a reader never sees half a file)."""
+    path = runtime_file(cfg)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**state, "updated": time.time(), "pid": os.getpid()}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_runtime(cfg: Config) -> dict[str, Any] | None:
+    try:
+        data = json.loads(runtime_file(cfg).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    pid = data.get("pid")
+    if isinstance(pid, int) and not _alive(pid):
+        return None
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def post_status(cfg: Config, store: Store) -> dict[str, Any]:
+    counts = store.counts()
+    oldest = store.oldest_pending_age_s()
+    last_delivered = store.last_delivered_ts()
+    runtime = read_runtime(cfg)
+    attention: list[str] = []
+    if runtime is None:
+        attention.append("daemon_not_running")
+    elif cfg.radio.meshtastic is not None and runtime.get("radio") != "connected":
+        attention.append("radio_disconnected")
+    if oldest is not None and oldest > PENDING_ALARM_S:
+        attention.append("reports_waiting_long")
+    return {
+        "post_id": cfg.node.post_id,
+        "name": cfg.node.name,
+        "queue": counts,
+        "oldest_pending_age_s": oldest,
+        "last_delivered_at": last_delivered,
+        "daemon": runtime is not None,
+        "radio": (runtime or {}).get("radio", "unknown"),
+        "uplink": (runtime or {}).get("uplink"),
+        "attention": attention,
+    }
+
+
+_ATTENTION_ID = {
+    "daemon_not_running": "Layanan siaga TIDAK berjalan (jalankan: systemctl start siaga)",
+    "radio_disconnected": "Radio TIDAK terhubung: periksa kabel USB radio",
+    "reports_waiting_long": "Ada laporan menunggu lebih dari 30 menit: cari sinyal / periksa uplink",
+}
+
+
+def render_status(status: dict[str, Any]) -> str:
+    q = status["queue"]
+    last = status["last_delivered_at"]
+    last_text = time.strftime("%d-%m-%Y %H:%M", time.localtime(last)) if last else "belum pernah"
+    radio = {"connected": "terhubung", "disconnected": "TIDAK terhubung"}.get(status["radio"], "tidak diketahui")
+    oldest = status["oldest_pending_age_s"]
+    lines = [
+        f"Pos {status['name']} ({status['post_id']})",
+        f"  Radio          : {radio}",
+        f"  Laporan menunggu: {q['pending'] + q['sent']} (belum dikirim {q['pending']}, menunggu konfirmasi {q['sent']})",
+        f"  Diterima 112   : {q['delivered']}   Ditolak: {q['rejected']}",
+        f"  Terakhir ke 112: {last_text}",
+        f"  Uplink sekarang: {status['uplink'] or 'tidak ada'}",
+        f"  Laporan tertua menunggu: {_age(oldest)}",
+    ]
+    if status["attention"]:
+        lines.append("PERLU PERHATIAN:")
+        lines.extend(f"  - {_ATTENTION_ID.get(a, a)}" for a in status["attention"])
+    else:
+        lines.append("Semua baik.")
+    return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60} menit {s % 60} detik"
+    return f"{s // 3600} jam {s % 3600 // 60} menit"

@@ -1,0 +1,646 @@
+"""The post's durable report queue: SQLite in WAL mode with ``synchronous=FULL``.
+
+Rules this module keeps (docs/RELIABILITY.md explains them):
+
+* A report is committed (fsync'd WAL) before :meth:`Store.put` returns; only then may anyone be told.
+* States: ``pending`` → ``sent`` (the broker has it, PUBACK) → ``delivered`` (the center committed it);
+  ``rejected`` when the center refuses it.  A report leaves ``pending``/``sent`` only on the center's ack.
+* Claims are leases, not deletes: a claimed report stays ``pending`` until it is published, and a claim
+  that is never resolved is released after a timeout.
+* Dedup on ``report_id`` and, for mesh packets, on (origin, packet id) within 24 h: a copy heard over
+  another path increments ``copies`` and adds its path, nothing more.
+* Retention removes only ``delivered`` (and old ``rejected``) rows, never a pending or sent one.
+* A damaged file is moved aside and its readable rows salvaged into a fresh file, with a loud log line.
+
+One :class:`Store` may be shared by threads (one connection behind a lock; the meshtastic library calls
+back on its own threads) and several processes may open the same file (the CLI beside the daemon):
+writes take ``BEGIN IMMEDIATE`` and wait on the busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edge.clock import Clock, SystemClock
+from edge.errors import StoreError
+from edge.report import InvalidReport, Report, format_time
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "sent", "delivered", "rejected")
+#: The same mesh packet heard again within this window is a copy, not a new report.
+MESH_DEDUP_WINDOW = timedelta(hours=24)
+#: At most this many paths are kept per report (a packet can echo around a mesh for a long time).
+MAX_PATHS = 16
+BUSY_TIMEOUT_MS = 10_000
+
+migrations = sqlite_utils.Migrations("siaga-post-store")
+
+
+@migrations()
+def m001_reports(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE reports (
+            report_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'delivered', 'rejected')),
+            priority INTEGER NOT NULL,
+            category TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            mesh_packet_id INTEGER,
+            body TEXT NOT NULL,
+            copies INTEGER NOT NULL DEFAULT 1,
+            stored_ts REAL NOT NULL,
+            boot_id TEXT NOT NULL,
+            boot_stored REAL NOT NULL,
+            claim_token TEXT,
+            claim_boot REAL,
+            sent_ts REAL,
+            sent_boot REAL,
+            delivered_ts REAL,
+            rejected_ts REAL,
+            reject_reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            receipt_post TEXT,
+            receipt_center TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX reports_drain ON reports (state, priority, stored_ts)")
+    db.execute("CREATE INDEX reports_mesh ON reports (origin, mesh_packet_id)")
+    db.execute(
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )
+        """
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    report_id: str
+    created: bool
+    copies: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A report as the post keeps it: the report and its delivery bookkeeping."""
+
+    report: Report
+    state: str
+    copies: int
+    attempts: int
+    stored_ts: float
+    boot_id: str
+    boot_stored: float
+    sent_ts: float | None
+    delivered_ts: float | None
+    rejected_ts: float | None
+    reject_reason: str | None
+    claimed: bool
+    receipt_post: str | None
+    receipt_center: str | None
+
+    @property
+    def report_id(self) -> str:
+        return self.report.report_id
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.report.to_dict()
+        out.update(
+            state=self.state,
+            copies=self.copies,
+            attempts=self.attempts,
+            ref=self.report.ref,
+            receipt_post=self.receipt_post,
+            receipt_center=self.receipt_center,
+        )
+        for key in ("sent_ts", "delivered_ts", "rejected_ts"):
+            value = getattr(self, key)
+            out[key.replace("_ts", "_at")] = (
+                format_time(datetime.fromtimestamp(value).astimezone()) if value else None
+            )
+        if self.reject_reason:
+            out["reject_reason"] = self.reject_reason
+        return out
+
+
+class Store:
+    """The durable queue.  Open with :meth:`open`; always :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, clock: Clock) -> None:
+        self.path = path
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None, check: bool = True) -> Store:
+        """Open (creating if needed) the store at ``path``.
+
+        ``check`` runs ``PRAGMA integrity_check``; a damaged file is moved aside and salvaged.
+        """
+        path = Path(path)
+        clock = clock or SystemClock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data directory {path.parent}: {exc.strerror}") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"data directory {path.parent} is not writable by this user")
+        try:
+            conn = _connect(path)
+        except sqlite3.DatabaseError as exc:
+            if not check:
+                raise StoreError(f"cannot open store {path}: {exc}") from None
+            log.error("STORE DAMAGED: %s cannot be opened (%s); salvaging", path, exc)
+            _salvage(path, str(exc))
+            conn = _connect(path)
+        store = cls(path, conn, clock)
+        if check:
+            problem = store._integrity_problem()
+            if problem is not None:
+                store.close()
+                log.error("STORE DAMAGED: %s failed integrity_check (%s); salvaging", path, problem)
+                _salvage(path, problem)
+                store = cls(path, _connect(path), clock)
+        store._migrate()
+        return store
+
+    def _integrity_problem(self) -> str | None:
+        try:
+            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        result = "; ".join(str(r[0]) for r in rows[:5])
+        return None if result == "ok" else result
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._integrity_problem() is None
+
+    def _migrate(self) -> None:
+        with self._write():
+            migrations.apply(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed (fsync'd) on exit, rolled back on any error."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _store_error("begin", exc) from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # a failed COMMIT may already have rolled back
+                if isinstance(exc, sqlite3.Error):
+                    raise _store_error("write", exc) from None
+                raise
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _store_error("read", exc) from None
+
+    # ------------------------------------------------------------------ putting reports in
+    def put(self, report: Report) -> PutResult:
+        """Store ``report`` durably, or count it as a copy of one already stored.
+
+        Returns only after the commit reached the disk.  Raises :class:`StoreError` (disk full,
+        read-only, invalid report) with nothing written.
+        """
+        try:
+            report.validate()
+        except InvalidReport as exc:
+            raise StoreError(f"invalid report: {exc}") from None
+        now = self._clock.now()
+        boot = self._clock.boottime()
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT report_id, body, copies FROM reports WHERE report_id = ?", (report.report_id,)
+            ).fetchone()
+            if existing is None and report.mesh_packet_id is not None:
+                # The same packet heard again on another day boundary or after the id's day changed:
+                # (origin, packet id) within the dedup window is the same report.
+                cutoff = (now - MESH_DEDUP_WINDOW).timestamp()
+                existing = conn.execute(
+                    "SELECT report_id, body, copies FROM reports WHERE origin = ? AND mesh_packet_id = ?"
+                    " AND stored_ts >= ? ORDER BY stored_ts DESC LIMIT 1",
+                    (report.origin, report.mesh_packet_id, cutoff),
+                ).fetchone()
+            if existing is not None:
+                copies = existing["copies"] + 1
+                body = json.loads(existing["body"])
+                paths = body.get("path", [])
+                if report.path and len(paths) < MAX_PATHS:
+                    paths.extend(hop.to_dict() for hop in report.path[: MAX_PATHS - len(paths)])
+                    body["path"] = paths
+                conn.execute(
+                    "UPDATE reports SET copies = ?, body = ? WHERE report_id = ?",
+                    (copies, json.dumps(body, ensure_ascii=False), existing["report_id"]),
+                )
+                return PutResult(existing["report_id"], created=False, copies=copies)
+            conn.execute(
+                "INSERT INTO reports (report_id, priority, category, origin, mesh_packet_id, body,"
+                " stored_ts, boot_id, boot_stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.report_id,
+                    report.priority,
+                    report.category,
+                    report.origin,
+                    report.mesh_packet_id,
+                    json.dumps(report.to_dict(), ensure_ascii=False),
+                    now.timestamp(),
+                    self._clock.boot_id(),
+                    boot,
+                ),
+            )
+        return PutResult(report.report_id, created=True, copies=1)
+
+    # ------------------------------------------------------------------ the drain: claim / sent / ack / release
+    def claim(self, limit: int, *, exclude: Iterable[str] = ()) -> tuple[str, list[StoredReport]]:
+        """Lease up to ``limit`` pending, unclaimed reports in drain order.
+
+        Drain order: life-safety categories first, then oldest.  Returns ``(token, reports)``; the
+        claim is resolved by :meth:`mark_sent`, :meth:`ack` or :meth:`release`, or expires after the
+        timeout given to :meth:`release_stale`.
+        """
+        token = uuid.uuid4().hex
+        skip = list(exclude)
+        boot = self._clock.boottime()
+        with self._write() as conn:
+            placeholders = ",".join("?" * len(skip))
+            extra = f" AND report_id NOT IN ({placeholders})" if skip else ""
+            rows = conn.execute(
+                "SELECT report_id FROM reports WHERE state = 'pending' AND claim_token IS NULL"
+                f"{extra} ORDER BY priority, stored_ts, report_id LIMIT ?",
+                (*skip, limit),
+            ).fetchall()
+            ids = [r["report_id"] for r in rows]
+            conn.executemany(
+                "UPDATE reports SET claim_token = ?, claim_boot = ?, attempts = attempts + 1"
+                " WHERE report_id = ?",
+                [(token, boot, rid) for rid in ids],
+            )
+        return token, self.get_many(ids)
+
+    def mark_sent(self, report_ids: Iterable[str]) -> int:
+        """The broker has these (PUBACK): ``pending`` → ``sent``.  Returns how many changed."""
+        now = self._clock.now().timestamp()
+        boot = self._clock.boottime()
+        ids = list(report_ids)
+        with self._write() as conn:
+            changed = 0
+            for rid in ids:
+                cur = conn.execute(
+                    "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, claim_token = NULL,"
+                    " claim_boot = NULL WHERE report_id = ? AND state = 'pending'",
+                    (now, boot, rid),
+                )
+                changed += cur.rowcount
+        return changed
+
+    def ack(self, report_ids: Iterable[str]) -> list[str]:
+        """The center committed these: → ``delivered``.  Returns the ids that changed state now.
+
+        An ack may overtake the PUBACK (the center can be faster than our callback), so it is
+        accepted from ``pending`` as well as ``sent``.
+        """
+        now = self._clock.now().timestamp()
+        done: list[str] = []
+        with self._write() as conn:
+            for rid in report_ids:
+                cur = conn.execute(
+                    "UPDATE reports SET state = 'delivered', delivered_ts = ?, claim_token = NULL,"
+                    " claim_boot = NULL WHERE report_id = ? AND state IN ('pending', 'sent')",
+                    (now, rid),
+                )
+                if cur.rowcount:
+                    done.append(rid)
+        return done
+
+    def reject(self, report_id: str, reason: str) -> bool:
+        """The center refused this report for good (invalid): → ``rejected`` with the reason."""
+        now = self._clock.now().timestamp()
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE reports SET state = 'rejected', rejected_ts = ?, reject_reason = ?,"
+                " claim_token = NULL, claim_boot = NULL WHERE report_id = ? AND state IN ('pending', 'sent')",
+                (now, reason[:500], report_id),
+            )
+        return bool(cur.rowcount)
+
+    def release(self, report_ids: Iterable[str]) -> int:
+        """Give claimed reports back to the queue (publishing failed); they stay ``pending``."""
+        with self._write() as conn:
+            changed = 0
+            for rid in report_ids:
+                cur = conn.execute(
+                    "UPDATE reports SET claim_token = NULL, claim_boot = NULL"
+                    " WHERE report_id = ? AND state = 'pending'",
+                    (rid,),
+                )
+                changed += cur.rowcount
+        return changed
+
+    def release_stale(self, claim_timeout_s: float, sent_timeout_s: float) -> tuple[int, int]:
+        """Release claims older than ``claim_timeout_s``; return ``sent`` reports unacked for longer
+        than ``sent_timeout_s`` to ``pending``.  Returns (claims released, sent returned)."""
+        boot = self._clock.boottime()
+        boot_id = self._clock.boot_id()
+        with self._write() as conn:
+            # A claim or send from before this boot is stale whatever its age.
+            claims = conn.execute(
+                "UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL"
+                " AND (claim_boot < ? OR claim_boot > ? OR boot_id != ?)",
+                (boot - claim_timeout_s, boot, boot_id),
+            ).rowcount
+            sent = conn.execute(
+                "UPDATE reports SET state = 'pending', sent_ts = NULL, sent_boot = NULL"
+                " WHERE state = 'sent' AND (sent_boot IS NULL OR sent_boot < ? OR sent_boot > ?)",
+                (boot - sent_timeout_s, boot),
+            ).rowcount
+        if claims or sent:
+            log.info("released %d stale claims, %d unacknowledged sent reports back to pending", claims, sent)
+        return claims, sent
+
+    def release_all_claims(self) -> int:
+        """At daemon start: no claim from a previous run is still being worked on."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL"
+            ).rowcount
+
+    def set_receipt(self, report_id: str, which: str, state: str) -> None:
+        """Record the receipt state to the handset (``post`` or ``center``)."""
+        column = {"post": "receipt_post", "center": "receipt_center"}[which]
+        with self._write() as conn:
+            conn.execute(f"UPDATE reports SET {column} = ? WHERE report_id = ?", (state[:64], report_id))
+
+    # ------------------------------------------------------------------ retention
+    def retention(self, days: float) -> int:
+        """Delete delivered and rejected reports older than ``days``; never a pending or sent one."""
+        cutoff = (self._clock.now() - timedelta(days=days)).timestamp()
+        with self._write() as conn:
+            deleted = conn.execute(
+                "DELETE FROM reports WHERE (state = 'delivered' AND delivered_ts < ?)"
+                " OR (state = 'rejected' AND rejected_ts < ?)",
+                (cutoff, cutoff),
+            ).rowcount
+        if deleted:
+            log.info("retention: removed %d delivered reports older than %g days", deleted, days)
+        return deleted
+
+    # ------------------------------------------------------------------ reading
+    def get(self, report_id: str) -> StoredReport | None:
+        found = self.get_many([report_id])
+        return found[0] if found else None
+
+    def get_many(self, report_ids: Sequence[str]) -> list[StoredReport]:
+        if not report_ids:
+            return []
+        out: dict[str, StoredReport] = {}
+        for start in range(0, len(report_ids), 500):
+            chunk = list(report_ids[start : start + 500])
+            rows = self._read(
+                f"SELECT * FROM reports WHERE report_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                out[row["report_id"]] = _row_to_stored(row)
+        return [out[rid] for rid in report_ids if rid in out]
+
+    def list(self, state: str | None = None, limit: int = 1000) -> list[StoredReport]:
+        """Reports in drain order (pending first by priority), newest delivered last."""
+        if state is not None and state not in STATES:
+            raise StoreError(f"unknown state {state!r}; one of {', '.join(STATES)}")
+        where = "WHERE state = ?" if state else ""
+        params: list[Any] = [state] if state else []
+        rows = self._read(
+            f"SELECT * FROM reports {where} ORDER BY CASE state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1"
+            " ELSE 2 END, priority, stored_ts LIMIT ?",
+            [*params, limit],
+        )
+        return [_row_to_stored(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for row in self._read("SELECT state, count(*) AS n FROM reports GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def oldest_pending_age_s(self) -> float | None:
+        """Age of the oldest report not yet delivered (pending or sent), by the boot clock when possible."""
+        rows = self._read(
+            "SELECT stored_ts, boot_id, boot_stored FROM reports WHERE state IN ('pending', 'sent')"
+            " ORDER BY stored_ts LIMIT 1"
+        )
+        if not rows:
+            return None
+        return self.age_s(rows[0]["boot_id"], rows[0]["boot_stored"], rows[0]["stored_ts"])
+
+    def age_s(self, boot_id: str, boot_stored: float, stored_ts: float) -> float:
+        """Seconds since a report was stored: exact while the post has not rebooted."""
+        if boot_id == self._clock.boot_id():
+            return max(0.0, self._clock.boottime() - boot_stored)
+        return max(0.0, self._clock.now().timestamp() - stored_ts)
+
+    def last_delivered_ts(self) -> float | None:
+        rows = self._read("SELECT max(delivered_ts) AS t FROM reports WHERE state = 'delivered'")
+        return rows[0]["t"] if rows and rows[0]["t"] is not None else None
+
+    def meta_get(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def bump_boot_counter(self) -> int:
+        """Count daemon starts (sent in every status so the center sees restarts)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'boot_counter'").fetchone()
+            value = int(row["value"]) + 1 if row else 1
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_counter', ?)", (str(value),))
+        return value
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"store {path}: journal_mode is {mode!r}, WAL did not take (file system?)")
+        conn.execute("PRAGMA synchronous = FULL")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
+            raise StoreError(f"store {path}: synchronous=FULL did not take")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # the schema probe: fails with DatabaseError on a file that is not a database
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _row_to_stored(row: sqlite3.Row) -> StoredReport:
+    return StoredReport(
+        report=Report.from_dict(json.loads(row["body"])),
+        state=row["state"],
+        copies=row["copies"],
+        attempts=row["attempts"],
+        stored_ts=row["stored_ts"],
+        boot_id=row["boot_id"],
+        boot_stored=row["boot_stored"],
+        sent_ts=row["sent_ts"],
+        delivered_ts=row["delivered_ts"],
+        rejected_ts=row["rejected_ts"],
+        reject_reason=row["reject_reason"],
+        claimed=row["claim_token"] is not None,
+        receipt_post=row["receipt_post"],
+        receipt_center=row["receipt_center"],
+    )
+
+
+def _store_error(action: str, exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if "disk is full" in text or "disk I/O" in text:
+        return StoreError(f"{action} failed: the disk is full or failing ({text}); nothing was changed")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"{action} failed: the store is read-only ({text}); nothing was changed")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{action} failed: the store stayed locked by another process ({text})")
+    return StoreError(f"{action} failed: {text}")
+
+
+def _salvage(path: Path, reason: str) -> int:
+    """Move a damaged store aside and copy every readable report into a fresh file.
+
+    Never starts silently clean: the damaged file is kept beside the new one for forensics.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    damaged = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(damaged) + suffix))
+    rows = _readable_rows(damaged)
+    fresh = Store(path, _connect(path), SystemClock())
+    try:
+        fresh._migrate()
+        with fresh._write() as conn:
+            for row in rows:
+                columns = [c for c in row if c in _REPORT_COLUMNS]
+                conn.execute(
+                    f"INSERT OR IGNORE INTO reports ({', '.join(columns)})"
+                    f" VALUES ({', '.join('?' * len(columns))})",
+                    [row[c] for c in columns],
+                )
+    finally:
+        fresh.close()
+    log.error(
+        "STORE DAMAGED (%s): moved to %s, salvaged %d readable reports into a fresh %s",
+        reason,
+        damaged,
+        len(rows),
+        path,
+    )
+    return len(rows)
+
+
+_REPORT_COLUMNS = frozenset(
+    "report_id state priority category origin mesh_packet_id body copies stored_ts boot_id boot_stored"
+    " sent_ts sent_boot delivered_ts rejected_ts reject_reason attempts receipt_post receipt_center".split()
+)
+
+
+def _readable_rows(path: Path) -> list[dict[str, Any]]:
+    """Every report row that can still be read, walking rowids so one bad page loses only its rows."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    conn.row_factory = sqlite3.Row
+    out: list[dict[str, Any]] = []
+    try:
+        try:
+            top = conn.execute("SELECT max(rowid) FROM reports").fetchone()[0] or 0
+        except sqlite3.Error:
+            top = 0
+        rowid = 0
+        while rowid < top:
+            try:
+                rows = conn.execute(
+                    "SELECT rowid AS _rowid, * FROM reports WHERE rowid > ? ORDER BY rowid LIMIT 200", (rowid,)
+                ).fetchall()
+            except sqlite3.Error:
+                rowid += 1
+                continue
+            if not rows:
+                break
+            for row in rows:
+                data = dict(row)
+                rowid = data.pop("_rowid")
+                if _row_is_sound(data):
+                    out.append(data)
+    finally:
+        conn.close()
+    return out
+
+
+def _row_is_sound(data: dict[str, Any]) -> bool:
+    try:
+        Report.from_dict(json.loads(data["body"]))
+    except (InvalidReport, ValueError, TypeError, KeyError):
+        return False
+    return data.get("state") in STATES
+
