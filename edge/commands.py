@@ -8,3 +8,74 @@ from collections.abc import Callable
 from typing import Any
 
 REGISTRARS: list[Callable[[Any], None]] = []
+
+
+def _firmware_check(args: Any) -> int:
+    from firmware_config.profiles import firmware_check
+
+    return firmware_check(args)
+
+
+def _firmware_apply(args: Any) -> int:
+    from firmware_config.profiles import firmware_apply
+
+    return firmware_apply(args)
+
+
+def register_firmware(sub: Any) -> None:
+    """``siaga firmware check|apply`` (firmware_config/profiles.py)."""
+    roles = ("handset", "router", "gateway")
+    p = sub.add_parser("firmware", help="Meshtastic radio profiles: check offline, apply to a radio")
+    fsub = p.add_subparsers(dest="firmware_command", metavar="ACTION")
+    fsub.required = True
+    pc = fsub.add_parser("check", help="check the profiles offline (920-923 MHz, no keys)")
+    pc.add_argument("profiles", nargs="*", help="profile YAML files (default: the shipped three)")
+    pc.add_argument("--role", choices=roles, help="role to check a custom profile file against")
+    pc.set_defaults(func=_firmware_check)
+    pa = fsub.add_parser("apply", help="apply a profile to a radio and read it back to verify")
+    pa.add_argument("--role", choices=roles, required=True, help="which profile to apply")
+    target = pa.add_mutually_exclusive_group(required=True)
+    target.add_argument("--port", help="serial device of the radio, e.g. /dev/ttyUSB0")
+    target.add_argument("--host", help="TCP address of a Wi-Fi radio, host[:4403]")
+    pa.add_argument("--channel-url", help="the regency's private channel URL (else the key file is used)")
+    pa.add_argument(
+        "--psk-file",
+        default="/var/lib/siaga/channel.psk",
+        help="regency channel key file: read if present, else created (0600) with a new random key",
+    )
+    pa.add_argument("--channel-name", default="Siaga112", help="primary channel name used with the key file")
+    pa.set_defaults(func=_firmware_apply)
+
+
+REGISTRARS.append(register_firmware)
+
+
+def _simulate(args: Any) -> int:
+    from edge.simulator import main_simulate
+
+    return main_simulate(args)
+
+
+def register_simulate(sub: Any) -> None:
+    """``siaga simulate`` (edge/simulator.py): a simulated Meshtastic device on TCP and/or a pty."""
+    p = sub.add_parser("simulate", help="run a simulated Meshtastic device (TCP and/or pty), play a scenario")
+    p.add_argument("--listen", metavar="HOST:PORT", help="serve the TCP stream API (firmware uses port 4403)")
+    p.add_argument("--pty", metavar="PATH", help="create a pseudo-terminal and make PATH a symlink to it")
+    p.add_argument("--scenario", metavar="FILE", help="JSON-lines scenario to play (docs/SIMULATOR.md)")
+    p.add_argument("--speed", type=float, default=1.0, help="time compression factor (default 1)")
+    p.add_argument("--record", metavar="FILE", help="append every packet the client sends as JSON lines")
+    p.add_argument("--state", metavar="FILE", help="keep the device config in this JSON file")
+    p.add_argument("--node", default="!5a6a0001", help="this device's node id (default !5a6a0001)")
+    p.add_argument("--long-name", default="Pos Siaga (simulasi)", help="this device's long name")
+    p.add_argument("--short-name", default="SIM1", help="this device's short name (max 4 characters)")
+    p.add_argument("--clock", action="store_true", help="the device has a clock: packets carry rx_time")
+    p.add_argument("--offline-queue", type=int, default=30, help="packets kept while no client (default 30)")
+    p.add_argument("--seed", type=int, help="random seed (packet ids, channel key, garbage)")
+    p.add_argument("--wait-client", action="store_true", help="start the scenario at the first handshake")
+    p.add_argument("--exit-after-scenario", action="store_true", help="exit once the scenario has played")
+    p.add_argument("--linger", type=float, default=1.0, help="stay up after the scenario (default 1 s)")
+    p.add_argument("--no-config-reboot", action="store_true", help="no reboot after config changes")
+    p.set_defaults(func=_simulate)
+
+
+REGISTRARS.append(register_simulate)

@@ -171,6 +171,9 @@ class Store:
             raise StoreError(f"data directory {path.parent} is not writable by this user")
         try:
             conn = _connect(path)
+        except sqlite3.OperationalError as exc:
+            # I/O, locking, permissions, full disk: the file may be fine; never "salvage" it
+            raise _store_error(f"open {path}", exc) from None
         except sqlite3.DatabaseError as exc:
             if not check:
                 raise StoreError(f"cannot open store {path}: {exc}") from None
@@ -185,7 +188,11 @@ class Store:
                 log.error("STORE DAMAGED: %s failed integrity_check (%s); salvaging", path, problem)
                 _salvage(path, problem)
                 store = cls(path, _connect(path), clock)
-        store._migrate()
+        try:
+            store._migrate()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _integrity_problem(self) -> str | None:
@@ -623,15 +630,25 @@ def _readable_rows(path: Path) -> list[dict[str, Any]]:
                     "SELECT rowid AS _rowid, * FROM reports WHERE rowid > ? ORDER BY rowid LIMIT 200", (rowid,)
                 ).fetchall()
             except sqlite3.Error:
-                rowid += 1
-                continue
-            if not rows:
+                # a bad page somewhere in this window: read the window row by row, skipping the bad ones
+                rows = []
+                for single in range(rowid + 1, min(rowid + 200, top) + 1):
+                    try:
+                        rows.extend(
+                            conn.execute("SELECT rowid AS _rowid, * FROM reports WHERE rowid = ?", (single,))
+                        )
+                    except sqlite3.Error:
+                        continue
+                rowid = min(rowid + 200, top)
+            if not rows and rowid >= top:
                 break
             for row in rows:
                 data = dict(row)
-                rowid = data.pop("_rowid")
+                rowid = max(rowid, data.pop("_rowid"))
                 if _row_is_sound(data):
                     out.append(data)
+            if not rows:
+                rowid += 200
     finally:
         conn.close()
     return out

@@ -1,0 +1,931 @@
+"""The 112 center's persistence: one interface, two implementations (SQLite and PostgreSQL).
+
+Open with :func:`open_storage` (``sqlite:///path/center.db`` or ``postgresql://user@host:5432/db``); always
+:meth:`CenterStorage.close`.  Every method is one transaction; :meth:`CenterStorage.ingest` commits a whole
+MQTT batch at once, and the receiver acknowledges to the post only after it returned.  Times are UTC epoch
+seconds in the database and timezone-aware datetimes in the API.
+
+Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON columns are TEXT):
+
+``reports`` — one row per report, however many copies arrived
+    report_id TEXT PK (the first id seen), post_id (first post that delivered it), origin, mesh_packet_id,
+    category, urgency, severity, mode, msg_type, text_raw, lat, lon, verified (0/1),
+    body (the Report JSON, edge.report.Report.to_dict), observed_post_ts (what the post's clock said),
+    stored_post_ts, received_ts (center clock, first copy), observed_est_ts (estimated true observed time,
+    see :func:`estimate_observed`), age_s, age_source ("boot" exact | "wall" post rebooted since storing),
+    post_sent_ts (post's clock at send), copies (distinct posts that delivered it), status (triage, default
+    "baru"; see STATUSES), incident_id, updated_ts.
+``report_copies`` — each post's copy: PK (report_id, post_id)
+    wire_report_id (the id that post used: differs from report_id when a mesh packet's UTC day differed),
+    first_received_ts, last_received_ts, receipts (how often that post sent it: QoS 1 redelivery, resends),
+    path (JSON list of PathHop dicts), age_s, observed_est_ts.
+``posts`` — presence, from the retained ``status`` topic
+    post_id PK, regency, state ("online" | "offline"), status (last status JSON), status_ts (center clock),
+    boot_counter, version, first_seen_ts, last_report_ts.
+``replies`` — staff replies to a handset (the ``cmd`` topic) and their delivery state
+    cmd_id PK, report_id, post_id, regency, to_node, text, created_by, created_ts, state (see REPLY_STATES),
+    state_ts, detail.
+``schema_migrations`` — name PK, applied_ts.  Other center modules add tables by appending a
+    :class:`Migration` to :data:`MIGRATIONS` (SQL for both dialects) before opening.
+
+Methods: ingest, record_status, posts, get_post, list_reports, get_report, copies, set_status, counts,
+create_reply, set_reply_state, get_reply, replies, query/execute (an escape hatch with ``?`` placeholders
+for modules that own their own tables), close.
+
+Dedup rules (docs/PROTOCOL.md): the same report_id is one report; a post that sends it again adds a receipt
+to its copy; another post adds a copy.  A mesh report's id carries the UTC day the post believed it was, so
+a mesh report also matches an existing report of the same (origin, mesh_packet_id) whose estimated observed
+time is within ±36 h.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edge.errors import CenterError
+from edge.report import InvalidReport, Report
+
+log = logging.getLogger(__name__)
+
+#: Triage states (CENTER.md): baru → diterima → diverifikasi / duplikat / palsu → dikirim → selesai.
+STATUSES = ("baru", "diterima", "diverifikasi", "duplikat", "palsu", "dikirim", "selesai")
+#: A reply moves only forward through these; ``failed`` may follow any of them.
+REPLY_STATES = ("queued", "published", "received", "sent", "delivered", "failed")
+#: A mesh report with the same (origin, packet id) within this window of estimated time is the same report.
+MESH_MATCH_WINDOW = timedelta(hours=36)
+MAX_REPLY_CHARS = 200  # one LoRa text frame, with "112: " in front
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    sqlite: str
+    postgresql: str
+
+
+_REPORTS_SQL = """
+CREATE TABLE reports (
+    report_id TEXT PRIMARY KEY,
+    post_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    mesh_packet_id BIGINT,
+    category TEXT NOT NULL,
+    urgency TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    msg_type TEXT NOT NULL,
+    text_raw TEXT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    verified INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL,
+    observed_post_ts DOUBLE PRECISION NOT NULL,
+    stored_post_ts DOUBLE PRECISION NOT NULL,
+    received_ts DOUBLE PRECISION NOT NULL,
+    observed_est_ts DOUBLE PRECISION NOT NULL,
+    age_s DOUBLE PRECISION NOT NULL,
+    age_source TEXT NOT NULL,
+    post_sent_ts DOUBLE PRECISION,
+    copies INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'baru',
+    incident_id TEXT,
+    updated_ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX reports_received ON reports (received_ts);
+CREATE INDEX reports_mesh ON reports (origin, mesh_packet_id);
+CREATE INDEX reports_post ON reports (post_id, received_ts);
+CREATE TABLE report_copies (
+    report_id TEXT NOT NULL REFERENCES reports (report_id) ON DELETE CASCADE,
+    post_id TEXT NOT NULL,
+    wire_report_id TEXT NOT NULL,
+    first_received_ts DOUBLE PRECISION NOT NULL,
+    last_received_ts DOUBLE PRECISION NOT NULL,
+    receipts INTEGER NOT NULL DEFAULT 1,
+    path TEXT NOT NULL DEFAULT '[]',
+    age_s DOUBLE PRECISION NOT NULL,
+    observed_est_ts DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (report_id, post_id)
+);
+CREATE INDEX report_copies_wire ON report_copies (wire_report_id);
+CREATE TABLE posts (
+    post_id TEXT PRIMARY KEY,
+    regency TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT '{}',
+    status_ts DOUBLE PRECISION,
+    boot_counter BIGINT,
+    version TEXT,
+    first_seen_ts DOUBLE PRECISION NOT NULL,
+    last_report_ts DOUBLE PRECISION
+);
+CREATE TABLE replies (
+    cmd_id TEXT PRIMARY KEY,
+    report_id TEXT NOT NULL REFERENCES reports (report_id),
+    post_id TEXT NOT NULL,
+    regency TEXT NOT NULL,
+    to_node TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ts DOUBLE PRECISION NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    state_ts DOUBLE PRECISION NOT NULL,
+    detail TEXT
+);
+CREATE INDEX replies_report ON replies (report_id);
+CREATE INDEX replies_state ON replies (state);
+"""
+
+#: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
+MIGRATIONS: list[Migration] = [Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL)]
+
+
+# ---------------------------------------------------------------------------- value types
+@dataclass(frozen=True, slots=True)
+class IncomingReport:
+    """One report as the receiver got it off the wire, before it is stored."""
+
+    report: Report
+    post_id: str  # from the topic (the receiver has checked it equals report.post_id)
+    received_at: datetime
+    age_s: float
+    age_source: str  # "boot" | "wall"
+    post_sent_at: datetime | None = None
+    regency: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    wire_report_id: str  # the id the post used: acknowledge this one
+    report_id: str  # the center's id for it (differs for a mesh copy matched by packet id)
+    created: bool
+    copies: int
+
+
+@dataclass(frozen=True, slots=True)
+class CenterReport:
+    report: Report
+    post_id: str
+    received_at: datetime
+    observed_est: datetime
+    age_s: float
+    age_source: str
+    copies: int
+    status: str
+    incident_id: str | None
+    updated_at: datetime
+
+    @property
+    def report_id(self) -> str:
+        return self.report.report_id
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.report.to_dict()
+        out.update(
+            ref=self.report.ref,
+            received_at=_iso(self.received_at),
+            observed_est=_iso(self.observed_est),
+            age_s=round(self.age_s, 3),
+            age_source=self.age_source,
+            copies=self.copies,
+            status=self.status,
+            incident_id=self.incident_id,
+            updated_at=_iso(self.updated_at),
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCopy:
+    report_id: str
+    post_id: str
+    wire_report_id: str
+    first_received_at: datetime
+    last_received_at: datetime
+    receipts: int
+    path: list[dict[str, Any]]
+    age_s: float
+    observed_est: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PostPresence:
+    post_id: str
+    regency: str
+    state: str
+    status: dict[str, Any]
+    status_at: datetime | None
+    boot_counter: int | None
+    version: str | None
+    first_seen_at: datetime
+    last_report_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "post_id": self.post_id,
+            "regency": self.regency,
+            "state": self.state,
+            "status": self.status,
+            "status_at": _iso(self.status_at),
+            "boot_counter": self.boot_counter,
+            "version": self.version,
+            "first_seen_at": _iso(self.first_seen_at),
+            "last_report_at": _iso(self.last_report_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    cmd_id: str
+    report_id: str
+    post_id: str
+    regency: str
+    to_node: str
+    text: str
+    created_by: str
+    created_at: datetime
+    state: str
+    state_at: datetime
+    detail: str | None = None
+
+    def command(self) -> dict[str, Any]:
+        """The ``cmd`` the post receives (sync.protocol.encode_command builds the envelope around it)."""
+        return {
+            "cmd_id": self.cmd_id,
+            "type": "reply",
+            "report_id": self.report_id,
+            "to": self.to_node,
+            "text": self.text,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.command(),
+            "post_id": self.post_id,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+            "state": self.state,
+            "state_at": _iso(self.state_at),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    post_id: str | None = None
+    category: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def estimate_observed(report: Report, received_at: datetime, age_s: float) -> datetime:
+    """The true time a report was observed, by the center's clock.
+
+    ``age_s`` is how long before sending the post stored it (exact from the boot clock when the post has not
+    rebooted since); observed → stored is taken from the post's own clock, which is consistent over such
+    a short span even when it is wrong by years.  Transit time through the broker is not subtracted: it
+    makes the estimate late by at most the message's time in flight.
+    """
+    lead = (report.stored_at - report.observed_at).total_seconds()
+    lead = min(max(lead, 0.0), 86400.0)
+    return received_at - timedelta(seconds=max(age_s, 0.0) + lead)
+
+
+# ---------------------------------------------------------------------------- the interface
+class CenterStorage(ABC):
+    """Everything the center persists.  Thread-safe: one connection behind a lock."""
+
+    dialect: str = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- dialect hooks
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        """Execute one statement; return a cursor-like object with fetchall/fetchone/rowcount."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def _lock_mesh(self, origin: str, packet_id: int) -> None:  # noqa: B027 - optional hook
+        """Serialise concurrent ingests of one mesh packet across receivers (PostgreSQL only)."""
+
+    # -- plumbing
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise CenterError("center storage is closed")
+            self._begin()
+            try:
+                yield
+                self._commit()
+            except BaseException:
+                try:
+                    self._rollback()
+                except Exception:  # the original error matters more
+                    log.debug("rollback failed", exc_info=True)
+                raise
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self._run(sql, params)
+        if cur.description is None:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Read rows with ``?`` placeholders (for modules that own their own tables)."""
+        with self.transaction():
+            return self._rows(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement with ``?`` placeholders in its own transaction; returns rowcount."""
+        with self.transaction():
+            return int(self._run(sql, params).rowcount)
+
+    def migrate(self) -> None:
+        with self.transaction():
+            self._run(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"
+                " applied_ts DOUBLE PRECISION NOT NULL)",
+                (),
+            )
+            done = {r["name"] for r in self._rows("SELECT name FROM schema_migrations")}
+        for migration in MIGRATIONS:
+            if migration.name in done:
+                continue
+            sql = migration.postgresql if self.dialect == "postgresql" else migration.sqlite
+            with self.transaction():
+                for statement in _statements(sql):
+                    self._run(statement, ())
+                self._run(
+                    "INSERT INTO schema_migrations (name, applied_ts) VALUES (?, ?)",
+                    (migration.name, time.time()),
+                )
+            log.info("center storage: applied migration %s", migration.name)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    def __enter__(self) -> CenterStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reports
+    def ingest(self, items: Sequence[IncomingReport]) -> list[IngestResult]:
+        """Store a batch of reports idempotently in ONE transaction; returns one result per item.
+
+        Raises :class:`CenterError` with nothing stored when the database fails.
+        """
+        results: list[IngestResult] = []
+        try:
+            with self.transaction():
+                for item in items:
+                    results.append(self._ingest_one(item))
+        except CenterError:
+            raise
+        except Exception as exc:
+            raise CenterError(f"storing {len(items)} reports failed: {exc}") from exc
+        return results
+
+    def _ingest_one(self, item: IncomingReport) -> IngestResult:
+        report = item.report
+        rid = report.report_id
+        received = item.received_at.timestamp()
+        est = estimate_observed(report, item.received_at, item.age_s).timestamp()
+        canonical = self._find_canonical(report, est)
+        path = json.dumps([hop.to_dict() for hop in report.path], ensure_ascii=False)
+        if canonical is None:
+            self._run(
+                "INSERT INTO reports (report_id, post_id, origin, mesh_packet_id, category, urgency,"
+                " severity, mode, msg_type, text_raw, lat, lon, verified, body, observed_post_ts,"
+                " stored_post_ts,"
+                " received_ts, observed_est_ts, age_s, age_source, post_sent_ts, copies, status, updated_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'baru', ?)",
+                (
+                    rid,
+                    item.post_id,
+                    report.origin,
+                    report.mesh_packet_id,
+                    report.category,
+                    report.urgency,
+                    report.severity,
+                    report.mode,
+                    report.msg_type,
+                    report.text_raw,
+                    report.lat,
+                    report.lon,
+                    int(report.verified),
+                    json.dumps(report.to_dict(), ensure_ascii=False),
+                    report.observed_at.timestamp(),
+                    report.stored_at.timestamp(),
+                    received,
+                    est,
+                    item.age_s,
+                    item.age_source,
+                    item.post_sent_at.timestamp() if item.post_sent_at else None,
+                    received,
+                ),
+            )
+            self._insert_copy(rid, item, path, est)
+            self._touch_post(item, received)
+            return IngestResult(rid, rid, created=True, copies=1)
+        copy = self._rows(
+            "SELECT receipts FROM report_copies WHERE report_id = ? AND post_id = ?",
+            (canonical, item.post_id),
+        )
+        if copy:
+            self._run(
+                "UPDATE report_copies SET receipts = receipts + 1, last_received_ts = ?"
+                " WHERE report_id = ? AND post_id = ?",
+                (received, canonical, item.post_id),
+            )
+            copies = self._rows("SELECT copies FROM reports WHERE report_id = ?", (canonical,))[0]["copies"]
+        else:
+            self._insert_copy(canonical, item, path, est)
+            self._run(
+                "UPDATE reports SET copies = copies + 1, updated_ts = ? WHERE report_id = ?",
+                (received, canonical),
+            )
+            copies = self._rows("SELECT copies FROM reports WHERE report_id = ?", (canonical,))[0]["copies"]
+        self._touch_post(item, received)
+        return IngestResult(rid, canonical, created=False, copies=int(copies))
+
+    def _find_canonical(self, report: Report, est: float) -> str | None:
+        rid = report.report_id
+        if self._rows("SELECT 1 AS x FROM reports WHERE report_id = ?", (rid,)):
+            return rid
+        alias = self._rows("SELECT report_id FROM report_copies WHERE wire_report_id = ? LIMIT 1", (rid,))
+        if alias:
+            return str(alias[0]["report_id"])
+        if report.mesh_packet_id is None:
+            return None
+        self._lock_mesh(report.origin, report.mesh_packet_id)
+        window = MESH_MATCH_WINDOW.total_seconds()
+        rows = self._rows(
+            "SELECT report_id, observed_est_ts FROM reports WHERE origin = ? AND mesh_packet_id = ?"
+            " AND observed_est_ts BETWEEN ? AND ?",
+            (report.origin, report.mesh_packet_id, est - window, est + window),
+        )
+        if not rows:
+            return None
+        rows.sort(key=lambda r: abs(r["observed_est_ts"] - est))
+        return str(rows[0]["report_id"])
+
+    def _insert_copy(self, report_id: str, item: IncomingReport, path: str, est: float) -> None:
+        received = item.received_at.timestamp()
+        self._run(
+            "INSERT INTO report_copies (report_id, post_id, wire_report_id, first_received_ts,"
+            " last_received_ts, receipts, path, age_s, observed_est_ts) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            (report_id, item.post_id, item.report.report_id, received, received, path, item.age_s, est),
+        )
+
+    def _touch_post(self, item: IncomingReport, received: float) -> None:
+        cur = self._run("UPDATE posts SET last_report_ts = ? WHERE post_id = ?", (received, item.post_id))
+        if not cur.rowcount:
+            self._run(
+                "INSERT INTO posts (post_id, regency, state, status, first_seen_ts, last_report_ts)"
+                " VALUES (?, ?, 'unknown', '{}', ?, ?)",
+                (item.post_id, item.regency, received, received),
+            )
+
+    def list_reports(self, flt: ReportFilter | None = None) -> list[CenterReport]:
+        """Reports newest first (by center receipt time)."""
+        flt = flt or ReportFilter()
+        where, params = [], []
+        for column in ("post_id", "category", "status"):
+            value = getattr(flt, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.since is not None:
+            where.append("received_ts >= ?")
+            params.append(flt.since.timestamp())
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        limit = max(1, min(int(flt.limit), 10_000))
+        rows = self.query(
+            f"SELECT * FROM reports {clause} ORDER BY received_ts DESC, report_id LIMIT ? OFFSET ?",
+            (*params, limit, max(0, int(flt.offset))),
+        )
+        return [_row_to_report(r) for r in rows]
+
+    def get_report(self, report_id: str) -> CenterReport | None:
+        """A report by its id or by the id any post used for its copy."""
+        with self.transaction():
+            rows = self._rows("SELECT * FROM reports WHERE report_id = ?", (report_id,))
+            if not rows:
+                rows = self._rows(
+                    "SELECT r.* FROM reports r JOIN report_copies c ON c.report_id = r.report_id"
+                    " WHERE c.wire_report_id = ? LIMIT 1",
+                    (report_id,),
+                )
+        return _row_to_report(rows[0]) if rows else None
+
+    def copies(self, report_id: str) -> list[ReportCopy]:
+        rows = self.query(
+            "SELECT * FROM report_copies WHERE report_id = ? ORDER BY first_received_ts, post_id",
+            (report_id,),
+        )
+        return [
+            ReportCopy(
+                report_id=r["report_id"],
+                post_id=r["post_id"],
+                wire_report_id=r["wire_report_id"],
+                first_received_at=_dt(r["first_received_ts"]),
+                last_received_at=_dt(r["last_received_ts"]),
+                receipts=int(r["receipts"]),
+                path=json.loads(r["path"]),
+                age_s=float(r["age_s"]),
+                observed_est=_dt(r["observed_est_ts"]),
+            )
+            for r in rows
+        ]
+
+    def set_status(self, report_id: str, status: str, *, incident_id: str | None = None) -> bool:
+        if status not in STATUSES:
+            raise CenterError(f"status harus salah satu dari {', '.join(STATUSES)}; bukan {status!r}")
+        with self.transaction():
+            cur = self._run(
+                "UPDATE reports SET status = ?, incident_id = COALESCE(?, incident_id), updated_ts = ?"
+                " WHERE report_id = ?",
+                (status, incident_id, time.time(), report_id),
+            )
+            return bool(cur.rowcount)
+
+    def counts(self) -> dict[str, int]:
+        with self.transaction():
+            reports = self._rows("SELECT count(*) AS n, coalesce(sum(copies), 0) AS c FROM reports")[0]
+            posts = self._rows("SELECT count(*) AS n FROM posts")[0]
+            replies = self._rows("SELECT count(*) AS n FROM replies")[0]
+        return {
+            "reports": int(reports["n"]),
+            "copies": int(reports["c"]),
+            "posts": int(posts["n"]),
+            "replies": int(replies["n"]),
+        }
+
+    # -- presence
+    def record_status(
+        self,
+        post_id: str,
+        regency: str,
+        status: Mapping[str, Any],
+        received_at: datetime,
+        *,
+        retained: bool = False,
+    ) -> None:
+        """Record a post's status message (``state`` online/offline).  A retained copy replayed at the
+        center's start does not move ``status_ts`` forward: it is old news."""
+        state = str(status.get("state", "online"))
+        boot = status.get("boot")
+        version = status.get("version")
+        ts = received_at.timestamp()
+        body = json.dumps(dict(status), ensure_ascii=False)
+        with self.transaction():
+            existing = self._rows("SELECT status_ts FROM posts WHERE post_id = ?", (post_id,))
+            if not existing:
+                self._run(
+                    "INSERT INTO posts (post_id, regency, state, status, status_ts, boot_counter, version,"
+                    " first_seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        post_id,
+                        regency,
+                        state,
+                        body,
+                        ts,
+                        boot if isinstance(boot, int) else None,
+                        version if isinstance(version, str) else None,
+                        ts,
+                    ),
+                )
+                return
+            if retained and existing[0]["status_ts"] is not None:
+                return
+            self._run(
+                "UPDATE posts SET regency = ?, state = ?, status = ?, status_ts = ?,"
+                " boot_counter = COALESCE(?, boot_counter), version = COALESCE(?, version) WHERE post_id = ?",
+                (
+                    regency,
+                    state,
+                    body,
+                    ts,
+                    boot if isinstance(boot, int) else None,
+                    version if isinstance(version, str) else None,
+                    post_id,
+                ),
+            )
+
+    def posts(self) -> list[PostPresence]:
+        return [_row_to_post(r) for r in self.query("SELECT * FROM posts ORDER BY post_id")]
+
+    def get_post(self, post_id: str) -> PostPresence | None:
+        rows = self.query("SELECT * FROM posts WHERE post_id = ?", (post_id,))
+        return _row_to_post(rows[0]) if rows else None
+
+    # -- replies
+    def create_reply(self, report_id: str, text: str, created_by: str) -> Reply:
+        """Queue a reply to the handset that sent ``report_id``, via the post that delivered it first."""
+        text = text.strip()
+        if not text or len(text) > MAX_REPLY_CHARS or "\x00" in text:
+            raise CenterError(f"teks balasan harus 1-{MAX_REPLY_CHARS} karakter")
+        found = self.get_report(report_id)
+        if found is None:
+            raise CenterError(f"laporan {report_id!r} tidak ditemukan")
+        origin = found.report.origin
+        if not origin.startswith("!"):
+            raise CenterError(
+                f"laporan {report_id!r} tidak berasal dari handset (asal {origin}); tidak bisa dibalas"
+            )
+        regency = self._rows_one("SELECT regency FROM posts WHERE post_id = ?", (found.post_id,))
+        now = time.time()
+        reply = Reply(
+            cmd_id=str(uuid.uuid4()),
+            report_id=found.report_id,
+            post_id=found.post_id,
+            regency=(regency or {}).get("regency") or "",
+            to_node=origin,
+            text=text,
+            created_by=created_by[:64] or "?",
+            created_at=_dt(now),
+            state="queued",
+            state_at=_dt(now),
+        )
+        with self.transaction():
+            self._run(
+                "INSERT INTO replies (cmd_id, report_id, post_id, regency, to_node, text, created_by,"
+                " created_ts, state, state_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (
+                    reply.cmd_id,
+                    reply.report_id,
+                    reply.post_id,
+                    reply.regency,
+                    reply.to_node,
+                    reply.text,
+                    reply.created_by,
+                    now,
+                    now,
+                ),
+            )
+        return reply
+
+    def _rows_one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def set_reply_state(self, cmd_id: str, state: str, *, detail: str | None = None) -> bool:
+        """Move a reply forward (never back: a late "sent" after "delivered" changes nothing)."""
+        if state not in REPLY_STATES:
+            raise CenterError(f"unknown reply state {state!r}")
+        with self.transaction():
+            rows = self._rows("SELECT state FROM replies WHERE cmd_id = ?", (cmd_id,))
+            if not rows:
+                return False
+            current = rows[0]["state"]
+            if current == state or (
+                state != "failed"
+                and current != "failed"
+                and REPLY_STATES.index(state) < REPLY_STATES.index(current)
+            ):
+                return False
+            if current in ("delivered", "failed") and state == "failed":
+                return False
+            self._run(
+                "UPDATE replies SET state = ?, state_ts = ?, detail = COALESCE(?, detail) WHERE cmd_id = ?",
+                (state, time.time(), detail[:200] if detail else None, cmd_id),
+            )
+            return True
+
+    def get_reply(self, cmd_id: str) -> Reply | None:
+        rows = self.query("SELECT * FROM replies WHERE cmd_id = ?", (cmd_id,))
+        return _row_to_reply(rows[0]) if rows else None
+
+    def replies(
+        self, *, report_id: str | None = None, state: str | None = None, limit: int = 500
+    ) -> list[Reply]:
+        where, params = [], []
+        if report_id is not None:
+            where.append("report_id = ?")
+            params.append(report_id)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.query(
+            f"SELECT * FROM replies {clause} ORDER BY created_ts LIMIT ?", (*params, int(limit))
+        )
+        return [_row_to_reply(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------- SQLite
+class SqliteStorage(CenterStorage):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise CenterError(f"cannot open center database {path}: {exc}") from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise CenterError(f"center database {path}: journal_mode is {mode!r}, WAL did not take")
+            # the ack to the post promises the report is on disk: fsync every commit
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 10000")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CenterError(f"cannot open center database {path}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self._conn.execute("ROLLBACK")
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        try:
+            return self._conn.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise CenterError(f"database: {exc}") from None
+
+    def _close(self) -> None:
+        self._conn.close()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+class PostgresStorage(CenterStorage):
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        import psycopg
+
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise CenterError(f"cannot connect to PostgreSQL {_safe_dsn(dsn)}: {_first_line(exc)}") from None
+
+    def _begin(self) -> None:
+        self._run("BEGIN", ())
+
+    def _commit(self) -> None:
+        self._run("COMMIT", ())
+
+    def _rollback(self) -> None:
+        self._run("ROLLBACK", ())
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        try:
+            return self._conn.execute(_pg_sql(sql), tuple(params), prepare=False)
+        except self._psycopg.Error as exc:
+            raise CenterError(f"database: {_first_line(exc)}") from None
+
+    def _lock_mesh(self, origin: str, packet_id: int) -> None:
+        self._run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{origin}/{packet_id}",))
+
+    def _close(self) -> None:
+        self._conn.close()
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _pg_sql(sql: str) -> str:
+    # our SQL never contains a literal '?' or '%': placeholders translate one to one
+    return _PLACEHOLDER.sub("%s", sql)
+
+
+def open_storage(url: str) -> CenterStorage:
+    """Open (and migrate) the storage named by ``url``.  Raises :class:`CenterError`."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        storage: CenterStorage = SqliteStorage(Path(url[len("sqlite:///") - 1 :]))
+    elif url.startswith(("postgresql://", "postgres://")):
+        storage = PostgresStorage(url)
+    else:
+        raise CenterError(f"unknown database URL {_safe_dsn(url)!r}: use sqlite:///PATH or postgresql://...")
+    try:
+        storage.migrate()
+    except BaseException:
+        storage.close()
+        raise
+    return storage
+
+
+# ---------------------------------------------------------------------------- helpers
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+def _dt(ts: float | None) -> datetime:
+    return datetime.fromtimestamp(float(ts or 0.0), UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _safe_dsn(dsn: str) -> str:
+    """A DSN without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _row_to_report(r: Mapping[str, Any]) -> CenterReport:
+    try:
+        report = Report.from_dict(json.loads(r["body"]))
+    except (InvalidReport, ValueError) as exc:
+        raise CenterError(f"stored report {r['report_id']} is unreadable: {exc}") from None
+    return CenterReport(
+        report=report,
+        post_id=r["post_id"],
+        received_at=_dt(r["received_ts"]),
+        observed_est=_dt(r["observed_est_ts"]),
+        age_s=float(r["age_s"]),
+        age_source=r["age_source"],
+        copies=int(r["copies"]),
+        status=r["status"],
+        incident_id=r["incident_id"],
+        updated_at=_dt(r["updated_ts"]),
+    )
+
+
+def _row_to_post(r: Mapping[str, Any]) -> PostPresence:
+    try:
+        status = json.loads(r["status"] or "{}")
+    except ValueError:
+        status = {}
+    return PostPresence(
+        post_id=r["post_id"],
+        regency=r["regency"],
+        state=r["state"],
+        status=status if isinstance(status, dict) else {},
+        status_at=_dt(r["status_ts"]) if r["status_ts"] is not None else None,
+        boot_counter=r["boot_counter"],
+        version=r["version"],
+        first_seen_at=_dt(r["first_seen_ts"]),
+        last_report_at=_dt(r["last_report_ts"]) if r["last_report_ts"] is not None else None,
+    )
+
+
+def _row_to_reply(r: Mapping[str, Any]) -> Reply:
+    return Reply(
+        cmd_id=r["cmd_id"],
+        report_id=r["report_id"],
+        post_id=r["post_id"],
+        regency=r["regency"],
+        to_node=r["to_node"],
+        text=r["text"],
+        created_by=r["created_by"],
+        created_at=_dt(r["created_ts"]),
+        state=r["state"],
+        state_at=_dt(r["state_ts"]),
+        detail=r["detail"],
+    )

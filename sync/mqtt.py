@@ -1,0 +1,327 @@
+"""The only module that imports paho-mqtt: one MQTT v5 connection to one broker, paho codes → SyncError.
+
+:class:`MqttLink` is deliberately small: open (TCP/TLS + CONNECT, waits for CONNACK), subscribe (waits for
+SUBACK), publish, ack, close.  It does not reconnect by itself: its owner (the post's uplink, the center's
+receiver) decides when and to which broker URL, and opens a fresh link each time.  Callbacks arrive on
+paho's network thread through :class:`LinkHandler`; handlers must be quick (queue work, do not block).
+
+Security: TLS verifies the broker's certificate and host name against ``ca_file`` (or the system CAs);
+a client certificate is optional; the password comes from ``$SIAGA_MQTT_PASSWORD`` or ``password_file``
+and is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.config import TlsMqttConfig, read_secret
+from edge.errors import ConfigError, SyncError
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "SIAGA_MQTT_PASSWORD"
+_DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883, "ws": 80, "wss": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    url: str
+    host: str
+    port: int
+    tls: bool
+    websockets: bool
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ConfigError("mqtt.url", url, "must be a URL like mqtts://host:8883")
+        return cls(
+            url=url,
+            host=parts.hostname,
+            port=parts.port or _DEFAULT_PORTS[scheme],
+            tls=scheme in ("mqtts", "ssl", "wss"),
+            websockets=scheme in ("ws", "wss"),
+            path=parts.path or "/mqtt",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+
+
+class LinkHandler(Protocol):
+    def on_message(self, link: MqttLink, message: Message) -> None: ...
+
+    def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None: ...
+
+    def on_disconnected(self, link: MqttLink, reason: str) -> None: ...
+
+
+class MqttLink:
+    """One MQTT v5 connection with a persistent session (clean_start False, session expiry)."""
+
+    def __init__(
+        self,
+        settings: TlsMqttConfig,
+        broker: BrokerAddress,
+        *,
+        client_id: str,
+        handler: LinkHandler,
+        section: str = "mqtt",
+        will: Will | None = None,
+        session_expiry_s: int = 7 * 86400,
+        manual_ack: bool = False,
+        max_inflight: int = 20,
+    ) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self._settings = settings
+        self._handler = handler
+        self._section = section
+        self._session_expiry_s = session_expiry_s
+        self._connected = threading.Event()
+        self._connack: threading.Event = threading.Event()
+        self._connack_error: str | None = None
+        self._session_present = False
+        self._suback: dict[int, list[ReasonCode]] = {}
+        self._suback_cv = threading.Condition()
+        self._closed = False
+        self._down_reported = False
+        self._lock = threading.Lock()
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5,
+            transport="websockets" if broker.websockets else "tcp",
+            # reconnecting is our owner's decision (broker URL order, backoff, route changes)
+            reconnect_on_failure=False,
+            manual_ack=manual_ack,
+        )
+        client.max_inflight_messages_set(max(1, max_inflight))
+        client.max_queued_messages_set(0)
+        if broker.websockets:
+            client.ws_set_options(path=broker.path)
+        if settings.username:
+            password = read_secret(settings.password_file, PASSWORD_ENV)
+            client.username_pw_set(settings.username, password)
+        if broker.tls:
+            client.tls_set_context(self._tls_context())
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self._settings
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cafile=str(s.ca_file) if s.ca_file else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{self._section}.ca_file", str(s.ca_file), f"cannot be loaded: {exc}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        if s.cert_file is not None:
+            try:
+                context.load_cert_chain(str(s.cert_file), str(s.key_file) if s.key_file else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"{self._section}.cert_file", str(s.cert_file), f"cannot be loaded with key_file: {exc}"
+                ) from None
+        return context
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self, timeout: float = 10.0) -> bool:
+        """Connect and wait for CONNACK.  Returns whether the broker kept our session.
+
+        Raises :class:`SyncError` naming the broker and the reason (refused, TLS, credentials...).
+        """
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._session_expiry_s
+        self._client.connect_timeout = timeout
+        try:
+            rc = self._client.connect(
+                self.broker.host,
+                self.broker.port,
+                keepalive=self._settings.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise SyncError(f"{self.broker.url}: TLS certificate rejected: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            raise SyncError(f"{self.broker.url}: TLS failed: {exc.reason or exc}") from None
+        except (OSError, ValueError) as exc:
+            raise SyncError(f"{self.broker.url}: cannot connect: {_os_reason(exc)}") from None
+        _check_rc(rc, f"{self.broker.url}: connect")
+        self._client.loop_start()
+        if not self._connack.wait(timeout):
+            self.abort()
+            raise SyncError(f"{self.broker.url}: no CONNACK within {timeout:g} s")
+        if self._connack_error is not None:
+            self.abort()
+            raise SyncError(f"{self.broker.url}: broker refused the connection: {self._connack_error}")
+        return self._session_present
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and not self._closed
+
+    def close(self, *, send_will: bool = False, timeout: float = 2.0) -> None:
+        """Disconnect politely (DISCONNECT packet).  ``send_will`` asks the broker to publish our Last Will
+        anyway (MQTT v5 reason 0x04), which is how a stopping post says ``offline``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._connected.is_set():
+            code = ReasonCode(PacketTypes.DISCONNECT, identifier=0x04 if send_will else 0x00)
+            self._client.disconnect(reasoncode=code)
+            done = threading.Event()
+            waiter = threading.Thread(target=lambda: (self._client.loop_stop(), done.set()), daemon=True)
+            waiter.start()
+            if done.wait(timeout):
+                waiter.join()
+                return
+        self._shutdown_socket()
+        self._client.loop_stop()
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT (the broker will publish our Last Will)."""
+        with self._lock:
+            self._closed = True
+        self._shutdown_socket()
+        self._client.loop_stop()
+
+    def _shutdown_socket(self) -> None:
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ traffic
+    def subscribe(self, topics: Sequence[tuple[str, int]], timeout: float = 10.0) -> None:
+        """Subscribe and wait for SUBACK; a refused topic (ACL) raises SyncError."""
+        try:
+            rc, mid = self._client.subscribe(list(topics))
+        except ValueError as exc:
+            raise SyncError(f"subscribe: {exc}") from None
+        _check_rc(rc, "subscribe")
+        assert mid is not None
+        with self._suback_cv:
+            if not self._suback_cv.wait_for(lambda: mid in self._suback or self._closed, timeout):
+                raise SyncError(f"{self.broker.url}: no SUBACK within {timeout:g} s")
+            codes = self._suback.pop(mid, [])
+        refused = [t for (t, _), c in zip(topics, codes, strict=False) if c.is_failure]
+        if refused or len(codes) != len(topics):
+            raise SyncError(f"{self.broker.url}: subscription refused for {refused or list(topics)}")
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Queue a publish; returns its mid (PUBACK arrives as ``on_published``).  Raises SyncError."""
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as exc:
+            raise SyncError(f"publish: {exc}") from None
+        _check_rc(info.rc, "publish")
+        return int(info.mid)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a received message (manual_ack mode): only after it is safely handled."""
+        self._client.ack(mid, qos)
+
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
+        if reason.is_failure:
+            self._connack_error = str(reason)
+        else:
+            self._session_present = bool(flags.session_present)
+            self._connected.set()
+        self._connack.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        with self._suback_cv:
+            self._suback_cv.notify_all()
+        if was_connected and not self._down_reported:
+            self._down_reported = True
+            self._handler.on_disconnected(self, str(reason))
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        self._handler.on_message(
+            self, Message(msg.topic, bytes(msg.payload), int(msg.qos), bool(msg.retain), int(msg.mid))
+        )
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
+        self._handler.on_published(self, mid, not reason.is_failure, str(reason))
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        with self._suback_cv:
+            self._suback[mid] = list(codes)
+            self._suback_cv.notify_all()
+
+
+def open_first(
+    urls: Sequence[str], make: Callable[[BrokerAddress], MqttLink], *, timeout: float = 10.0
+) -> tuple[MqttLink, bool]:
+    """Try broker URLs in order; return the first link that connects and its session_present flag."""
+    errors = []
+    for url in urls:
+        link = make(BrokerAddress.parse(url))
+        try:
+            return link, link.open(timeout)
+        except SyncError as exc:
+            link.abort()
+            errors.append(str(exc))
+            log.debug("broker %s failed: %s", url, exc)
+    raise SyncError("no broker reachable: " + "; ".join(errors))
+
+
+def _check_rc(rc: int, action: str) -> None:
+    if rc != paho.MQTT_ERR_SUCCESS:
+        raise SyncError(f"{action} failed: {paho.error_string(rc)}")
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"name resolution failed ({exc.strerror})"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,64 @@
+"""Fixtures shared by the whole suite.  Integration fixtures (mosquitto, simulator) live in their own
+modules under tests/ and are imported by the tests that need them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SIAGA = [sys.executable, "-m", "edge.cli"]
+
+
+def write_post_config(directory: Path, post_id: str = "oebubun", extra: str = "") -> Path:
+    """A minimal valid post config with its data_dir inside ``directory``."""
+    data_dir = directory / "data"
+    path = directory / "siaga.toml"
+    path.write_text(
+        f"""
+[node]
+post_id = "{post_id}"
+regency = "ttu"
+name = "Oebubun"
+data_dir = "{data_dir}"
+lat = -9.3853
+lon = 124.3544
+
+[[handsets]]
+id = "!a1b2c3d4"
+officer = "Yohanes Taek"
+village = "Oebubun"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def post_config(tmp_path: Path) -> Path:
+    return write_post_config(tmp_path)
+
+
+@pytest.fixture
+def run_siaga() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the CLI as a real subprocess (exit codes, stdout and stderr as an operator sees them)."""
+
+    def run(*args: str, config: Path | None = None, input: str | bytes | None = None, **kw: object):
+        argv = [*SIAGA]
+        if config is not None:
+            argv += ["--config", str(config)]
+        argv += list(args)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.pop("SIAGA_CONFIG", None)
+        text = not isinstance(input, bytes)
+        return subprocess.run(
+            argv, input=input, capture_output=True, text=text, env=env, timeout=60, cwd=REPO, **kw  # type: ignore[call-overload]
+        )
+
+    return run

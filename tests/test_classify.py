@@ -1,0 +1,350 @@
+"""The Indonesian report classifier: categories, canned texts, casualties, accuracy, extension files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.classify import CANNED_MESSAGES, Classification, Classifier, classify, default_classifier
+from edge.errors import ConfigError
+from edge.report import CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualties
+
+DATA = Path(__file__).parent / "data" / "labelled_reports.jsonl"
+# a copy of ../shared/corpus/reports_sample.jsonl, kept in the repo so CI always has it
+SAMPLE = Path(__file__).resolve().parent / "data" / "reports_sample.jsonl"
+# The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
+TUNING_SIZE = 141
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _accuracy(rows: list[dict]) -> tuple[float, float, list[str]]:
+    clf = default_classifier()
+    cat = cas = 0
+    misses = []
+    for row in rows:
+        got = clf.classify(row["text"])
+        cat += got.category == row["category"]
+        cas += got.casualties.to_dict() == row["casualties"]
+        if got.category != row["category"] or got.casualties.to_dict() != row["casualties"]:
+            misses.append(f"{row['text']!r}: {got.category} {got.casualties.to_dict()}")
+    return cat / len(rows), cas / len(rows), misses
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("rumah warga terbakar, tlg kirim damkar", "kebakaran"),
+        ("kbakaran di pasar Kefamenanu", "kebakaran"),
+        ("bnjir masuk rumah di Biboki", "banjir"),
+        ("lngsor tutup jalan ke Oelolok", "longsor"),
+        ("angin puting beliung rusak atap", "angin"),
+        ("gempa kuat, dinding retak", "gempa"),
+        ("kcelakaan motor di Naiola", "kecelakaan"),
+        ("ibu mau melahirkan, butuh ambulans", "medis"),
+        ("motor dicuri di depan gereja", "kriminal"),
+        ("pendaki tersesat di Mutis", "sar"),
+        ("ular kobra masuk rumah", "hewan"),
+        ("pohon tumbang tutup jalan", "infrastruktur"),
+        ("tolong kami", "sos"),
+        ("api sudah padam, situasi aman", "aman"),
+        ("banjir sdh surut", "aman"),
+        ("halo tes radio", "lainnya"),
+        ("TOLOOONG!!!", "sos"),
+        ("KeBaKaRaN di Insana!!!", "kebakaran"),
+    ],
+)
+def test_categories(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+def test_hazard_outranks_its_consequences() -> None:
+    # people hurt in a crash: the category is the crash, not "medis"
+    assert classify("tabrakan motor, 2 org luka berat").category == "kecelakaan"
+    # an all-clear about a fire is "aman", not another fire
+    assert classify("kebakaran di Oebubun sudah padam").category == "aman"
+    # a negated all-clear is not an all-clear
+    assert classify("belum aman, api masih besar").category == "kebakaran"
+
+
+def test_common_words_are_not_taken_for_typos() -> None:
+    assert classify("dia bilang pada hari sabtu").category == "lainnya"  # bilang ≠ hilang, pada ≠ padam
+    assert classify("pukul 3 sore ada rapat").category == "lainnya"  # pukul 3 is a time
+    assert classify("cek sinyal dari pos").category == "lainnya"
+    assert classify("bakar sampah saja").category == "lainnya"  # saja ≠ sajam
+    assert classify("gmpa terasa kuat").category == "gempa"  # but a dropped inner letter is a typo
+
+
+@pytest.mark.parametrize("text", CANNED_MESSAGES)
+def test_canned_messages(text: str) -> None:
+    result = classify(text)
+    assert result.canned
+    assert result.category != "lainnya"
+    assert (
+        result.category
+        == {
+            "DARURAT MEDIS": "medis",
+            "KEBAKARAN": "kebakaran",
+            "BANJIR": "banjir",
+            "LONGSOR": "longsor",
+            "KECELAKAAN": "kecelakaan",
+            "KRIMINAL": "kriminal",
+            "BUTUH EVAKUASI": "sar",
+            "AMAN / SELESAI": "aman",
+        }[text]
+    )
+
+
+def test_canned_set_is_the_handset_set() -> None:
+    assert set(CANNED_MESSAGES) == {
+        "DARURAT MEDIS",
+        "KEBAKARAN",
+        "BANJIR",
+        "LONGSOR",
+        "KECELAKAAN",
+        "KRIMINAL",
+        "BUTUH EVAKUASI",
+        "AMAN / SELESAI",
+    }
+    assert not classify("DARURAT MEDIS di dusun 3").canned
+    assert classify("DARURAT MEDIS di dusun 3").category == "medis"
+
+
+@pytest.mark.parametrize("text", ["SOS-TN02 detected", "Pos Oelbonak detected", "btn1 DETECTED "])
+def test_detection_sensor_button_is_sos(text: str) -> None:
+    result = classify(text)
+    assert (result.category, result.canned, result.urgency) == ("sos", True, "Immediate")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tiga orang luka", {"injured": 3}),
+        ("2 meninggal", {"dead": 2}),
+        ("2 org tewas", {"dead": 2}),
+        ("5 warga hilang", {"missing": 5}),
+        ("empat anak keracunan", {"affected": 4}),
+        ("10 KK mengungsi", {"affected": 10}),
+        ("sebelas siswa keracunan", {"affected": 11}),
+        ("dua belas orang luka", {"injured": 12}),
+        ("dua puluh tiga jiwa mengungsi", {"affected": 23}),
+        ("seratus dua puluh KK mengungsi", {"affected": 120}),
+        ("seorang warga tewas", {"dead": 1}),
+        ("laka, 4 org luka, 1 md", {"injured": 4, "dead": 1}),
+        ("tabrakan, 2 luka berat satu meninggal", {"injured": 2, "dead": 1}),
+        ("korban meninggal 2 orang", {"dead": 2}),
+        ("luka-luka 2 org", {"injured": 2}),
+        ("puluhan warga mengungsi", {}),  # a vague count is unknown, not zero
+        ("dua rumah terbakar", {}),  # houses are not people
+        ("dua ekor babi mati", {}),
+        ("listrik padam 2 hari", {}),
+        ("jam 3 org luka", {}),  # "jam 3" is a time; no count given
+        ("tidak ada korban", {}),
+    ],
+)
+def test_casualties(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+def test_cap_fields() -> None:
+    sos = classify("tolong")
+    assert (sos.urgency, sos.severity) == ("Immediate", "Severe")
+    dead = classify("kebakaran, 2 org meninggal")
+    assert dead.severity == "Extreme"
+    clear = classify("AMAN / SELESAI")
+    assert (clear.urgency, clear.severity) == ("Past", "Minor")
+    other = classify("halo tes radio")
+    assert (other.urgency, other.severity, other.certainty) == ("Unknown", "Unknown", "Unknown")
+    assert classify("katanya ada kebakaran di Noemuti").certainty == "Likely"
+    assert classify("ada kebakaran di Noemuti").certainty == "Observed"
+
+
+def test_to_dict_shape() -> None:
+    out = classify("kbakaran rumah, 1 balita meninggal").to_dict()
+    assert out == {
+        "category": "kebakaran",
+        "urgency": "Immediate",
+        "severity": "Extreme",
+        "certainty": "Observed",
+        "event": "Kebakaran",
+        "canned": False,
+        "casualties": {"dead": 1},
+    }
+    json.dumps(out)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "\x00\x01\x02", "🔥🔥🔥", "1234567890123", "?!.,;", "a" * 10_000]
+)
+def test_odd_input_is_lainnya_or_valid(text: str) -> None:
+    result = classify(text)
+    assert result.category in CATEGORIES
+    assert isinstance(result.casualties, Casualties)
+
+
+def test_empty_is_lainnya() -> None:
+    assert classify("").category == "lainnya"
+    assert classify("...").category == "lainnya"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_never_raises_on_any_text(text: str) -> None:
+    result = classify(text)
+    assert isinstance(result, Classification)
+    assert result.category in CATEGORIES
+    assert result.urgency in URGENCIES
+    assert result.severity in SEVERITIES
+    assert result.certainty in CERTAINTIES
+    Casualties.from_dict(result.casualties.to_dict())  # counts stay within the model's range
+
+
+words = st.sampled_from(
+    [
+        "tlg",
+        "org",
+        "2",
+        "dua",
+        "puluh",
+        "belas",
+        "luka",
+        "meninggal",
+        "api",
+        "tidak",
+        "ada",
+        "sudah",
+        "aman",
+        "banjir",
+        "seratus",
+        "ribu",
+        "se",
+        "korban",
+        "jam",
+        "KK",
+        "hilang",
+        "detected",
+        "rumah",
+        "ekor",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(words, max_size=12))
+def test_never_raises_on_keyword_soup(parts: list[str]) -> None:
+    result = classify(" ".join(parts))
+    assert result.category in CATEGORIES
+    Casualties.from_dict(result.casualties.to_dict())
+
+
+# -- accuracy: quality assertions on labelled data, not timings -------------------------------------
+
+
+def test_accuracy_on_shared_sample() -> None:
+    cat, cas, misses = _accuracy(_rows(SAMPLE))
+    assert cat >= 0.95, misses
+    assert cas >= 0.95, misses
+
+
+def test_labelled_set_is_big_and_valid() -> None:
+    rows = _rows(DATA)
+    assert len(rows) >= 180
+    for row in rows:
+        assert set(row) == {"text", "category", "casualties"}
+        assert row["category"] in CATEGORIES
+        Casualties.from_dict(row["casualties"])
+    assert {row["category"] for row in rows} == set(CATEGORIES)
+
+
+def test_accuracy_on_tuning_part() -> None:
+    cat, cas, misses = _accuracy(_rows(DATA)[:TUNING_SIZE])
+    assert cat >= 0.95, misses
+    assert cas >= 0.95, misses
+
+
+def test_accuracy_on_held_out_part() -> None:
+    cat, cas, misses = _accuracy(_rows(DATA)[TUNING_SIZE:])
+    assert cat >= 0.95, misses
+    assert cas >= 0.95, misses
+
+
+# -- regency extension files ------------------------------------------------------------------------
+
+METO = """
+# Uab Meto (Dawan) words for the Miomaffo valley
+[categories.kebakaran]
+strong = ["ai naek"]
+keywords = ["ai"]
+
+[categories.banjir]
+keywords = ["oe naek"]
+
+[synonyms]
+atoni = "orang"
+
+[numbers.words]
+nua = 2
+teun = 3
+"bo'es" = 10
+
+[canned]
+"AI NAEK" = "kebakaran"
+"""
+
+
+def test_extension_adds_uab_meto_words(tmp_path: Path) -> None:
+    ext = tmp_path / "meto.toml"
+    ext.write_text(METO, encoding="utf-8")
+    assert classify("ai naek di Noemuti").category == "lainnya"
+    clf = Classifier.load([ext])
+    assert clf.classify("ai naek di Noemuti").category == "kebakaran"
+    assert clf.classify("oe naek di Oelolok").category == "banjir"
+    assert clf.classify("teun atoni luka").casualties.to_dict() == {"injured": 3}
+    assert clf.classify("bo'es atoni mengungsi").casualties.to_dict() == {"affected": 10}
+    assert clf.classify("AI NAEK").canned
+    # the packaged words still work
+    assert clf.classify("bnjir di Biboki").category == "banjir"
+
+
+@pytest.mark.parametrize(
+    ("content", "key_part", "reason_part"),
+    [
+        ('[categories.kebakar]\nkeywords = ["x"]\n', "categories.kebakar", "not a category"),
+        ("[categories.banjir]\nkeywords = [3]\n", "categories.banjir.keywords[0]", "must be a string"),
+        ('[categories.banjir]\nkeywords = ["  "]\n', "categories.banjir.keywords[0]", "at least one letter"),
+        ('[categories.banjir]\nkeywords = "oe"\n', "categories.banjir.keywords", "must be a list"),
+        ('[categories.banjir]\nurgency = "Now"\n', "categories.banjir.urgency", "Immediate"),
+        ('[categories.banjir]\nkeywrds = ["oe"]\n', "categories.banjir.keywrds", "not a known key"),
+        ("[kategori]\nx = 1\n", "kategori", "not a known key"),
+        ('[canned]\n"AI" = "api"\n', "canned", "must be one of"),
+        ("[numbers.words]\nnua = -2\n", "numbers.words.nua", "0-100000"),
+        ('[synonyms]\n"dua kata" = "x"\n', "synonyms.dua kata", "single word"),
+        ("[categories.banjir\n", "meto.toml", "not valid TOML"),
+    ],
+)
+def test_invalid_extension_names_file_and_key(
+    tmp_path: Path, content: str, key_part: str, reason_part: str
+) -> None:
+    ext = tmp_path / "meto.toml"
+    ext.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert str(ext) in info.value.key
+    assert key_part in info.value.key
+    assert reason_part in info.value.reason
+
+
+def test_missing_extension_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([tmp_path / "nope.toml"])
+    assert "nope.toml" in info.value.key
+
+
+def test_default_classifier_is_cached() -> None:
+    assert default_classifier() is default_classifier()

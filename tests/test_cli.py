@@ -1,0 +1,163 @@
+"""The `siaga` command line as an operator uses it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from edge.cli import build_parser
+from edge.store import Store
+from tests.conftest import REPO, write_post_config
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, prefix: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{prefix} {name}".strip())
+                    walk(sub, f"{prefix} {name}")
+            elif action.dest != "help" and not action.help:
+                missing.append(f"{prefix} {action.dest}")
+
+    walk(parser, "siaga")
+    assert not missing, f"commands/options without help text: {missing}"
+
+
+def test_report_queue_status_round_trip(post_config: Path, run_siaga) -> None:
+    result = run_siaga("report", "--json", "--origin", "!a1b2c3d4", "tlg ada kbakaran di rumah warga", config=post_config)
+    assert result.returncode == 0, result.stderr
+    report_id = json.loads(result.stdout)["report_id"]
+
+    result = run_siaga("report", "--lat", "-9.45", "--lon", "124.48", "BANJIR dusun 2", config=post_config)
+    assert result.returncode == 0, result.stderr
+    assert "Laporan tersimpan #" in result.stdout and "BANJIR" in result.stdout
+
+    result = run_siaga("queue", "--json", config=post_config)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    by_id = {r["report_id"]: r for r in rows}
+    first = by_id[report_id]
+    assert first["state"] == "pending" and first["category"] == "kebakaran"
+    assert first["origin"] == "!a1b2c3d4" and first["copies"] == 1
+    assert first["text_raw"] == "tlg ada kbakaran di rumah warga"
+    assert first["verified"] is True and first["callback"]["officer"] == "Yohanes Taek"
+    assert first["loc_source"] == "post"
+    flood = next(r for r in rows if r["category"] == "banjir")
+    assert (flood["lat"], flood["lon"], flood["loc_source"]) == (-9.45, 124.48, "operator")
+    assert flood["origin"].startswith("operator:")
+
+    result = run_siaga("queue", config=post_config)
+    assert "menunggu" in result.stdout and "KEBAKARAN" in result.stdout
+
+    result = run_siaga("status", "--json", config=post_config)
+    status = json.loads(result.stdout)
+    assert status["queue"] == {"pending": 2, "sent": 0, "delivered": 0, "rejected": 0}
+    assert result.returncode == 1  # no daemon running: needs attention
+    assert "daemon_not_running" in status["attention"]
+    result = run_siaga("status", config=post_config)
+    assert "Laporan menunggu" in result.stdout and "PERLU PERHATIAN" in result.stdout
+
+
+def test_classify_json(run_siaga) -> None:
+    result = run_siaga("classify", "--json", "tiga orang luka kecelakaan motor")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["category"] == "kecelakaan"
+    assert data["casualties"]["injured"] == 3
+    assert set(data) >= {"category", "urgency", "severity", "casualties"}
+
+
+def test_text_over_4_kib_is_refused(post_config: Path, run_siaga) -> None:
+    result = run_siaga("report", "a" * 4097, config=post_config)
+    assert result.returncode == 1
+    assert "4096 bytes" in result.stderr
+    assert _count(post_config) == 0
+
+
+def test_invalid_utf8_is_refused(post_config: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [
+        sys.executable.encode(),
+        b"-m",
+        b"edge.cli",
+        b"--config",
+        str(post_config).encode(),
+        b"report",
+        b"rumah \xff\xfe terbakar",
+    ]
+    result = subprocess.run(argv, capture_output=True, env=env, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert b"UTF-8" in result.stderr
+    result = subprocess.run(
+        argv[:-1] + [b"-"], input=b"banjir \xc3\x28", capture_output=True, env=env, cwd=REPO, timeout=60
+    )
+    assert result.returncode == 1
+    assert b"UTF-8" in result.stderr
+    assert _count(post_config) == 0
+
+
+def test_report_from_stdin(post_config: Path, run_siaga) -> None:
+    result = run_siaga("report", "--json", "-", config=post_config, input="longsor menimpa jalan desa")
+    assert result.returncode == 0, result.stderr
+    assert _count(post_config) == 1
+
+
+def test_usage_errors_exit_2(post_config: Path, run_siaga) -> None:
+    assert run_siaga("report", config=post_config).returncode == 2
+    assert run_siaga("nonsense", config=post_config).returncode == 2
+    result = run_siaga("report", "--lat", "-9.4", "BANJIR", config=post_config)
+    assert result.returncode == 1 and "--lon" in result.stderr
+
+
+def test_disk_full_cli_exit_1_nothing_half_stored(tmp_path: Path) -> None:
+    """The data_dir on a tiny tmpfs: reports go in until the disk is full, then a clear error, exit 1,
+    and the store keeps every report that was acknowledged."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True)
+    assert mounted.returncode == 0, f"this test needs root to mount a tmpfs: {mounted.stderr!r}"
+    try:
+        config = write_post_config(mount)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        stored = 0
+        failure = None
+        for i in range(200):
+            result = subprocess.run(
+                [sys.executable, "-m", "edge.cli", "--config", str(config), "report", f"BANJIR {i} " + "x" * 3000],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=REPO,
+                timeout=60,
+            )
+            if result.returncode != 0:
+                failure = result
+                break
+            stored += 1
+        assert failure is not None, "the tmpfs never filled up"
+        assert failure.returncode == 1, failure.stderr
+        assert "disk" in failure.stderr and "full" in failure.stderr, failure.stderr
+        assert "Traceback" not in failure.stderr
+        with Store.open(mount / "data" / "post.db", check=True) as store:
+            assert store.integrity_ok()
+            assert store.counts()["pending"] == stored
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _count(config: Path) -> int:
+    db = config.parent / "data" / "post.db"
+    if not db.exists():
+        return 0
+    with Store.open(db) as store:
+        return sum(store.counts().values())
