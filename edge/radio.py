@@ -291,7 +291,7 @@ class RadioBridge:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._send_lock = threading.Lock()
-        self._inbox: queue.Queue[tuple[float, Mapping[str, Any]] | None] = queue.Queue(INBOX_MAX)
+        self._inbox: queue.Queue[tuple[float, Mapping[str, Any], int | None] | None] = queue.Queue(INBOX_MAX)
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         self._last_rx = 0.0
@@ -333,8 +333,14 @@ class RadioBridge:
         connecting = self._connecting
         if connecting is not None:
             _abort_connect(connecting)
+        # The link first (no new packets), then the inbox: what the radio already handed us is in RAM
+        # only and is still stored before we return.
+        threads = {t.name: t for t in self._threads}
+        link = threads.get("radio-link")
+        if link is not None:
+            link.join(max(0.05, deadline - time.monotonic()))
         with contextlib.suppress(queue.Full):
-            self._inbox.put_nowait(None)
+            self._inbox.put(None, timeout=max(0.05, deadline - time.monotonic()))
         for thread in self._threads:
             thread.join(max(0.05, deadline - time.monotonic()))
             if thread.is_alive():
@@ -422,7 +428,9 @@ class RadioBridge:
             if interface is not self._iface or not isinstance(packet, Mapping):
                 return
             self._last_rx = time.monotonic()
-            self._inbox.put((time.perf_counter(), packet), timeout=1.0)
+            my_info = interface.myInfo
+            my_num = int(my_info.my_node_num) if my_info is not None else self._my_num
+            self._inbox.put((time.perf_counter(), packet, my_num), timeout=1.0)
         except queue.Full:
             self.count("inbox_full")
         except Exception:
@@ -458,9 +466,9 @@ class RadioBridge:
             item = self._inbox.get()
             if item is None:
                 return
-            _t0, packet = item
+            _t0, packet, my_num = item
             try:
-                event = packet_to_event(packet, self._my_num)
+                event = packet_to_event(packet, my_num)
             except Exception:
                 self.count("bad.packet")
                 log.exception("radio: could not read a packet dict")
@@ -607,9 +615,10 @@ class RadioBridge:
 
     def _close(self, iface: MeshInterface) -> None:
         # close() stops the library's non-daemon heartbeat timer: without it the process cannot exit.
+        # Not under the send lock: a send stuck in the library (it waits ~30 s for a lost link) must
+        # not delay closing.
         try:
-            with self._send_lock:
-                iface.close()
+            iface.close()
         except (Exception, SystemExit) as exc:
             log.debug("radio: close: %s", exc)
 
