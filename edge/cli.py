@@ -150,7 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_queue(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     with open_store(cfg) as store:
-        rows = store.list(state=args.state, limit=args.limit)
+        rows = store.list_reports(state=args.state, limit=args.limit)
     if args.json:
         print_json([row.to_dict() for row in rows])
         return EXIT_OK

@@ -395,7 +395,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return None
         return _convert(inner[0], value, key)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key + ".")  # type: ignore[type-var]
+        return _build(hint, value, key + ".")  # type: ignore[arg-type]
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(key, value, "must be a list")

@@ -763,10 +763,26 @@ class SimulatedDevice:
         with self._rng_lock:
             return self._rng.randint(1, 0xFFFFFFFF)
 
-    def _post(self, fn: Callable[[], None]) -> None:
+    def _post(self, fn: Callable[[], None], wait: bool = True) -> None:
+        """Run ``fn`` on the loop thread; by default return once it has run (or the device stopped)."""
+        if threading.current_thread() is self._thread or self._thread is None:
+            fn()  # before start() (state set-up) or from the loop itself
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                done.set()
+
         with self._posted_lock:
-            self._posted.append(fn)
+            self._posted.append(run)
         self._wake()
+        if wait:
+            while not done.wait(0.1):
+                if self._thread is None or not self._thread.is_alive():
+                    return
 
     def _wake(self) -> None:
         if self._wake_w is not None:
@@ -791,18 +807,21 @@ class SimulatedDevice:
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
-                for key, mask in self._sel.select(timeout):
-                    self._guard(functools.partial(key.data, mask), "I/O handler")
-                now = time.monotonic()
-                while self._timers and self._timers[0][0] <= now and not self._stopping:
-                    _, _, fn = heapq.heappop(self._timers)
-                    self._guard(fn, "timer")
+                events = self._sel.select(timeout)
+                # Requests first: one posted before the client wrote something must be in effect
+                # when that something is handled in this same round.
                 while not self._stopping:
                     with self._posted_lock:
                         if not self._posted:
                             break
                         fn = self._posted.popleft()
                     self._guard(fn, "request")
+                for key, mask in events:
+                    self._guard(functools.partial(key.data, mask), "I/O handler")
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now and not self._stopping:
+                    _, _, fn = heapq.heappop(self._timers)
+                    self._guard(fn, "timer")
         finally:
             self._close_all()
 

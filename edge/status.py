@@ -100,7 +100,8 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"Pos {status['name']} ({status['post_id']})",
         f"  Radio          : {radio}",
-        f"  Laporan menunggu: {q['pending'] + q['sent']} (belum dikirim {q['pending']}, menunggu konfirmasi {q['sent']})",
+        f"  Laporan menunggu: {q['pending'] + q['sent']}"
+        f" (belum dikirim {q['pending']}, menunggu konfirmasi {q['sent']})",
         f"  Diterima 112   : {q['delivered']}   Ditolak: {q['rejected']}",
         f"  Terakhir ke 112: {last_text}",
         f"  Uplink sekarang: {status['uplink'] or 'tidak ada'}",

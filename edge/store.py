@@ -93,6 +93,45 @@ def m001_reports(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_nodes(db: sqlite_utils.Database) -> None:
+    # Radios the post has heard (edge/nodes.py): names, and the last position with when it was heard
+    # (wall clock, and boot id + CLOCK_BOOTTIME so the age stays exact while the post has not rebooted).
+    db.execute(
+        """
+        CREATE TABLE nodes (
+            num INTEGER PRIMARY KEY,
+            long_name TEXT,
+            short_name TEXT,
+            lat REAL,
+            lon REAL,
+            altitude INTEGER,
+            accuracy_m REAL,
+            pos_ts REAL,
+            pos_boot_id TEXT,
+            pos_boot REAL,
+            heard_ts REAL
+        )
+        """
+    )
+
+
+#: Columns of the ``nodes`` table, in order (edge/nodes.py reads and writes rows of these).
+NODE_COLUMNS = (
+    "num",
+    "long_name",
+    "short_name",
+    "lat",
+    "lon",
+    "altitude",
+    "accuracy_m",
+    "pos_ts",
+    "pos_boot_id",
+    "pos_boot",
+    "heard_ts",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PutResult:
     report_id: str
@@ -135,9 +174,7 @@ class StoredReport:
         )
         for key in ("sent_ts", "delivered_ts", "rejected_ts"):
             value = getattr(self, key)
-            out[key.replace("_ts", "_at")] = (
-                format_time(datetime.fromtimestamp(value).astimezone()) if value else None
-            )
+            out[key.replace("_ts", "_at")] = format_time(datetime.fromtimestamp(value).astimezone()) if value else None
         if self.reject_reason:
             out["reject_reason"] = self.reject_reason
         return out
@@ -332,8 +369,7 @@ class Store:
             ).fetchall()
             ids = [r["report_id"] for r in rows]
             conn.executemany(
-                "UPDATE reports SET claim_token = ?, claim_boot = ?, attempts = attempts + 1"
-                " WHERE report_id = ?",
+                "UPDATE reports SET claim_token = ?, claim_boot = ?, attempts = attempts + 1 WHERE report_id = ?",
                 [(token, boot, rid) for rid in ids],
             )
         return token, self.get_many(ids)
@@ -456,14 +492,12 @@ class Store:
         out: dict[str, StoredReport] = {}
         for start in range(0, len(report_ids), 500):
             chunk = list(report_ids[start : start + 500])
-            rows = self._read(
-                f"SELECT * FROM reports WHERE report_id IN ({','.join('?' * len(chunk))})", chunk
-            )
+            rows = self._read(f"SELECT * FROM reports WHERE report_id IN ({','.join('?' * len(chunk))})", chunk)
             for row in rows:
                 out[row["report_id"]] = _row_to_stored(row)
         return [out[rid] for rid in report_ids if rid in out]
 
-    def list(self, state: str | None = None, limit: int = 1000) -> list[StoredReport]:
+    def list_reports(self, state: str | None = None, limit: int = 1000) -> list[StoredReport]:
         """Reports in drain order (pending first by priority), newest delivered last."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r}; one of {', '.join(STATES)}")
@@ -509,6 +543,23 @@ class Store:
     def meta_set(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def load_nodes(self) -> list[dict[str, Any]]:
+        """Every radio in the node table (edge/nodes.py), as dicts of :data:`NODE_COLUMNS`."""
+        return [dict(row) for row in self._read(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes")]
+
+    def save_nodes(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace node rows in one transaction (batched by the caller: few SD writes)."""
+        values = [tuple(row.get(c) for c in NODE_COLUMNS) for row in rows]
+        if not values:
+            return 0
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO nodes ({', '.join(NODE_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(NODE_COLUMNS))})",
+                values,
+            )
+        return len(values)
 
     def bump_boot_counter(self) -> int:
         """Count daemon starts (sent in every status so the center sees restarts)."""
@@ -588,8 +639,7 @@ def _salvage(path: Path, reason: str) -> int:
             for row in rows:
                 columns = [c for c in row if c in _REPORT_COLUMNS]
                 conn.execute(
-                    f"INSERT OR IGNORE INTO reports ({', '.join(columns)})"
-                    f" VALUES ({', '.join('?' * len(columns))})",
+                    f"INSERT OR IGNORE INTO reports ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [row[c] for c in columns],
                 )
     finally:
@@ -605,8 +655,7 @@ def _salvage(path: Path, reason: str) -> int:
 
 
 _REPORT_COLUMNS = frozenset(
-    "report_id state priority category origin mesh_packet_id body copies stored_ts boot_id boot_stored"
-    " sent_ts sent_boot delivered_ts rejected_ts reject_reason attempts receipt_post receipt_center".split()
+    ["report_id", "state", "priority", "category", "origin", "mesh_packet_id", "body", "copies", "stored_ts", "boot_id", "boot_stored", "sent_ts", "sent_boot", "delivered_ts", "rejected_ts", "reject_reason", "attempts", "receipt_post", "receipt_center"]
 )
 
 
@@ -634,9 +683,7 @@ def _readable_rows(path: Path) -> list[dict[str, Any]]:
                 rows = []
                 for single in range(rowid + 1, min(rowid + 200, top) + 1):
                     try:
-                        rows.extend(
-                            conn.execute("SELECT rowid AS _rowid, * FROM reports WHERE rowid = ?", (single,))
-                        )
+                        rows.extend(conn.execute("SELECT rowid AS _rowid, * FROM reports WHERE rowid = ?", (single,)))
                     except sqlite3.Error:
                         continue
                 rowid = min(rowid + 200, top)
@@ -660,4 +707,3 @@ def _row_is_sound(data: dict[str, Any]) -> bool:
     except (InvalidReport, ValueError, TypeError, KeyError):
         return False
     return data.get("state") in STATES
-

@@ -839,15 +839,15 @@ def apply_profile(
     connect_timeout: int = 60,
     reconnect_timeout: float = 90.0,
     read_timeout: float = 10.0,
-    settle: float = 15.0,
+    settle: float = 12.0,
 ) -> ApplyResult:
     """Write a profile and the private channel to a radio, then reconnect and verify every value.
 
     Exactly one of ``port`` (USB serial) or ``host`` (TCP, ``host[:port]``) is required.  The writes are
     one begin/commit edit-settings transaction, as ``meshtastic --configure`` does.  ``pause`` spaces the
     admin messages (the CLI does the same, 0.5 s) so a slow board is not overrun.  After the commit the
-    firmware reboots within a few seconds: we wait up to ``settle`` seconds for that (connection lost),
-    then verify over a new connection, retrying until ``reconnect_timeout``.
+    firmware reboots within a few seconds: we disconnect, wait ``settle`` seconds, then verify over a
+    new connection, retrying until ``reconnect_timeout``.
     Raises ConfigError (bad arguments, profile or key) or RadioError (link or verification failed).
     """
     if bool(port) == bool(host):
@@ -869,9 +869,12 @@ def apply_profile(
     iface = _open_interface(port, host, connect_timeout)
     try:
         _write(iface, profile, plan, pause)
-        _wait_for_reboot(iface, settle)
     finally:
         _close(iface)
+    # The firmware reboots a few seconds after the commit. We are disconnected by then (a TCP interface
+    # left open would reconnect on its own thread and race our close), and verify only afterwards, so
+    # the reboot cannot cut the read-back half way.
+    time.sleep(settle)
     verified = _verify(profile, plan, port, host, connect_timeout, reconnect_timeout, read_timeout)
     logger.info("applied profile %s to %s and verified %d values", profile.name, device, verified)
     return ApplyResult(profile.name, device, freq, plan.source, plan.psk_path, verified)
@@ -949,30 +952,6 @@ def _overwrite_scalars(target: Message, source: Message, profile: Profile, kind:
             getattr(dst, leaf)[:] = list(value)
         else:
             setattr(dst, leaf, value)
-
-
-def _wait_for_reboot(iface: Any, settle: float) -> None:
-    """Wait until the device drops the link to reboot after the commit, or ``settle`` seconds pass.
-
-    Verifying before the reboot would race it: the reboot could cut the read-back half way.
-    """
-    from pubsub import pub
-
-    lost = threading.Event()
-
-    def on_lost(interface: Any, topic: Any = pub.AUTO_TOPIC) -> None:
-        if interface is iface:
-            lost.set()
-
-    # pypubsub holds listeners weakly: on_lost stays referenced by this frame until unsubscribed.
-    pub.subscribe(on_lost, "meshtastic.connection.lost")
-    try:
-        if lost.wait(settle):
-            logger.info("device dropped the link after the commit (rebooting)")
-        else:
-            logger.info("device did not reboot within %g s after the commit", settle)
-    finally:
-        pub.unsubscribe(on_lost, "meshtastic.connection.lost")
 
 
 def _connect_with_retry(port: str | None, host: str | None, timeout: int, deadline: float) -> Any:

@@ -58,7 +58,14 @@ def run_siaga() -> Callable[..., subprocess.CompletedProcess[str]]:
         env.pop("SIAGA_CONFIG", None)
         text = not isinstance(input, bytes)
         return subprocess.run(
-            argv, input=input, capture_output=True, text=text, env=env, timeout=60, cwd=REPO, **kw  # type: ignore[call-overload]
+            argv,
+            input=input,
+            capture_output=True,
+            text=text,
+            env=env,
+            timeout=60,
+            cwd=REPO,
+            **kw,  # type: ignore[call-overload]
         )
 
     return run

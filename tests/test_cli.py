@@ -34,7 +34,9 @@ def test_every_command_has_help() -> None:
 
 
 def test_report_queue_status_round_trip(post_config: Path, run_siaga) -> None:
-    result = run_siaga("report", "--json", "--origin", "!a1b2c3d4", "tlg ada kbakaran di rumah warga", config=post_config)
+    result = run_siaga(
+        "report", "--json", "--origin", "!a1b2c3d4", "tlg ada kbakaran di rumah warga", config=post_config
+    )
     assert result.returncode == 0, result.stderr
     report_id = json.loads(result.stdout)["report_id"]
 
@@ -99,7 +101,7 @@ def test_invalid_utf8_is_refused(post_config: Path) -> None:
     assert result.returncode == 1
     assert b"UTF-8" in result.stderr
     result = subprocess.run(
-        argv[:-1] + [b"-"], input=b"banjir \xc3\x28", capture_output=True, env=env, cwd=REPO, timeout=60
+        [*argv[:-1], b"-"], input=b"banjir \xc3\x28", capture_output=True, env=env, cwd=REPO, timeout=60
     )
     assert result.returncode == 1
     assert b"UTF-8" in result.stderr

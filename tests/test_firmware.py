@@ -363,7 +363,7 @@ simulator = pytest.importorskip("edge.simulator", reason="edge/simulator.py not 
 
 # Simulated time runs 20x: the post-commit reboot comes after 0.35 s instead of 7 s.
 SPEED = 20.0
-FAST = {"pause": 0.0, "settle": 10.0, "connect_timeout": 20, "reconnect_timeout": 30.0, "read_timeout": 5.0}
+FAST = {"pause": 0.0, "settle": 1.0, "connect_timeout": 20, "reconnect_timeout": 30.0, "read_timeout": 5.0}
 
 
 def _device_leaves(profile: profiles.Profile, state: Any) -> list[tuple[str, Any, Any]]:

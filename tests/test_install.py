@@ -45,9 +45,7 @@ def _clean_env() -> dict[str, str]:
 def test_readme_setup_in_a_fresh_clone(tmp_path: Path) -> None:
     clone = _clone(tmp_path)
     setup = _readme_command("tests").split(" && ")[0]
-    result = subprocess.run(
-        setup, shell=True, cwd=clone, env=_clean_env(), capture_output=True, text=True, timeout=900
-    )
+    result = subprocess.run(setup, shell=True, cwd=clone, env=_clean_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     siaga = clone / ".venv" / "bin" / "siaga"
     assert siaga.exists()
@@ -69,6 +67,7 @@ def test_readme_setup_in_a_fresh_clone(tmp_path: Path) -> None:
         [str(clone / ".venv" / "bin" / "python"), "-c", "import edge; print(edge.__file__)"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
     )
     assert where.stdout.strip().startswith(str(clone))
 

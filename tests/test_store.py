@@ -119,7 +119,7 @@ def test_release_and_stale_claims(store: Store, clock: FakeClock) -> None:
     store.claim(10)
     store.mark_sent([a.report_id])
     clock.advance(100)
-    claims, sent = store.release_stale(claim_timeout_s=60, sent_timeout_s=60)
+    _claims, sent = store.release_stale(claim_timeout_s=60, sent_timeout_s=60)
     assert sent == 1 and store.get(a.report_id).state == "pending"  # type: ignore[union-attr]
 
 
@@ -290,4 +290,4 @@ def test_disk_full_raises_and_store_stays_consistent(tmp_path: Path) -> None:
         pending = s.counts()["pending"]
         assert pending >= 1
         # every row that is there is whole
-        assert len(s.list(limit=100_000)) == pending
+        assert len(s.list_reports(limit=100_000)) == pending

@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 def _check(path: Path, acknowledged: list[str]) -> None:
     with Store.open(path) as store:
         assert store.integrity_ok()
-        rows = store.list(limit=1_000_000)
+        rows = store.list_reports(limit=1_000_000)
     ids = [r.report_id for r in rows]
     assert len(ids) == len(set(ids)), "a report is stored twice"
     missing = set(acknowledged) - set(ids)

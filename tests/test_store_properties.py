@@ -131,7 +131,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_lost_nothing_duplicated(self) -> None:
-        rows = self.store.list(limit=100_000)
+        rows = self.store.list_reports(limit=100_000)
         ids = [r.report_id for r in rows]
         assert len(ids) == len(set(ids)), "a report is stored twice"
         stored = {r.report_id: r for r in rows}

@@ -1,0 +1,552 @@
+"""The post's uplink: drain the durable store to the center over MQTT and learn what the center committed.
+
+One drain thread owns the connection and the store's drain bookkeeping (docs/RELIABILITY.md, "Sync"):
+
+* claim pending reports (life-safety first) → pack them into batches (≤ ``batch_max_bytes``) → publish at
+  QoS 1 with up to ``inflight`` batches unacknowledged by the broker (a pipeline, not stop-and-wait);
+* PUBACK → ``mark_sent`` (the broker has them); the center's ``ack`` → ``store.ack`` → ``delivered`` and
+  :meth:`UplinkEvents.on_delivered`; a ``sent`` report the center never acknowledges returns to
+  ``pending`` after ``ack_timeout_s`` and is sent again (the center stores it once);
+* a lost connection releases every claim at once; reconnect with a backoff capped at
+  :data:`RECONNECT_MAX_S`, broker URLs tried in order, and immediately when the kernel reports a network
+  change (:mod:`sync.netwatch`); while connected, a network change triggers an end-to-end probe.
+
+APScheduler runs the periodic jobs: heartbeat (retained ``status``; Last Will ``offline``), stale-claim
+release, retention.  Messages from the broker are acknowledged (PUBACK) only after they were handled, so
+a crash never loses an ack or a command.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from edge.clock import Clock
+from edge.config import Config, UplinkMqttConfig
+from edge.errors import ConfigError, ProtocolError, SiagaError, SyncError
+from edge.report import format_time
+from edge.store import Store
+from sync import protocol
+from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
+from sync.netwatch import NetWatcher
+
+log = logging.getLogger(__name__)
+
+#: Reconnect backoff: starts at RECONNECT_MIN_S, doubles, never waits longer than this (with jitter).
+#: A refused or unreachable connect costs one SYN, and a short cellular window must not be missed.
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 2.0
+CONNECT_TIMEOUT_S = 8.0
+#: A network change while connected: the link must prove itself (a PUBACK) within this time.
+PROBE_TIMEOUT_S = 10.0
+#: Reports claimed per round at most (a round fills the in-flight window).
+CLAIM_MAX = 500
+#: How often the drain looks for work nobody woke it for (reports returned by the stale-claim job).
+IDLE_POLL_S = 5.0
+#: A drain loop that has not turned for this long is stuck (systemd watchdog).
+STUCK_AFTER_S = 60.0
+#: Replies already handed to the radio (kept in store meta so a redelivered cmd is not sent twice).
+_CMD_META = "cmd_seen:"
+_MAX_QUEUED_EVENTS = 1000
+
+
+class UplinkEvents(Protocol):
+    def on_delivered(self, report_ids: list[str]) -> None:
+        """The center committed these; the store is already updated."""
+
+    def on_command(self, command: dict[str, Any]) -> None:
+        """A validated cmd from the center: {"cmd_id", "type": "reply", "report_id", "to", "text"}."""
+
+
+@dataclass
+class _InFlight:
+    report_ids: tuple[str, ...]
+    published: float
+    size: int
+
+
+def _version() -> str:
+    try:
+        return metadata.version("siaga-relay")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+class Uplink:
+    """Store-and-forward to the center.  ``start`` is non-blocking; everything runs on its own threads."""
+
+    def __init__(self, cfg: Config, store: Store, *, clock: Clock, events: UplinkEvents) -> None:
+        if cfg.uplink.mqtt is None:
+            raise ConfigError("uplink.mqtt", None, "is required for the uplink")
+        self._cfg = cfg
+        self._mqtt: UplinkMqttConfig = cfg.uplink.mqtt
+        self._store = store
+        self._clock = clock
+        self._events = events
+        self.post_id = cfg.node.post_id
+        self.regency = cfg.node.regency
+        self._topics = {k: protocol.topic(self.regency, self.post_id, k) for k in protocol.KINDS}
+        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._kick = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._netwatch = NetWatcher(self._on_net_change)
+        self._link: MqttLink | None = None
+        self._inflight: dict[int, _InFlight] = {}
+        self._probe: tuple[int, float] | None = None
+        self._post_fields: dict[str, Any] = {}
+        self._reply_states: deque[tuple[str, str, str]] = deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._lock = threading.Lock()
+        self._boot = 0
+        self._started_mono = time.monotonic()
+        self._tick = time.monotonic()
+        self._connected_since: float | None = None
+        self._center_state: str | None = None
+        self._avg_report_bytes = 700.0
+        self.counters: dict[str, int] = {
+            "published_batches": 0,
+            "published_reports": 0,
+            "published_bytes": 0,
+            "acked": 0,
+            "rejected": 0,
+            "connects": 0,
+            "connect_failures": 0,
+            "disconnects": 0,
+            "bad_messages": 0,
+            "commands": 0,
+            "net_changes": 0,
+        }
+        self._last_error: str | None = None
+        self._last_ack_mono: float | None = None
+
+    # ------------------------------------------------------------------ the contract
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._boot = self._store.bump_boot_counter()
+        # claims of a previous run (a crash, a SIGKILL) are not being worked on by anyone now
+        released = self._store.release_all_claims()
+        if released:
+            log.info("released %d claims left by a previous run", released)
+        self._netwatch.start()
+        self._thread = threading.Thread(target=self._run, name="siaga-uplink", daemon=True)
+        self._thread.start()
+        scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
+        scheduler.add_job(self._job_heartbeat, "interval", seconds=self._mqtt.heartbeat_s, id="heartbeat")
+        stale_every = max(1.0, min(30.0, self._mqtt.ack_timeout_s / 4))
+        scheduler.add_job(self._job_release_stale, "interval", seconds=stale_every, id="release_stale")
+        scheduler.add_job(self._job_retention, "interval", hours=6, id="retention")
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info(
+            "uplink started: post %s, brokers %s, batch %d B, window %d, ack timeout %g s",
+            self.post_id,
+            ", ".join(self._mqtt.broker_urls),
+            self._mqtt.batch_max_bytes,
+            self._mqtt.inflight,
+            self._mqtt.ack_timeout_s,
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._kick.set()
+        self._q.put(("wake",))
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("uplink thread did not stop within %g s", timeout)
+            self._thread = None
+        self._netwatch.stop()
+
+    def wake(self) -> None:
+        """A report was just stored: drain now (and, when disconnected, try to connect now)."""
+        self._q.put(("wake",))
+        self._kick.set()
+
+    def healthy(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and time.monotonic() - self._tick < STUCK_AFTER_S
+
+    def state(self) -> dict[str, Any]:
+        link = self._link
+        return {
+            "connected": bool(link and link.connected),
+            "broker": link.broker.url if link else None,
+            "connected_for_s": round(time.monotonic() - self._connected_since, 1)
+            if self._connected_since is not None
+            else None,
+            "center": self._center_state,
+            "inflight_batches": len(self._inflight),
+            "last_ack_s_ago": round(time.monotonic() - self._last_ack_mono, 1)
+            if self._last_ack_mono is not None
+            else None,
+            "last_error": self._last_error,
+            "counters": dict(self.counters),
+        }
+
+    def set_post_state(self, **fields: Any) -> None:
+        """Radio state, battery... carried in every heartbeat."""
+        with self._lock:
+            self._post_fields.update(fields)
+
+    def publish_reply_state(self, cmd_id: str, report_id: str, state: str) -> None:
+        """Tell the center how a reply to a handset went: "sent" | "delivered" | "failed"."""
+        if state not in protocol.REPLY_STATES:
+            raise ValueError(f"reply state must be one of {protocol.REPLY_STATES}")
+        self._q.put(("reply_state", cmd_id, report_id, state))
+
+    # ------------------------------------------------------------------ the drain thread
+    def _run(self) -> None:
+        backoff = 0.0
+        attempt_at = time.monotonic()
+        while not self._stopping.is_set():
+            self._tick = time.monotonic()
+            try:
+                if self._link is None:
+                    wait = attempt_at - time.monotonic()
+                    if wait > 0 and not self._kick.wait(wait):
+                        continue
+                    if self._stopping.is_set():
+                        break
+                    self._kick.clear()
+                    if self._connect():
+                        backoff = 0.0
+                    else:
+                        backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
+                        attempt_at = time.monotonic() + backoff * random.uniform(0.5, 1.0)
+                    continue
+                self._serve_once()
+                if self._link is None:
+                    attempt_at = time.monotonic() + RECONNECT_MIN_S * random.uniform(0.5, 1.0)
+            except Exception as exc:
+                # the loop must survive anything (a full disk, a bug in a callback): log, back off, go on
+                log.exception("uplink loop error: %s", exc)
+                self._last_error = str(exc)[:200]
+                self._drop_link("error")
+                attempt_at = time.monotonic() + RECONNECT_MAX_S
+        self._drop_link("stopping", polite=True)
+
+    def _connect(self) -> bool:
+        urls = self._mqtt.broker_urls
+
+        def make(broker: BrokerAddress) -> MqttLink:
+            return MqttLink(
+                self._mqtt,
+                broker,
+                client_id=self._mqtt.client_id or f"siaga-post-{self.post_id}",
+                handler=self,
+                section="uplink.mqtt",
+                will=Will(self._topics["status"], self._status_payload("offline")),
+                session_expiry_s=7 * 86400,
+                manual_ack=True,
+                max_inflight=self._mqtt.inflight,
+            )
+
+        try:
+            link, session = open_first(urls, make, timeout=CONNECT_TIMEOUT_S)
+            link.subscribe(
+                [
+                    (self._topics["ack"], 1),
+                    (self._topics["cmd"], 1),
+                    (protocol.CENTER_STATE_TOPIC, 1),
+                ]
+            )
+        except SyncError as exc:
+            self.counters["connect_failures"] += 1
+            text = str(exc)
+            if text != self._last_error:
+                log.warning("uplink: %s", text)
+            self._last_error = text
+            if "link" in locals():
+                locals()["link"].abort()
+            return False
+        self._link = link
+        self._connected_since = time.monotonic()
+        self.counters["connects"] += 1
+        self._last_error = None
+        log.info("uplink connected to %s (session %s)", link.broker.url, "resumed" if session else "new")
+        self._publish_status()
+        self._flush_reply_states()
+        self._q.put(("wake",))
+        return True
+
+    def _serve_once(self) -> None:
+        """One turn: take events (blocking briefly when idle), apply them, then fill the window."""
+        link = self._link
+        assert link is not None
+        free = self._mqtt.inflight - len(self._inflight)
+        timeout = IDLE_POLL_S if free <= 0 or self._idle else 0.0
+        events = self._take_events(timeout)
+        self._idle = False
+        sent_ids: list[str] = []
+        for event in events:
+            self._apply(event, sent_ids)
+            if self._link is None:
+                break
+        if sent_ids:
+            self._store.mark_sent(sent_ids)
+        if self._link is None:
+            return
+        if self._probe is not None and time.monotonic() > self._probe[1]:
+            log.warning("uplink: no answer from %s after a network change; reconnecting", link.broker.url)
+            self._drop_link("probe timeout")
+            return
+        self._fill_window()
+
+    _idle = True
+
+    def _take_events(self, timeout: float) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        try:
+            out.append(self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait())
+        except queue.Empty:
+            return out
+        while len(out) < _MAX_QUEUED_EVENTS:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def _apply(self, event: tuple[Any, ...], sent_ids: list[str]) -> None:
+        kind = event[0]
+        if kind == "puback":
+            _, link, mid, ok, reason = event
+            if link is not self._link:
+                return
+            if self._probe is not None and self._probe[0] == mid:
+                self._probe = None
+            flight = self._inflight.pop(mid, None)
+            if flight is None:
+                return
+            if ok:
+                sent_ids.extend(flight.report_ids)
+            else:
+                # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
+                log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), reason)
+                self._last_error = f"broker refused publish: {reason}"
+                self._store.release(flight.report_ids)
+                self._drop_link("publish refused")
+        elif kind == "msg":
+            _, link, message = event
+            if link is not self._link:
+                return
+            self._handle_message(message)
+            link.ack(message.mid, message.qos)
+        elif kind == "down":
+            _, link, reason = event
+            if link is self._link:
+                log.warning("uplink: connection to %s lost (%s)", link.broker.url, reason)
+                self._drop_link(reason)
+        elif kind == "heartbeat":
+            self._publish_status()
+        elif kind == "net":
+            if self._probe is None and self._link is not None:
+                mid = self._publish_status()
+                if mid is not None:
+                    self._probe = (mid, time.monotonic() + PROBE_TIMEOUT_S)
+        elif kind == "reply_state":
+            self._reply_states.append((event[1], event[2], event[3]))
+            self._flush_reply_states()
+        # "wake": nothing to apply; the window is filled after the events
+
+    def _fill_window(self) -> None:
+        link = self._link
+        assert link is not None
+        mqtt = self._mqtt
+        while len(self._inflight) < mqtt.inflight and not self._stopping.is_set():
+            free = mqtt.inflight - len(self._inflight)
+            per_batch = max(1, int(mqtt.batch_max_bytes * (3 if mqtt.compress else 1) / self._avg_report_bytes))
+            token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch))
+            if not claimed:
+                self._idle = True
+                return
+            boot_id = self._clock.boot_id()
+            wire = [
+                protocol.WireReport(
+                    sr.report,
+                    self._store.age_s(sr.boot_id, sr.boot_stored, sr.stored_ts),
+                    "boot" if sr.boot_id == boot_id else "wall",
+                )
+                for sr in claimed
+            ]
+            batches = protocol.encode_report_batches(
+                self.post_id,
+                wire,
+                sent_at=self._clock.now(),
+                max_bytes=mqtt.batch_max_bytes,
+                compress=mqtt.compress,
+            )
+            total_json = sum(b.json_bytes for b in batches)
+            self._avg_report_bytes = 0.8 * self._avg_report_bytes + 0.2 * (total_json / len(wire))
+            for index, batch in enumerate(batches):
+                try:
+                    mid = link.publish(self._topics["report"], batch.payload, qos=1)
+                except SyncError as exc:
+                    rest = [rid for b in batches[index:] for rid in b.report_ids]
+                    self._store.release(rest)
+                    log.warning("uplink: publish failed (%s); %d reports stay pending", exc, len(rest))
+                    self._drop_link(str(exc))
+                    return
+                self._inflight[mid] = _InFlight(batch.report_ids, time.monotonic(), len(batch.payload))
+                self.counters["published_batches"] += 1
+                self.counters["published_reports"] += len(batch.report_ids)
+                self.counters["published_bytes"] += len(batch.payload)
+            log.debug("uplink: published %d reports in %d batches", len(wire), len(batches))
+
+    def _handle_message(self, message: Message) -> None:
+        try:
+            if message.topic == self._topics["ack"]:
+                self._handle_ack(protocol.decode_ack(message.payload))
+            elif message.topic == self._topics["cmd"]:
+                self._handle_command(protocol.decode_command(message.payload))
+            elif message.topic == protocol.CENTER_STATE_TOPIC:
+                self._center_state = protocol.decode_center_state(message.payload)
+            else:
+                raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
+        except ProtocolError as exc:
+            self.counters["bad_messages"] += 1
+            log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
+
+    def _handle_ack(self, ack: protocol.Ack) -> None:
+        self._last_ack_mono = time.monotonic()
+        delivered = self._store.ack(ack.ids) if ack.ids else []
+        for item in ack.rejected:
+            if self._store.reject(item.report_id, item.reason):
+                self.counters["rejected"] += 1
+                log.error("center REJECTED report %s: %s", item.report_id, item.reason)
+        if delivered:
+            self.counters["acked"] += len(delivered)
+            log.debug("center committed %d reports", len(delivered))
+            try:
+                self._events.on_delivered(delivered)
+            except Exception:
+                log.exception("on_delivered handler failed")
+
+    def _handle_command(self, command: dict[str, Any]) -> None:
+        key = _CMD_META + command["cmd_id"]
+        if self._store.meta_get(key) is not None:
+            log.info("reply %s already handed to the radio; ignoring the redelivery", command["cmd_id"])
+            return
+        self.counters["commands"] += 1
+        self._reply_states.append((command["cmd_id"], command["report_id"], "received"))
+        self._flush_reply_states()
+        try:
+            self._events.on_command(command)
+        except Exception:
+            log.exception("on_command handler failed")
+        self._store.meta_set(key, format_time(self._clock.now()))
+
+    def _flush_reply_states(self) -> None:
+        link = self._link
+        while link is not None and self._reply_states:
+            cmd_id, report_id, state = self._reply_states[0]
+            payload = protocol.encode_reply_state(cmd_id, report_id, state, at=self._clock.now())
+            try:
+                link.publish(self._topics["event"], payload, qos=1)
+            except SyncError:
+                return
+            self._reply_states.popleft()
+
+    def _drop_link(self, reason: str, *, polite: bool = False) -> None:
+        link = self._link
+        if link is None:
+            return
+        self._link = None
+        self._connected_since = None
+        self._probe = None
+        ids = [rid for flight in self._inflight.values() for rid in flight.report_ids]
+        self._inflight.clear()
+        if ids:
+            try:
+                self._store.release(ids)
+            except SiagaError as exc:
+                log.error("uplink: could not release %d claims (%s); the stale job will", len(ids), exc)
+        self.counters["disconnects"] += 0 if polite else 1
+        if polite:
+            link.close(send_will=True)
+        else:
+            link.abort()
+
+    # ------------------------------------------------------------------ status
+    def _status_payload(self, state: str) -> bytes:
+        body: dict[str, Any] = {"post_id": self.post_id, "state": state, "boot": self._boot}
+        if state == "online":
+            counts = self._store.counts()
+            with self._lock:
+                fields = dict(self._post_fields)
+            link = self._link
+            body.update(
+                name=self._cfg.node.name,
+                at=format_time(self._clock.now()),
+                version=_version(),
+                queue=counts,
+                oldest_pending_age_s=self._store.oldest_pending_age_s(),
+                radio=fields.pop("radio", None),
+                uplink=link.broker.host if link else None,
+                battery=fields.pop("battery", None),
+                uptime_s=round(time.monotonic() - self._started_mono, 1),
+                center=self._center_state,
+            )
+        return protocol.encode_status(body)
+
+    def _publish_status(self) -> int | None:
+        link = self._link
+        if link is None:
+            return None
+        try:
+            return link.publish(self._topics["status"], self._status_payload("online"), qos=1, retain=True)
+        except SyncError as exc:
+            log.debug("status publish failed: %s", exc)
+            return None
+
+    # ------------------------------------------------------------------ scheduler jobs (their own thread)
+    def _job_heartbeat(self) -> None:
+        self._q.put(("heartbeat",))
+
+    def _job_release_stale(self) -> None:
+        try:
+            claims, sent = self._store.release_stale(self._cfg.store.claim_timeout_s, self._mqtt.ack_timeout_s)
+        except SiagaError as exc:
+            log.error("stale-claim release failed: %s", exc)
+            return
+        if claims or sent:
+            self.wake()
+
+    def _job_retention(self) -> None:
+        try:
+            self._store.retention(self._cfg.store.retention_days)
+            self._prune_commands()
+        except SiagaError as exc:
+            log.error("retention failed: %s", exc)
+
+    def _prune_commands(self) -> None:
+        """Command ids are kept as long as reports are; older ones cannot be redelivered any more."""
+
+    # ------------------------------------------------------------------ LinkHandler (paho's thread)
+    def on_message(self, link: MqttLink, message: Message) -> None:
+        self._q.put(("msg", link, message))
+
+    def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
+        self._q.put(("puback", link, mid, ok, reason))
+
+    def on_disconnected(self, link: MqttLink, reason: str) -> None:
+        self._q.put(("down", link, reason))
+
+    def _on_net_change(self, kind: str) -> None:
+        self.counters["net_changes"] += 1
+        self._q.put(("net",))
+        self._kick.set()
