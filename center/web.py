@@ -606,6 +606,7 @@ def make_env(center: Center) -> Environment:
         return value.astimezone(center.tz).strftime(fmt) + " WITA" * (center.tz.key == "Asia/Makassar")
 
     env.filters["waktu"] = local
+    env.filters["isowaktu"] = lambda v: local(datetime.fromisoformat(v.replace("Z", "+00:00"))) if v else "-"
     env.filters["jam"] = lambda v: local(v, "%H:%M:%S")
     env.filters["durasi"] = format_duration
     env.filters["epoch_ms"] = lambda v: int(v.timestamp() * 1000) if v else ""

@@ -79,3 +79,56 @@ def register_simulate(sub: Any) -> None:
 
 
 REGISTRARS.append(register_simulate)
+
+
+def _center_run(args: Any) -> int:
+    from edge.cli import load_config, setup_logging
+
+    cfg = load_config(args, require_post=False)
+    setup_logging(cfg.log.level)
+    from center.service import run_center
+
+    return run_center(cfg)
+
+
+def _center_reports(args: Any) -> int:
+    from center.commands import center_reports
+
+    return center_reports(args)
+
+
+def _center_reply(args: Any) -> int:
+    from center.commands import center_reply
+
+    return center_reply(args)
+
+
+#: Actions under ``siaga center`` owned by other modules (the dashboard adds ``user``): each gets the
+#: ``center`` subparsers object.
+CENTER_ACTIONS: list[Callable[[Any], None]] = []
+
+
+def register_center(sub: Any) -> None:
+    """``siaga center run|reports|reply`` (center/service.py, center/commands.py)."""
+    p = sub.add_parser("center", help="the 112 center: receiver, reports, replies")
+    csub = p.add_subparsers(dest="center_command", metavar="ACTION")
+    csub.required = True
+    pr = csub.add_parser("run", help="run the center (MQTT receiver, storage, reply outbox) in the foreground")
+    pr.set_defaults(func=_center_run)
+    pl = csub.add_parser("reports", help="list received reports, newest first")
+    pl.add_argument("--json", action="store_true", help="print a JSON array")
+    pl.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    pl.add_argument("--post", metavar="POST_ID", help="only reports from this post")
+    pl.add_argument("--category", help="only this category")
+    pl.set_defaults(func=_center_reports)
+    pp = csub.add_parser("reply", help="send a reply to the handset that sent a report (via its post)")
+    pp.add_argument("report_id", help="the report id (or the id a post used for its copy)")
+    pp.add_argument("text", help="reply text, at most 200 characters (sent as '112: <text>')")
+    pp.add_argument("--by", metavar="NAME", help="staff name recorded with the reply (default: $USER)")
+    pp.add_argument("--json", action="store_true", help="print the reply as JSON")
+    pp.set_defaults(func=_center_reply)
+    for action in CENTER_ACTIONS:
+        action(csub)
+
+
+REGISTRARS.append(register_center)

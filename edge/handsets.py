@@ -43,13 +43,21 @@ def load_handsets_file(path: Path, known: Iterable[str] = ()) -> tuple[HandsetCo
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(KEY, where, f"is not UTF-8 (byte {exc.start})") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (n, line)
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not lines:
         return ()
     header_no, header_line = lines[0]
     header = [h.strip().lower() for h in next(csv.reader([header_line]))]
     if "id" not in header:
-        raise ConfigError(f"{where}:{header_no}", header_line[:60], f"header must name the columns, at least id ({', '.join(COLUMNS)})")
+        raise ConfigError(
+            f"{where}:{header_no}",
+            header_line[:60],
+            f"header must name the columns, at least id ({', '.join(COLUMNS)})",
+        )
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
         raise ConfigError(f"{where}:{header_no}", unknown[0], f"is not a known column ({', '.join(COLUMNS)})")

@@ -66,8 +66,9 @@ class NodeTable:
         rows = self._store.load_nodes()
         with self._lock:
             for row in rows:
-                data = {k: row.get(k) for k in NODE_COLUMNS}
-                self._nodes[int(data["num"])] = Node(**data)
+                data: dict[str, Any] = {k: row.get(k) for k in NODE_COLUMNS}
+                node = Node(**data)
+                self._nodes[node.num] = node
         return len(rows)
 
     # ------------------------------------------------------------------ updates (radio-in thread)

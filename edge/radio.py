@@ -425,10 +425,11 @@ class RadioBridge:
     # ------------------------------------------------------------------ pubsub listeners (publishing thread)
     def _listen_receive(self, packet: Any, interface: Any) -> None:
         try:
-            if interface is not self._iface or not isinstance(packet, Mapping):
+            iface = self._iface
+            if iface is None or interface is not iface or not isinstance(packet, Mapping):
                 return
             self._last_rx = time.monotonic()
-            my_info = interface.myInfo
+            my_info = iface.myInfo
             my_num = int(my_info.my_node_num) if my_info is not None else self._my_num
             self._inbox.put((time.perf_counter(), packet, my_num), timeout=1.0)
         except queue.Full:

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 RECEIPT_MAX_BYTES = 100
 #: A staff reply may use the whole safe payload.
 REPLY_MAX_BYTES = 200
-#: Outcomes reported to ``on_state``.  "relayed": no ACK from the handset, but a neighbour rebroadcast it.
-STATES = ("sending", "acked", "relayed", "failed")
+#: What ``on_state`` is told: "sending" (about to go out the first time), "sent" (the radio took it),
+#: then one of "acked", "relayed" (no ACK from the handset, but a neighbour rebroadcast it), "failed".
+STATES = ("sending", "sent", "acked", "relayed", "failed")
 #: NAKs that another attempt cannot fix.
 FINAL_NAKS = frozenset(
     {
@@ -53,6 +54,8 @@ FINAL_NAKS = frozenset(
         "ADMIN_PUBLIC_KEY_UNAUTHORIZED",
     }
 )
+#: ACK/NAKs for packet ids we do not (yet) know, kept for a send() that has not returned yet.
+EARLY_MAX = 64
 #: The firmware refused before airing anything: try again later without spending a retry, this often.
 MAX_RATE_LIMITED = 5
 _NAME_PREFIX = re.compile(r"^(pos\s+)?(siaga\s+)?", re.IGNORECASE)
@@ -105,7 +108,7 @@ class Outgoing:
 
     ``before_send`` runs on the outbox thread just before the first transmission (the daemon records
     "sending" in the store there, so that a restart never sends it again); returning False cancels.
-    ``on_state`` receives "sending", then one final "acked", "relayed" or "failed".
+    ``on_state`` receives "sending", "sent", then one final "acked", "relayed" or "failed".
     """
 
     key: str
@@ -115,6 +118,7 @@ class Outgoing:
     before_send: Callable[[], bool] | None = None
     on_state: Callable[[str], None] | None = None
     started: bool = False
+    aired: bool = False
     attempts: int = 0
     rate_limited: int = 0
     relayed: bool = False
@@ -154,6 +158,7 @@ class Outbox:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._notices: list[tuple[Outgoing, str]] = []
+        self._early: dict[int, tuple[int, str]] = {}
         self.counts: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ any thread
@@ -173,21 +178,28 @@ class Outbox:
         with self._cond:
             item = self._awaiting.get(request_id)
             if item is None:
-                self.counts["routing_unmatched"] += 1
+                # Maybe ours and faster than send() returning (the library sleeps after each write):
+                # kept briefly for _transmit to pick up.
+                self._early[request_id] = (from_num, error)
+                while len(self._early) > EARLY_MAX:
+                    del self._early[next(iter(self._early))]
                 return
-            if error == "NONE" and from_num != item.dest:
-                # An implicit ACK (our radio heard a neighbour rebroadcast it): keep waiting for the
-                # handset's own ACK until the timer runs out.
-                item.relayed = True
-                self.counts["implicit_acks"] += 1
-                return
-            del self._awaiting[request_id]
-            if error == "NONE":
-                self._finish(item, "acked")
-            else:
-                self._nak(item, from_num, error)
-            self._cond.notify_all()
+            self._routed(item, request_id, from_num, error)
         self._flush_notices()
+
+    def _routed(self, item: Outgoing, request_id: int, from_num: int, error: str) -> None:
+        if error == "NONE" and from_num != item.dest:
+            # An implicit ACK (our radio heard a neighbour rebroadcast it): keep waiting for the
+            # handset's own ACK until the timer runs out.
+            item.relayed = True
+            self.counts["implicit_acks"] += 1
+            return
+        del self._awaiting[request_id]
+        if error == "NONE":
+            self._finish(item, "acked")
+        else:
+            self._nak(item, from_num, error)
+        self._cond.notify_all()
 
     def _nak(self, item: Outgoing, from_num: int, error: str) -> None:
         self.counts["naks"] += 1
@@ -252,7 +264,12 @@ class Outbox:
                 del self._awaiting[pid]
                 self.counts["timeouts"] += 1
                 item.last_error = "timeout"
-                log.info("outbox: %s not acknowledged within %.0f s (attempt %d)", item.key, self.ack_timeout_s, item.attempts)
+                log.info(
+                    "outbox: %s not acknowledged within %.0f s (attempt %d)",
+                    item.key,
+                    self.ack_timeout_s,
+                    item.attempts,
+                )
                 self._retry_or_fail(item)
 
     def _next_ready(self, now: float) -> Outgoing | None:
@@ -305,11 +322,19 @@ class Outbox:
             now = self._now()
             self._last_tx = now
             item.attempts += 1
+            first = not item.aired
+            item.aired = True
             item.packet_id = packet_id
             item.deadline = now + self.ack_timeout_s
             self._awaiting[packet_id] = item
             self.counts["transmissions"] += 1
+            early = self._early.pop(packet_id, None)
+            if early is not None:
+                self._routed(item, packet_id, *early)
         log.info("outbox: sent %s to !%08x as packet %08x (attempt %d)", item.key, item.dest, packet_id, item.attempts)
+        if first:
+            self._notify(item, "sent")
+        self._flush_notices()
 
     def _retry_or_fail(self, item: Outgoing) -> None:
         if item.attempts <= self.retries:

@@ -226,9 +226,7 @@ class DeviceState:
                 getattr(mc, section).SetInParent()
         mc.detection_sensor.minimum_broadcast_secs = 15
         mc.version = 24
-        self.channels = [
-            channel_pb2.Channel(index=i, role=channel_pb2.Channel.Role.DISABLED) for i in range(8)
-        ]
+        self.channels = [channel_pb2.Channel(index=i, role=channel_pb2.Channel.Role.DISABLED) for i in range(8)]
         primary = self.channels[0]
         primary.role = channel_pb2.Channel.Role.PRIMARY
         primary.settings.name = "Siaga"
@@ -456,9 +454,7 @@ def parse_step(obj: object, line: int = 0) -> ScenarioStep:
             raise ConfigError(f"{where}.detection", obj["detection"], "must be the sensor name")
         if action == "position":
             pos = obj["position"]
-            if not isinstance(pos, dict) or not all(
-                isinstance(pos.get(k), int | float) for k in ("lat", "lon")
-            ):
+            if not isinstance(pos, dict) or not all(isinstance(pos.get(k), int | float) for k in ("lat", "lon")):
                 raise ConfigError(f"{where}.position", pos, 'needs numeric "lat" and "lon"')
             if not (-90 <= pos["lat"] <= 90 and -180 <= pos["lon"] <= 180):
                 raise ConfigError(f"{where}.position", pos, "is outside the globe")
@@ -494,9 +490,7 @@ def parse_step(obj: object, line: int = 0) -> ScenarioStep:
             raise ConfigError(f"{where}.nak", obj["nak"], "is not a Routing.Error name like MAX_RETRANSMIT")
     elif action == "reboot":
         value = obj["reboot"]
-        if not (
-            value is True or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
-        ):
+        if not (value is True or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)):
             raise ConfigError(f"{where}.reboot", value, "must be true or seconds of downtime")
     return ScenarioStep(at=float(at), action=action, data=dict(obj), line=line)
 
@@ -559,9 +553,7 @@ class SimulatedDevice:
             try:
                 self.state.load_json(json.loads(self.state_path.read_text(encoding="utf-8")))
             except (ValueError, json_format.ParseError) as exc:
-                raise ConfigError(
-                    "simulate.state", str(self.state_path), f"is not a simulator state: {exc}"
-                ) from None
+                raise ConfigError("simulate.state", str(self.state_path), f"is not a simulator state: {exc}") from None
         self.has_clock = has_clock
         self.rate_limit_s = TEXT_RATE_LIMIT_S / self.speed if rate_limit_s is None else rate_limit_s
         self.nak_delay_s = nak_delay_s
@@ -589,9 +581,7 @@ class SimulatedDevice:
         self._posted_lock = threading.Lock()
         self._fromradio_id = itertools.count(1)
 
-        self._offline: collections.deque[mesh_pb2.MeshPacket] = collections.deque(
-            maxlen=max(1, offline_queue)
-        )
+        self._offline: collections.deque[mesh_pb2.MeshPacket] = collections.deque(maxlen=max(1, offline_queue))
         self._inflight = 0
         self._pending_acks: dict[int, SentPacket] = {}
         self._passkey = b""
@@ -808,16 +798,18 @@ class SimulatedDevice:
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
                 events = self._sel.select(timeout)
-                # Requests first: one posted before the client wrote something must be in effect
-                # when that something is handled in this same round.
-                while not self._stopping:
-                    with self._posted_lock:
-                        if not self._posted:
-                            break
-                        fn = self._posted.popleft()
-                    self._guard(fn, "request")
+                with self._posted_lock:
+                    requests = len(self._posted)
+                # Client bytes before requests: requests are synchronous, so a request posted now was
+                # made after whatever is already readable; one made after select() waits a round.
                 for key, mask in events:
                     self._guard(functools.partial(key.data, mask), "I/O handler")
+                for _ in range(requests):
+                    if self._stopping:
+                        break
+                    with self._posted_lock:
+                        fn = self._posted.popleft()
+                    self._guard(fn, "request")
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now and not self._stopping:
                     _, _, fn = heapq.heappop(self._timers)
@@ -1212,9 +1204,7 @@ class SimulatedDevice:
             self._drop_acks -= 1
             nak = self._drop_nak
             if nak:
-                self._call_later(
-                    self.nak_delay_s / self.speed, lambda: complete(f"nak:{nak}", (nak, st.node_num))
-                )
+                self._call_later(self.nak_delay_s / self.speed, lambda: complete(f"nak:{nak}", (nak, st.node_num)))
             else:
                 self._call_later(self.nak_delay_s / self.speed, lambda: complete(False, None))
         elif pkt.to == BROADCAST_NUM:
@@ -1527,9 +1517,7 @@ class SimulatedDevice:
                 pos.time = int(p["time"])
             pos.location_source = mesh_pb2.Position.LocSource.LOC_INTERNAL
             pos.precision_bits = 32
-            pkt = self._mesh_packet(
-                sender, to, PORT_POSITION, pos.SerializeToString(), {**data, "want_ack": False}
-            )
+            pkt = self._mesh_packet(sender, to, PORT_POSITION, pos.SerializeToString(), {**data, "want_ack": False})
             info = st.nodes.get(sender)
             if info is not None:
                 info.position.CopyFrom(pos)
@@ -1541,9 +1529,7 @@ class SimulatedDevice:
             hops = []
             for i, p in enumerate(data["paths"]):
                 relay = parse_node_num(p["relay"]) & 0xFF if "relay" in p else (sender + 37 * i) & 0xFF
-                hops.append(
-                    Hop(int(p.get("hops", 0)), float(p.get("snr", 6.0)), int(p.get("rssi", -90)), relay)
-                )
+                hops.append(Hop(int(p.get("hops", 0)), float(p.get("snr", 6.0)), int(p.get("rssi", -90)), relay))
             return hops
         base_hops = int(data.get("hops", 0))
         copies = max(1, int(data.get("copies", 1)))

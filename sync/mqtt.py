@@ -146,9 +146,7 @@ class MqttLink:
     def _tls_context(self) -> ssl.SSLContext:
         s = self._settings
         try:
-            context = ssl.create_default_context(
-                ssl.Purpose.SERVER_AUTH, cafile=str(s.ca_file) if s.ca_file else None
-            )
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(s.ca_file) if s.ca_file else None)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{self._section}.ca_file", str(s.ca_file), f"cannot be loaded: {exc}") from None
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -210,12 +208,15 @@ class MqttLink:
         if self._connected.is_set():
             code = ReasonCode(PacketTypes.DISCONNECT, identifier=0x04 if send_will else 0x00)
             self._client.disconnect(reasoncode=code)
-            done = threading.Event()
-            waiter = threading.Thread(target=lambda: (self._client.loop_stop(), done.set()), daemon=True)
+            # a polite goodbye must not hang on a dead path: give the network thread ``timeout`` to finish
+            waiter = threading.Thread(target=self._client.loop_stop, daemon=True)
             waiter.start()
-            if done.wait(timeout):
-                waiter.join()
+            waiter.join(timeout)
+            if not waiter.is_alive():
                 return
+            self._shutdown_socket()
+            waiter.join()
+            return
         self._shutdown_socket()
         self._client.loop_stop()
 
@@ -228,9 +229,10 @@ class MqttLink:
 
     def _shutdown_socket(self) -> None:
         sock = self._client.socket()
-        if sock is not None:
+        shutdown = getattr(sock, "shutdown", None)
+        if shutdown is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -325,3 +327,55 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+class _OneShot:
+    """Handler for :func:`publish_once`: remembers which mids the broker acknowledged."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, tuple[bool, str]] = {}
+        self.cv = threading.Condition()
+
+    def on_message(self, link: MqttLink, message: Message) -> None:
+        pass
+
+    def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
+        with self.cv:
+            self.done[mid] = (ok, reason)
+            self.cv.notify_all()
+
+    def on_disconnected(self, link: MqttLink, reason: str) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+
+def publish_once(
+    settings: TlsMqttConfig,
+    topic: str,
+    payload: bytes,
+    *,
+    client_id: str,
+    section: str = "mqtt",
+    retain: bool = False,
+    timeout: float = 10.0,
+) -> str:
+    """Connect (URLs in order), publish one QoS 1 message, wait for its PUBACK, disconnect.
+
+    Returns the broker URL used; raises :class:`SyncError` when no broker took the message.
+    """
+    handler = _OneShot()
+
+    def make(broker: BrokerAddress) -> MqttLink:
+        return MqttLink(settings, broker, client_id=client_id, handler=handler, section=section, session_expiry_s=0)
+
+    link, _ = open_first(settings.broker_urls, make, timeout=timeout)
+    try:
+        mid = link.publish(topic, payload, qos=1, retain=retain)
+        with handler.cv:
+            handler.cv.wait_for(lambda: mid in handler.done or not link.connected, timeout)
+        ok, reason = handler.done.get(mid, (False, "no PUBACK"))
+        if not ok:
+            raise SyncError(f"{link.broker.url}: publish to {topic} not accepted: {reason}")
+        return link.broker.url
+    finally:
+        link.close()

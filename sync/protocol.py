@@ -334,11 +334,7 @@ def decode_ack(payload: bytes) -> Ack:
         raise ProtocolError("schema", "rejected must be a list")
     rejected = []
     for item in raw:
-        if (
-            not isinstance(item, dict)
-            or not _is_id(item.get("report_id"))
-            or not isinstance(item.get("reason"), str)
-        ):
+        if not isinstance(item, dict) or not _is_id(item.get("report_id")) or not isinstance(item.get("reason"), str):
             raise ProtocolError("schema", "rejected entries need report_id and reason")
         rejected.append(Rejected(item["report_id"], item["reason"][:REASON_MAX]))
     return Ack(list(ids), rejected)
@@ -374,9 +370,7 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
     """A post's heartbeat or its Last Will.  Unknown keys are dropped (newer posts may send more)."""
     message = decode(payload, expect="status")
     if message.get("post_id") != topic_post_id:
-        raise ProtocolError(
-            "post_mismatch", f"status of {_short(message.get('post_id'))} on {topic_post_id!r}"
-        )
+        raise ProtocolError("post_mismatch", f"status of {_short(message.get('post_id'))} on {topic_post_id!r}")
     if message.get("state") not in ("online", "offline"):
         raise ProtocolError("schema", f"state must be online or offline, not {_short(message.get('state'))}")
     out: dict[str, Any] = {}

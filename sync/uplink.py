@@ -113,6 +113,7 @@ class Uplink:
         self._connected_since: float | None = None
         self._center_state: str | None = None
         self._avg_report_bytes = 700.0
+        self._idle = True
         self.counters: dict[str, int] = {
             "published_batches": 0,
             "published_reports": 0,
@@ -162,7 +163,7 @@ class Uplink:
         self._kick.set()
         self._q.put(("wake",))
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+            self._scheduler.shutdown(wait=True)
             self._scheduler = None
         if self._thread is not None:
             self._thread.join(timeout)
@@ -257,6 +258,10 @@ class Uplink:
 
         try:
             link, session = open_first(urls, make, timeout=CONNECT_TIMEOUT_S)
+        except SyncError as exc:
+            self._connect_failed(str(exc))
+            return False
+        try:
             link.subscribe(
                 [
                     (self._topics["ack"], 1),
@@ -265,13 +270,8 @@ class Uplink:
                 ]
             )
         except SyncError as exc:
-            self.counters["connect_failures"] += 1
-            text = str(exc)
-            if text != self._last_error:
-                log.warning("uplink: %s", text)
-            self._last_error = text
-            if "link" in locals():
-                locals()["link"].abort()
+            link.abort()
+            self._connect_failed(str(exc))
             return False
         self._link = link
         self._connected_since = time.monotonic()
@@ -282,6 +282,12 @@ class Uplink:
         self._flush_reply_states()
         self._q.put(("wake",))
         return True
+
+    def _connect_failed(self, text: str) -> None:
+        self.counters["connect_failures"] += 1
+        if text != self._last_error:
+            log.warning("uplink: %s", text)
+        self._last_error = text
 
     def _serve_once(self) -> None:
         """One turn: take events (blocking briefly when idle), apply them, then fill the window."""
@@ -305,8 +311,6 @@ class Uplink:
             self._drop_link("probe timeout")
             return
         self._fill_window()
-
-    _idle = True
 
     def _take_events(self, timeout: float) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
@@ -341,15 +345,15 @@ class Uplink:
                 self._store.release(flight.report_ids)
                 self._drop_link("publish refused")
         elif kind == "msg":
-            _, link, message = event
-            if link is not self._link:
+            _, source, message = event
+            if not isinstance(source, MqttLink) or source is not self._link:
                 return
             self._handle_message(message)
-            link.ack(message.mid, message.qos)
+            source.ack(message.mid, message.qos)
         elif kind == "down":
-            _, link, reason = event
-            if link is self._link:
-                log.warning("uplink: connection to %s lost (%s)", link.broker.url, reason)
+            _, source, reason = event
+            if isinstance(source, MqttLink) and source is self._link:
+                log.warning("uplink: connection to %s lost (%s)", source.broker.url, reason)
                 self._drop_link(reason)
         elif kind == "heartbeat":
             self._publish_status()
@@ -370,7 +374,7 @@ class Uplink:
         while len(self._inflight) < mqtt.inflight and not self._stopping.is_set():
             free = mqtt.inflight - len(self._inflight)
             per_batch = max(1, int(mqtt.batch_max_bytes * (3 if mqtt.compress else 1) / self._avg_report_bytes))
-            token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch))
+            _token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch))
             if not claimed:
                 self._idle = True
                 return
@@ -475,10 +479,10 @@ class Uplink:
                 self._store.release(ids)
             except SiagaError as exc:
                 log.error("uplink: could not release %d claims (%s); the stale job will", len(ids), exc)
-        self.counters["disconnects"] += 0 if polite else 1
         if polite:
             link.close(send_will=True)
         else:
+            self.counters["disconnects"] += 1
             link.abort()
 
     # ------------------------------------------------------------------ status
@@ -529,12 +533,8 @@ class Uplink:
     def _job_retention(self) -> None:
         try:
             self._store.retention(self._cfg.store.retention_days)
-            self._prune_commands()
         except SiagaError as exc:
             log.error("retention failed: %s", exc)
-
-    def _prune_commands(self) -> None:
-        """Command ids are kept as long as reports are; older ones cannot be redelivered any more."""
 
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:

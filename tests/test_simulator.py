@@ -322,9 +322,18 @@ def test_scenario_packets_arrive_with_their_radio_fields(
         [
             parse_step({"at": 0, "node": {"id": "!b0b0b0b0", "long_name": "Petugas Oebubun 02", "short_name": "OB02"}}),
             parse_step(
-                {"at": 0.1, "from": HANDSET, "text": "KEBAKARAN rumah warga", "hops": 2, "copies": 2, "snr": 6.5,
-                 "rssi": -97, "channel": 0, "id": 1234}
-            ),  # fmt: skip
+                {
+                    "at": 0.1,
+                    "from": HANDSET,
+                    "text": "KEBAKARAN rumah warga",
+                    "hops": 2,
+                    "copies": 2,
+                    "snr": 6.5,
+                    "rssi": -97,
+                    "channel": 0,
+                    "id": 1234,
+                }
+            ),
             parse_step({"at": 0.2, "from": HANDSET, "position": {"lat": -9.45, "lon": 124.48, "alt": 120}}),
             parse_step({"at": 0.3, "from": HANDSET, "detection": "SOS-OB01"}),
             parse_step({"at": 0.4, "from": HANDSET, "to": "post", "text": "tolong"}),
@@ -393,7 +402,7 @@ def test_send_text_dm_gets_ack_from_destination_and_is_recorded(
     assert ack["from"] == HANDSET_NUM  # a real ACK, from the destination
     assert ack["decoded"]["routing"].get("errorReason", "NONE") == "NONE"
     rec = device.wait_for_sent(lambda s: s.id == sent.id)
-    assert rec.acked is True and rec.to == HANDSET and rec.text.startswith("112 POS")
+    assert rec.acked is True and rec.to == HANDSET and rec.text == sent.decoded.payload.decode()
     line = records(tmp_path / "record.jsonl")[-1]
     assert line["id"] == sent.id and line["acked"] is True and line["want_ack"] is True
     assert line["to"] == HANDSET and line["text"] == "112 POS OEBUBUN TERIMA #K7Q2" and line["channel"] == 0
@@ -452,10 +461,11 @@ def test_dropped_acks_and_scripted_naks_for_retry_tests(
 # ------------------------------------------------------------------------------------------ disturbances
 def test_garbage_on_the_wire_does_not_break_the_client(device: SimulatedDevice, open_iface: Any, heard: Heard) -> None:
     open_iface(device)
+    ids = []
     for n in range(3):
         device.inject_garbage(500)
-        pid = device.inject_text(HANDSET, f"setelah sampah {n}")
-        heard.wait("text", lambda p, pid=pid: p["id"] == pid)
+        ids.append(device.inject_text(HANDSET, f"setelah sampah {n}"))
+        heard.wait("text", lambda p: p["id"] in ids, n=len(ids))
     assert device.stats["garbage_bytes"] >= 1500
 
 

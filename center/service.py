@@ -1,0 +1,199 @@
+"""``siaga center run``: the center process — storage, the MQTT receiver, the reply outbox, and whatever
+other components (the dashboard's web server) are mounted beside them.
+
+Embedding: ``service = CenterService(cfg); service.start(); ...; service.stop()``.  ``service.storage`` is
+the one :class:`~center.storage.CenterStorage`; ``service.send_reply`` queues and publishes a staff reply.
+A web app runs in the same process by registering a factory in :data:`COMPONENT_FACTORIES` (called with
+the started service; it returns an object with ``start()``/``stop()``) from a module listed in
+:data:`COMPONENT_MODULES`, which :func:`run_center` imports when it exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+from typing import Any, Protocol
+
+from center.storage import CenterStorage, IncomingReport, Reply, open_storage
+from edge.config import Config
+from edge.errors import CenterError, ProtocolError, SyncError
+from sync import protocol
+from sync.receiver import Receiver
+
+log = logging.getLogger(__name__)
+
+#: Unpublished replies (the broker was down, or the CLI queued one) are retried this often.
+OUTBOX_EVERY_S = 2.0
+
+
+class Component(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+#: Factories of extra components run beside the receiver (the dashboard appends its web server here).
+COMPONENT_FACTORIES: list[Callable[[CenterService], Component]] = []
+#: Modules imported by run_center (if installed) so that they can register their factories.
+COMPONENT_MODULES: list[str] = ["center.web"]
+
+
+class StorageSink:
+    """Adapts :class:`CenterStorage` to what :class:`sync.receiver.Receiver` hands over."""
+
+    def __init__(self, storage: CenterStorage) -> None:
+        self._storage = storage
+
+    def store_reports(
+        self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime
+    ) -> None:
+        self._storage.ingest(
+            [
+                IncomingReport(
+                    report=w.report,
+                    post_id=post_id,
+                    received_at=received_at,
+                    age_s=w.age_s,
+                    age_source=w.age_source,
+                    post_sent_at=batch.sent_at,
+                    regency=regency,
+                )
+                for w in batch.reports
+            ]
+        )
+
+    def store_status(
+        self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool
+    ) -> None:
+        self._storage.record_status(post_id, regency, status, received_at, retained=retained)
+
+    def store_reply_state(self, regency: str, post_id: str, event: dict[str, Any], received_at: datetime) -> None:
+        reply = self._storage.get_reply(event["cmd_id"])
+        if reply is None:
+            raise ProtocolError("unknown_cmd", f"reply state for unknown cmd {event['cmd_id']}")
+        if reply.post_id != post_id:
+            raise ProtocolError("post_mismatch", f"post {post_id} reported on a reply sent via {reply.post_id}")
+        self._storage.set_reply_state(event["cmd_id"], event["state"])
+
+
+class CenterService:
+    def __init__(self, cfg: Config, *, storage: CenterStorage | None = None, client_id: str | None = None) -> None:
+        self.cfg = cfg
+        self.storage = storage if storage is not None else open_storage(cfg.center.db)
+        self._own_storage = storage is None
+        mqtt = cfg.center.mqtt
+        self.receiver = Receiver(mqtt, StorageSink(self.storage), client_id=client_id) if mqtt else None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._outbox: threading.Thread | None = None
+        self._components: list[Component] = []
+
+    def start(self) -> None:
+        if self.receiver is not None:
+            self.receiver.start()
+            self._outbox = threading.Thread(target=self._run_outbox, name="siaga-outbox", daemon=True)
+            self._outbox.start()
+        else:
+            log.warning("center.mqtt is not configured: no reports will be received")
+
+    def mount(self, component: Component) -> None:
+        """Start a component now and stop it (first) when the service stops."""
+        component.start()
+        self._components.append(component)
+
+    def stop(self) -> None:
+        for component in reversed(self._components):
+            try:
+                component.stop()
+            except Exception:
+                log.exception("stopping %r failed", component)
+        self._components.clear()
+        self._stop.set()
+        self._wake.set()
+        if self._outbox is not None:
+            self._outbox.join(5)
+            self._outbox = None
+        if self.receiver is not None:
+            self.receiver.stop()
+        if self._own_storage:
+            self.storage.close()
+
+    def healthy(self) -> bool:
+        return self.receiver is None or self.receiver.healthy()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "receiver": self.receiver.state() if self.receiver else None,
+            "storage": self.storage.dialect,
+            "counts": self.storage.counts(),
+        }
+
+    # ------------------------------------------------------------------ replies
+    def send_reply(self, report_id: str, text: str, created_by: str) -> Reply:
+        """Queue a reply for the handset that sent ``report_id`` and publish it now if connected."""
+        reply = self.storage.create_reply(report_id, text, created_by)
+        self._wake.set()
+        return reply
+
+    def _run_outbox(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(OUTBOX_EVERY_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._publish_queued()
+            except Exception:
+                log.exception("reply outbox failed")
+
+    def _publish_queued(self) -> None:
+        receiver = self.receiver
+        if receiver is None or not receiver.connected:
+            return
+        for reply in self.storage.replies(state="queued"):
+            try:
+                receiver.publish_command(reply.regency, reply.post_id, reply.command())
+            except SyncError as exc:
+                log.info("reply %s stays queued: %s", reply.cmd_id, exc)
+                return
+            self.storage.set_reply_state(reply.cmd_id, "published")
+            log.info("reply %s to %s published via post %s", reply.cmd_id, reply.to_node, reply.post_id)
+
+
+def run_center(cfg: Config) -> int:
+    """Run until SIGTERM/SIGINT.  Returns the exit code."""
+    for name in COMPONENT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    service = CenterService(cfg)
+    try:
+        service.start()
+        for factory in COMPONENT_FACTORIES:
+            service.mount(factory(service))
+        log.info("center running: database %s, %d components", service.storage.dialect, len(COMPONENT_FACTORIES))
+        while not stop.wait(5.0):
+            if not service.healthy():
+                log.error("center receiver is stuck; exiting so that systemd restarts it")
+                return 1
+    except CenterError as exc:
+        log.error("center failed: %s", exc)
+        return 1
+    finally:
+        service.stop()
+        log.info("center stopped")
+    return 0

@@ -1,0 +1,603 @@
+"""``siaga run``: the post daemon.  Wires the store, intake, radio bridge, outbox and (optional) uplink.
+
+:class:`Post` is the composition and the one place where an event becomes an action:
+
+* radio text / Detection Sensor → :class:`~edge.report.Report` (Intake) → ``store.put`` (durable) → wake the
+  uplink → first receipt to the handset (copies get none);
+* radio position / node info → the node table (edge/nodes.py);
+* radio ACK/NAK → the outbox (edge/receipts.py);
+* uplink ``on_delivered`` → second receipt; uplink ``on_command`` (a staff reply) → a DM to the handset,
+  its progress published back with ``publish_reply_state``.
+
+Receipt state lives in the store (``set_receipt``): "sending" is committed before the first
+transmission, so a restart resends only receipts that never went out (and only for reports less than
+:data:`RESUME_WINDOW_S` old).  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
+only set a flag; the main loop notices within half a second and stops everything within 5 s.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from edge.classify import Classifier
+from edge.clock import Clock, SystemClock
+from edge.config import Config
+from edge.errors import ReportError, StoreError
+from edge.handsets import with_handsets_file
+from edge.intake import Intake
+from edge.nodes import NodeTable
+from edge.radio import (
+    BROADCAST_NUM,
+    Ignored,
+    MeshMessage,
+    MeshNodeInfo,
+    MeshPosition,
+    MeshRouting,
+    RadioBridge,
+    RadioEvent,
+    RadioTuning,
+)
+from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
+from edge.report import PathHop, Report, mesh_report_id, node_id
+from edge.status import write_runtime
+from edge.store import PutResult, Store
+
+log = logging.getLogger(__name__)
+
+#: After a restart, receipts that never went out are still sent for reports younger than this.
+RESUME_WINDOW_S = 3600
+#: Reports that could not be stored (disk full) are kept in RAM and retried, at most this many.
+UNSTORED_MAX = 1000
+#: Invalid UTF-8 in a text: kept (with U+FFFD) if at most this share of characters is broken.
+SALVAGE_MAX_BROKEN = 0.25
+#: Staff reply ids remembered so a repeated command is not sent twice.
+SEEN_COMMANDS_MAX = 2000
+STOP_TIMEOUT_S = 4.0
+
+
+class Post:
+    """One village post: open with :meth:`start`, close with :meth:`stop` (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Clock | None = None,
+        radio_tuning: RadioTuning | None = None,
+        with_uplink: bool = True,
+    ) -> None:
+        self.cfg = with_handsets_file(cfg)
+        self.clock: Clock = clock or SystemClock()
+        self._radio_tuning = radio_tuning
+        self._with_uplink = with_uplink
+        self.store: Store | None = None
+        self.nodes: NodeTable | None = None
+        self.intake: Intake | None = None
+        self.radio: RadioBridge | None = None
+        self.outbox: Outbox | None = None
+        self.uplink: Any = None
+        self._counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        self._unstored: collections.deque[Report] = collections.deque(maxlen=UNSTORED_MAX)
+        self._seen_commands: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._runtime: dict[str, Any] = {}
+        self._runtime_lock = threading.Lock()
+        self._last_retention = 0.0
+        self._stopped = False
+        #: Called after every store.put of a radio report (benchmarks, tests): (result, report).
+        self.stored_hook: Callable[[PutResult, Report], None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        cfg = self.cfg
+        store = Store.open(cfg.store_path, clock=self.clock)
+        self.store = store
+        try:
+            store.release_all_claims()
+            boots = store.bump_boot_counter()
+            self.nodes = NodeTable(store, self.clock)
+            known = self.nodes.load()
+            self.intake = Intake(cfg, Classifier.load(cfg.classifier.extra_keywords), self.clock)
+            log.info(
+                "post %s (%s) starting: start #%d, %d handsets registered, %d radios known",
+                cfg.node.post_id,
+                cfg.node.name,
+                boots,
+                len(cfg.handsets),
+                known,
+            )
+            mesh = cfg.radio.meshtastic
+            if mesh is not None:
+                self.radio = RadioBridge(mesh, self.handle_radio, on_state=self._radio_state, tuning=self._radio_tuning)
+                self.outbox = Outbox(
+                    self.radio.send_text,
+                    ready=lambda: self.radio is not None and self.radio.connected,
+                    min_interval_s=mesh.min_send_interval_s,
+                    ack_timeout_s=mesh.ack_timeout_s,
+                    retries=mesh.receipt_retries,
+                )
+            else:
+                log.warning("no [radio.meshtastic] configured: only reports typed in at the post are queued")
+            if cfg.uplink.mqtt is not None and self._with_uplink:
+                self.uplink = self._make_uplink()
+            self._write_runtime(radio="disconnected")
+            if self.outbox is not None:
+                self.outbox.start()
+                self._resume_receipts()
+            if self.radio is not None:
+                self.radio.start()
+            if self.uplink is not None:
+                self.uplink.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _make_uplink(self) -> Any:
+        try:
+            from sync.uplink import Uplink
+        except ImportError as exc:
+            # Reports still queue durably; the operator sees "uplink: tidak ada" in `siaga status`.
+            log.error("uplink configured but sync.uplink cannot be imported (%s): reports only queue", exc)
+            return None
+        assert self.store is not None
+        return Uplink(self.cfg, self.store, clock=self.clock, events=self)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop everything within about ``timeout`` seconds; what was received is stored first."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+
+        def left(share: float) -> float:
+            return max(0.1, (deadline - time.monotonic()) * share)
+
+        if self.radio is not None:
+            self.radio.stop(left(0.45))
+        if self.outbox is not None:
+            self.outbox.stop(left(0.2))
+        if self.uplink is not None:
+            try:
+                self.uplink.stop(left(0.8))
+            except Exception:
+                log.exception("uplink stop failed")
+        if self.nodes is not None and self.store is not None:
+            self.nodes.flush()
+        if self._unstored:
+            log.error("%d reports could not be stored and are lost at stop", len(self._unstored))
+        if self.store is not None:
+            self._write_runtime(radio="disconnected", stopped=True)
+            self.store.close()
+        self.radio = None
+        self.outbox = None
+        self.uplink = None
+
+    def tick(self) -> None:
+        """Housekeeping, from the main loop about twice a second."""
+        if self.nodes is not None:
+            self.nodes.maybe_flush()
+        if self._unstored:
+            self._retry_unstored()
+        if self.uplink is not None:
+            try:
+                uplink_state = self.uplink.state()
+            except Exception:
+                uplink_state = {"connected": False}
+            broker = uplink_state.get("broker") if uplink_state.get("connected") else None
+            if broker != self._runtime.get("uplink"):
+                self._write_runtime(uplink=broker)
+        now = time.monotonic()
+        if self.store is not None and now - self._last_retention > 86400:
+            self._last_retention = now
+            try:
+                self.store.retention(self.cfg.store.retention_days)
+            except StoreError as exc:
+                log.warning("retention failed: %s", exc)
+
+    # ------------------------------------------------------------------ state
+    def count(self, key: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._counts[key] += n
+
+    def counters(self) -> dict[str, int]:
+        """Counters by kind (for status and metrics): radio traffic, reports, receipts, errors."""
+        with self._count_lock:
+            out: dict[str, int] = dict(self._counts)
+        if self.radio is not None:
+            for key, value in self.radio.counters().items():
+                out[key] = out.get(key, 0) + value
+        if self.outbox is not None:
+            out.update({f"outbox.{k}": v for k, v in self.outbox.counts.items()})
+        return out
+
+    def healthy(self) -> bool:
+        parts = [p.healthy() for p in (self.radio, self.outbox) if p is not None]
+        if self.uplink is not None:
+            parts.append(bool(self.uplink.healthy()))
+        return all(parts)
+
+    def state(self) -> dict[str, Any]:
+        with self._runtime_lock:
+            return dict(self._runtime)
+
+    def _write_runtime(self, **fields: Any) -> None:
+        with self._runtime_lock:
+            self._runtime.setdefault("uplink", None)
+            self._runtime.update(fields)
+            snapshot = dict(self._runtime)
+        try:
+            write_runtime(self.cfg, snapshot)
+        except OSError as exc:
+            log.warning("cannot write the runtime state file: %s", exc)
+
+    def _radio_state(self, connected: bool) -> None:
+        value = "connected" if connected else "disconnected"
+        self._write_runtime(radio=value)
+        if self.uplink is not None:
+            try:
+                self.uplink.set_post_state(radio=value)
+            except Exception:
+                log.exception("uplink.set_post_state failed")
+        if connected and self.radio is not None and self.nodes is not None:
+            self.nodes.seed_names(self.radio.known_nodes())
+
+    # ------------------------------------------------------------------ radio events (radio-in thread)
+    def handle_radio(self, event: RadioEvent) -> None:
+        if isinstance(event, MeshMessage):
+            self._on_message(event)
+        elif isinstance(event, MeshRouting):
+            if self.outbox is not None and self.radio is not None:
+                self.outbox.on_routing(event.from_num, event.request_id, event.error, self.radio.my_node_num)
+        elif isinstance(event, MeshPosition):
+            if self.nodes is not None:
+                self.nodes.update_position(event.from_num, event.lat, event.lon, event.altitude, event.accuracy_m)
+        elif isinstance(event, MeshNodeInfo):
+            if self.nodes is not None:
+                self.nodes.update_user(event.from_num, event.long_name, event.short_name)
+        elif isinstance(event, Ignored):
+            log.debug("radio: ignored %s from %s", event.reason, event.from_num)
+
+    def _on_message(self, msg: MeshMessage) -> None:
+        assert self.intake is not None and self.store is not None and self.nodes is not None
+        mesh = self.cfg.radio.meshtastic
+        my_num = self.radio.my_node_num if self.radio is not None else None
+        if msg.to_num != BROADCAST_NUM and msg.to_num != my_num:
+            self.count("ignored.dm_other")
+            return
+        # A direct message to the post is a report whatever its channel; broadcasts only on ours.
+        if msg.to_num == BROADCAST_NUM and mesh is not None and msg.channel not in mesh.channels:
+            self.count("ignored.channel")
+            log.debug("radio: text on channel %d (not ours) from %s ignored", msg.channel, node_id(msg.from_num))
+            return
+        self.nodes.heard(msg.from_num)
+        text = self._message_text(msg)
+        if text is None:
+            return
+        now = self.clock.now()
+        hop = PathHop(
+            post_id=self.cfg.node.post_id,
+            hops=msg.hops,
+            snr=msg.snr,
+            rssi=msg.rssi,
+            relay=self.nodes.relay_name(msg.relay_byte) if msg.relay_byte is not None else None,
+            heard_at=now,
+        )
+        origin = node_id(msg.from_num)
+        try:
+            report = self.intake.build(
+                text,
+                origin=origin,
+                source="meshtastic",
+                report_id=mesh_report_id(msg.from_num, msg.packet_id, now),
+                location=self.nodes.location(msg.from_num),
+                path=(hop,),
+                mesh_packet_id=msg.packet_id,
+                channel=msg.channel if 0 <= msg.channel <= 7 else None,
+                observed_at=now,
+            )
+            if msg.kind == "detection" and report.category == "lainnya":
+                # The Detection Sensor is wired to the SOS button (firmware_config/handset.yaml).
+                report = report.with_changes(category="sos", urgency="Immediate").validate()
+        except (ReportError, ValueError) as exc:
+            self.count("bad.text")
+            log.warning("radio: text from %s not usable as a report: %s (%.60r)", origin, exc, text)
+            return
+        self._store_report(report)
+
+    def _message_text(self, msg: MeshMessage) -> str | None:
+        text = msg.text
+        if text is None:
+            salvaged = msg.payload.decode("utf-8", errors="replace")
+            broken = salvaged.count("\ufffd")
+            if salvaged and broken / len(salvaged) <= SALVAGE_MAX_BROKEN and any(c.isalnum() for c in salvaged):
+                # An emergency text with a few damaged bytes is still an emergency: keep it, marked.
+                self.count("bad.utf8_salvaged")
+                log.warning("radio: invalid UTF-8 from %s, kept with replacement characters", node_id(msg.from_num))
+                text = salvaged
+            else:
+                self.count("bad.utf8")
+                log.warning(
+                    "radio: %s payload from %s is not UTF-8 text (%d bytes: %.40r); ignored",
+                    msg.kind,
+                    node_id(msg.from_num),
+                    len(msg.payload),
+                    msg.payload,
+                )
+                return None
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        if not text.strip():
+            self.count("ignored.empty")
+            return None
+        return text
+
+    def _store_report(self, report: Report) -> None:
+        assert self.store is not None
+        try:
+            result = self.store.put(report)
+        except StoreError as exc:
+            self.count("store.errors")
+            self._unstored.append(report)
+            log.error("STORE FAILED for report %s (%s): kept in memory, retrying", report.report_id, exc)
+            return
+        self._after_put(result, report)
+
+    def _after_put(self, result: PutResult, report: Report) -> None:
+        if self.stored_hook is not None:
+            try:
+                self.stored_hook(result, report)
+            except Exception:
+                log.exception("stored_hook failed")
+        if not result.created:
+            self.count("reports.copies")
+            log.info("report #%s heard again (copy %d): %s", report.ref, result.copies, result.report_id)
+            return
+        self.count("reports.created")
+        self.count("reports.verified" if report.verified else "reports.unverified")
+        log.info(
+            "report #%s %s from %s%s stored (%s, %s)",
+            report.ref,
+            report.category.upper(),
+            report.origin,
+            "" if report.verified else " (unregistered radio)",
+            report.loc_source,
+            result.report_id,
+        )
+        if self.uplink is not None:
+            try:
+                self.uplink.wake()
+            except Exception:
+                log.exception("uplink.wake failed")
+        self._queue_post_receipt(report)
+
+    def _retry_unstored(self) -> None:
+        assert self.store is not None
+        while self._unstored:
+            report = self._unstored[0]
+            try:
+                result = self.store.put(report)
+            except StoreError:
+                return
+            self._unstored.popleft()
+            log.info("report %s stored on retry", report.report_id)
+            self._after_put(result, report)
+
+    # ------------------------------------------------------------------ receipts
+    def _receipts_on(self) -> bool:
+        mesh = self.cfg.radio.meshtastic
+        return mesh is not None and mesh.receipts and self.outbox is not None
+
+    def _reply_channel(self, report: Report | None) -> int:
+        mesh = self.cfg.radio.meshtastic
+        if report is not None and report.channel is not None:
+            return report.channel
+        return mesh.channels[0] if mesh is not None else 0
+
+    def _queue_post_receipt(self, report: Report) -> None:
+        if not self._receipts_on() or not report.origin.startswith("!"):
+            return
+        assert self.outbox is not None
+        rid = report.report_id
+        self.outbox.submit(
+            Outgoing(
+                key=f"post:{rid}",
+                dest=int(report.origin[1:], 16),
+                text=post_receipt_text(self.cfg.node.name, report.ref, report.category),
+                channel=self._reply_channel(report),
+                before_send=lambda: self._mark_receipt(rid, "post", "sending"),
+                on_state=lambda state: self._receipt_state(rid, "post", state),
+            )
+        )
+
+    def _queue_center_receipt(self, report: Report, when: datetime) -> None:
+        if not self._receipts_on() or not report.origin.startswith("!"):
+            return
+        assert self.outbox is not None
+        rid = report.report_id
+        self.outbox.submit(
+            Outgoing(
+                key=f"center:{rid}",
+                dest=int(report.origin[1:], 16),
+                text=center_receipt_text(report.ref, when, self.cfg.node.timezone),
+                channel=self._reply_channel(report),
+                before_send=lambda: self._mark_receipt(rid, "center", "sending"),
+                on_state=lambda state: self._receipt_state(rid, "center", state),
+            )
+        )
+
+    def _mark_receipt(self, report_id: str, which: str, state: str) -> bool:
+        assert self.store is not None
+        try:
+            self.store.set_receipt(report_id, which, state)
+        except StoreError as exc:
+            # Without the record a restart could send it twice: better not to send it now.
+            log.error("receipt %s for %s not sent: cannot record it (%s)", which, report_id, exc)
+            return False
+        return True
+
+    def _receipt_state(self, report_id: str, which: str, state: str) -> None:
+        if state == "sending":
+            return
+        self.count(f"receipts.{which}.{state}")
+        if self.store is not None:
+            try:
+                self.store.set_receipt(report_id, which, state)
+            except StoreError as exc:
+                log.warning("receipt state %s/%s for %s not recorded: %s", which, state, report_id, exc)
+
+    def _resume_receipts(self) -> None:
+        """Receipts that never went out before a restart (none that went out is sent again)."""
+        assert self.store is not None
+        if not self._receipts_on():
+            return
+        now = self.clock.now()
+        resumed = 0
+        for row in self.store.list_reports(limit=5000):
+            report = row.report
+            if report.source != "meshtastic" or not report.origin.startswith("!"):
+                continue
+            if (
+                row.receipt_post is None
+                and self.store.age_s(row.boot_id, row.boot_stored, row.stored_ts) <= RESUME_WINDOW_S
+            ):
+                self._queue_post_receipt(report)
+                resumed += 1
+            if (
+                row.state == "delivered"
+                and row.receipt_center is None
+                and row.delivered_ts is not None
+                and now.timestamp() - row.delivered_ts <= RESUME_WINDOW_S
+            ):
+                self._queue_center_receipt(report, datetime.fromtimestamp(row.delivered_ts, UTC))
+                resumed += 1
+        if resumed:
+            log.info("%d receipts from before the restart are still to be sent", resumed)
+
+    # ------------------------------------------------------------------ uplink events (uplink threads)
+    def on_delivered(self, report_ids: list[str]) -> None:
+        """The center committed these reports (the store is already updated): second receipt."""
+        if self.store is None:
+            return
+        now = self.clock.now()
+        for row in self.store.get_many(list(report_ids)):
+            report = row.report
+            if report.source != "meshtastic" or row.receipt_center is not None:
+                continue
+            self._queue_center_receipt(report, now)
+
+    def on_command(self, command: dict[str, Any]) -> None:
+        """A validated command from the center; ``reply`` becomes a DM ``112: <text>`` to the handset."""
+        cmd_id = command.get("cmd_id")
+        report_id = command.get("report_id")
+        if not isinstance(cmd_id, str) or not cmd_id:
+            log.warning("command without cmd_id ignored: %.100r", command)
+            return
+        if command.get("type") != "reply":
+            log.warning("command %s of unknown type %r ignored", cmd_id, command.get("type"))
+            return
+        if cmd_id in self._seen_commands:
+            log.info("command %s already handled", cmd_id)
+            return
+        self._seen_commands[cmd_id] = None
+        while len(self._seen_commands) > SEEN_COMMANDS_MAX:
+            self._seen_commands.popitem(last=False)
+        rid = report_id if isinstance(report_id, str) else ""
+        to = command.get("to")
+        text = command.get("text")
+        report = None
+        if self.store is not None and rid:
+            stored = self.store.get(rid)
+            report = stored.report if stored is not None else None
+        if not to and report is not None and report.origin.startswith("!"):
+            to = report.origin
+        problem = None
+        if not isinstance(to, str) or len(to) != 9 or not to.startswith("!"):
+            problem = f"invalid destination {to!r}"
+        elif not isinstance(text, str) or not text.strip():
+            problem = "empty text"
+        elif self.outbox is None:
+            problem = "no radio at this post"
+        if problem is not None:
+            log.warning("reply %s not sent: %s", cmd_id, problem)
+            self._reply_state(cmd_id, rid, "failed")
+            return
+        assert isinstance(to, str) and isinstance(text, str) and self.outbox is not None
+        try:
+            dest = int(to[1:], 16)
+        except ValueError:
+            self._reply_state(cmd_id, rid, "failed")
+            return
+        mapping = {"sent": "sent", "acked": "delivered", "failed": "failed"}
+
+        def on_state(state: str) -> None:
+            self.count(f"replies.{state}")
+            if state in mapping:
+                self._reply_state(cmd_id, rid, mapping[state])
+            elif state == "relayed":
+                log.info("reply %s left the post but the handset never acknowledged it", cmd_id)
+
+        self.outbox.submit(
+            Outgoing(
+                key=f"reply:{cmd_id}",
+                dest=dest,
+                text=reply_text(text),
+                channel=self._reply_channel(report),
+                on_state=on_state,
+            )
+        )
+
+    def _reply_state(self, cmd_id: str, report_id: str, state: str) -> None:
+        if self.uplink is None:
+            return
+        try:
+            self.uplink.publish_reply_state(cmd_id, report_id, state)
+        except Exception:
+            log.exception("publish_reply_state failed")
+
+
+class _Flags:
+    """What the signal handlers may touch: one attribute, nothing else."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading.Event | None = None) -> int:
+    """Run the post until SIGTERM/SIGINT (or ``stop_event``); 0 after a clean stop."""
+    stop = stop_event or threading.Event()
+    flags = _Flags()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        flags.signum = signum
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        post = Post(cfg, clock=clock)
+        post.start()
+        log.info("post %s running (radio: %s)", cfg.node.post_id, post.radio.target if post.radio else "none")
+        try:
+            while flags.signum is None and not stop.is_set():
+                stop.wait(0.5)
+                post.tick()
+        finally:
+            if flags.signum is not None:
+                log.info("signal %d: stopping", flags.signum)
+            started = time.monotonic()
+            post.stop()
+            log.info("post stopped in %.1f s", time.monotonic() - started)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0

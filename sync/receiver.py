@@ -1,0 +1,280 @@
+"""The center's side of the wire protocol: receive, validate, hand to storage, acknowledge after the commit.
+
+Subscriptions (protocol.center_subscriptions): reports and reply events through a shared subscription
+(``$share/<group>/...``) so several receivers split the load; post status through a normal one, because
+Mosquitto sends retained messages only to normal subscriptions.
+
+Order for a report batch: validate → ``sink.store_reports`` (one commit) → publish the ``ack`` (QoS 1) →
+only then PUBACK the incoming message.  A receiver killed anywhere in between leaves the message unacked at
+the broker (redelivered to the persistent session) or the post without an ack (it resends after its ack
+timeout); either way the report is stored once, because storage is idempotent on ``report_id``.
+
+Hostile or malformed payloads are counted under a short reason (``counters``), logged with a truncated
+repr, acknowledged to the broker (so they are not redelivered) and otherwise ignored.  If the storage
+fails, the message is NOT acknowledged: the receiver drops its connection and reconnects, and the broker
+delivers the message again.
+
+This module imports nothing from ``center/``: the center passes a :class:`ReceiverSink`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from edge.config import CenterMqttConfig
+from edge.errors import ProtocolError, SiagaError, SyncError
+from sync import protocol
+from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 2.0
+SESSION_EXPIRY_S = 86400
+
+
+class ReceiverSink(Protocol):
+    """Where received messages go (the center's storage).  Returning means committed."""
+
+    def store_reports(
+        self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime
+    ) -> None: ...
+
+    def store_status(
+        self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool
+    ) -> None: ...
+
+    def store_reply_state(self, regency: str, post_id: str, event: dict[str, Any], received_at: datetime) -> None: ...
+
+
+class Receiver:
+    """One center receiver process's MQTT side.  ``start`` is non-blocking."""
+
+    def __init__(self, settings: CenterMqttConfig, sink: ReceiverSink, *, client_id: str | None = None) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._client_id = client_id or settings.client_id or f"siaga-center-{socket.gethostname()}"[:64]
+        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._stopping = threading.Event()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._link: MqttLink | None = None
+        self._tick = time.monotonic()
+        self.counters: Counter[str] = Counter()
+        self.rejects: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="siaga-receiver", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._kick.set()
+        self._q.put(("stop",))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and time.monotonic() - self._tick < 60
+
+    @property
+    def connected(self) -> bool:
+        link = self._link
+        return bool(link and link.connected)
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected:
+                return True
+            time.sleep(0.02)
+        return self.connected
+
+    def state(self) -> dict[str, Any]:
+        link = self._link
+        return {
+            "connected": self.connected,
+            "broker": link.broker.url if link else None,
+            "counters": dict(self.counters),
+            "rejected_by_reason": dict(self.rejects),
+            "last_error": self.last_error,
+        }
+
+    def publish_command(self, regency: str, post_id: str, command: dict[str, Any]) -> None:
+        """Send a reply command to a post (QoS 1; its persistent session holds it while it is offline)."""
+        link = self._link
+        if link is None or not link.connected:
+            raise SyncError("receiver is not connected to the broker")
+        payload = protocol.encode_command(command, sent_at=datetime.now(UTC))
+        link.publish(protocol.topic(regency, post_id, "cmd"), payload, qos=1)
+
+    # ------------------------------------------------------------------ the receiver thread
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stopping.is_set():
+            self._tick = time.monotonic()
+            if self._link is None:
+                if not self._connect():
+                    backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
+                    self._kick.wait(backoff * random.uniform(0.5, 1.0))
+                    self._kick.clear()
+                    continue
+                backoff = 0.0
+            try:
+                event = self._q.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            try:
+                self._apply(event)
+            except Exception as exc:
+                log.exception("receiver error: %s", exc)
+                self.last_error = str(exc)[:200]
+                self._drop("error")
+        self._drop("stopping", polite=True)
+
+    def _connect(self) -> bool:
+        def make(broker: BrokerAddress) -> MqttLink:
+            return MqttLink(
+                self._settings,
+                broker,
+                client_id=self._client_id,
+                handler=self,
+                section="center.mqtt",
+                will=Will(protocol.CENTER_STATE_TOPIC, protocol.encode_center_state("offline")),
+                session_expiry_s=SESSION_EXPIRY_S,
+                manual_ack=True,
+                max_inflight=100,
+            )
+
+        try:
+            link, session = open_first(self._settings.broker_urls, make, timeout=8.0)
+        except SyncError as exc:
+            self._note_error(str(exc))
+            return False
+        try:
+            subs = protocol.center_subscriptions(self._settings.regency, self._settings.share_group)
+            link.subscribe([(t, 1) for t in subs])
+            link.publish(
+                protocol.CENTER_STATE_TOPIC,
+                protocol.encode_center_state("online", at=datetime.now(UTC)),
+                qos=1,
+                retain=True,
+            )
+        except SyncError as exc:
+            link.abort()
+            self._note_error(str(exc))
+            return False
+        self._link = link
+        self.last_error = None
+        self.counters["connects"] += 1
+        log.info("receiver connected to %s (session %s)", link.broker.url, "resumed" if session else "new")
+        return True
+
+    def _note_error(self, text: str) -> None:
+        if text != self.last_error:
+            log.warning("receiver: %s", text)
+        self.last_error = text
+
+    def _drop(self, reason: str, *, polite: bool = False) -> None:
+        link, self._link = self._link, None
+        if link is None:
+            return
+        if polite:
+            link.close(send_will=True)
+        else:
+            self.counters["disconnects"] += 1
+            link.abort()
+
+    def _apply(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "msg":
+            _, link, message = event
+            if link is self._link:
+                self._handle(link, message)
+        elif kind == "down":
+            _, link, reason = event
+            if link is self._link:
+                log.warning("receiver: connection lost (%s)", reason)
+                self._drop(reason)
+
+    def _handle(self, link: MqttLink, message: Message) -> None:
+        received_at = datetime.now(UTC)
+        try:
+            regency, post_id, kind = protocol.parse_topic(message.topic)
+            if kind == "report":
+                self._handle_reports(link, regency, post_id, message, received_at)
+            elif kind == "status":
+                if message.payload:  # an empty retained message clears a post's status: nothing to record
+                    status = protocol.decode_status(message.payload, post_id)
+                    self._sink.store_status(regency, post_id, status, received_at, message.retain)
+                    self.counters["status"] += 1
+            elif kind == "event":
+                event = protocol.decode_event(message.payload)
+                self._sink.store_reply_state(regency, post_id, event, received_at)
+                self.counters["events"] += 1
+            else:
+                raise ProtocolError("topic", f"not a topic the center reads: {message.topic[:100]!r}")
+        except ProtocolError as exc:
+            self.counters["rejected"] += 1
+            self.rejects[exc.reason] += 1
+            log.warning(
+                "receiver: rejected message on %s (%s): %s; payload %s",
+                message.topic[:100],
+                exc.reason,
+                exc.detail[:200],
+                _preview(message.payload),
+            )
+        except SiagaError as exc:
+            # storage failed: do NOT acknowledge; reconnect so the broker delivers it again
+            self.counters["store_failures"] += 1
+            log.error("receiver: could not store a message from %s: %s", message.topic[:100], exc)
+            self.last_error = str(exc)[:200]
+            self._drop("storage failure")
+            return
+        link.ack(message.mid, message.qos)
+
+    def _handle_reports(
+        self, link: MqttLink, regency: str, post_id: str, message: Message, received_at: datetime
+    ) -> None:
+        batch = protocol.decode_report_batch(message.payload, post_id)
+        if batch.reports:
+            self._sink.store_reports(regency, post_id, batch, received_at)
+        self.counters["reports"] += len(batch.reports)
+        self.counters["batches"] += 1
+        for item in batch.rejected:
+            self.rejects["report_invalid"] += 1
+            log.warning("receiver: refused report %s from %s: %s", item.report_id, post_id, item.reason)
+        if batch.unreadable:
+            self.rejects["report_unreadable"] += batch.unreadable
+        ids = [w.report.report_id for w in batch.reports]
+        if ids or batch.rejected:
+            link.publish(protocol.topic(regency, post_id, "ack"), protocol.encode_ack(ids, batch.rejected), qos=1)
+
+    # ------------------------------------------------------------------ LinkHandler (paho's thread)
+    def on_message(self, link: MqttLink, message: Message) -> None:
+        self._q.put(("msg", link, message))
+
+    def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
+        if not ok:
+            self.counters["publish_refused"] += 1
+            log.error("receiver: broker refused a publish: %s", reason)
+
+    def on_disconnected(self, link: MqttLink, reason: str) -> None:
+        self._q.put(("down", link, reason))
+
+
+def _preview(payload: bytes, limit: int = 80) -> str:
+    head = payload[:limit]
+    return f"{head!r}{'...' if len(payload) > limit else ''} ({len(payload)} bytes)"
