@@ -126,6 +126,11 @@ class LinkProxy:
             self._writers.clear()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        # asyncio logs a cancelled connection handler as an error: stopping the proxy is not one
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(client_reader, client_writer)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         if self._state == "down":
             client_writer.transport.abort()
             return
@@ -191,6 +196,7 @@ class LinkProxy:
             await self._flowing.wait()
             if self._state == "down":
                 return
-            writer.write(chunk)
+            # count before writing: a reader woken by these bytes must already see them counted
             setattr(self.stats, counter, getattr(self.stats, counter) + len(chunk))
+            writer.write(chunk)
             await writer.drain()
