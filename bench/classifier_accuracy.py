@@ -7,6 +7,9 @@ tests/data/labelled_reports.jsonl has three parts, all written before the keywor
 - rows [TUNING_SIZE, BLIND_START): the held-out part, written with the tuning part, never tuned on;
 - rows [BLIND_START, end): a second blind batch written after the keywords were frozen; its first-pass
   misses (3 of 46) were then fixed, so it is no longer blind — see the note in the last report.
+tests/data/blind_reports.jsonl ("blind-1", 150 rows) was written blind by another colleague; its first run
+scored 92.0% category / 97.3% casualties, then the keywords were tuned on its misses (general rules, not
+its sentences), so it too is no longer blind.
 Casualty accuracy counts a row right only when all four counts match exactly.
 """
 
@@ -25,6 +28,8 @@ from edge.classify import Classifier  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "reports_sample.jsonl"
 LABELLED = ROOT / "tests" / "data" / "labelled_reports.jsonl"
+BLIND1 = ROOT / "tests" / "data" / "blind_reports.jsonl"
+BLIND1_LABEL = "blind-1 (tuned on after first run; first-run accuracy 92.0%/97.3%)"
 TUNING_SIZE = 141
 BLIND_START = 211
 
@@ -78,6 +83,8 @@ def main() -> None:
         evaluate(clf, "held-out", labelled[TUNING_SIZE:BLIND_START])
         evaluate(clf, "blind-2", labelled[BLIND_START:])
         evaluate(clf, "all", labelled, show_misses=False)
+    if BLIND1.exists():
+        evaluate(clf, BLIND1_LABEL, load(BLIND1))
     start = time.perf_counter()
     Classifier.load()
     print(f"load: {(time.perf_counter() - start) * 1000:.1f} ms")

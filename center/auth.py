@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import base64
 import collections
+import getpass
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from center.staffdb import StaffDB
 from edge.errors import CenterError
@@ -69,9 +72,7 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         salt = base64.b64decode(salt_b64)
         expected = base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(
-            password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
-        )
+        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)
@@ -93,9 +94,7 @@ class LoginLimiter:
     """Sliding-window failure counter per key (account name, client address).  In process memory:
     with several center processes each keeps its own count, which still bounds guessing."""
 
-    def __init__(
-        self, max_failures: int = 5, window_s: float = 300.0, clock: object = time.monotonic
-    ) -> None:
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0, clock: object = time.monotonic) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self._clock = clock
@@ -124,9 +123,9 @@ class LoginLimiter:
                 self._failures.setdefault(key, collections.deque()).append(now)
             if len(self._failures) > 10_000:
                 # an address sweep must not grow memory without bound: drop the stalest keys
-                for key in sorted(
-                    self._failures, key=lambda k: self._failures[k][-1] if self._failures[k] else 0
-                )[:5000]:
+                for key in sorted(self._failures, key=lambda k: self._failures[k][-1] if self._failures[k] else 0)[
+                    :5000
+                ]:
                     del self._failures[key]
 
     def succeeded(self, *keys: str) -> None:
@@ -236,9 +235,7 @@ class Auth:
             return None
         if row["last_seen_ts"] + 60 < now:
             # touch at most once a minute: SSE and polling must not write on every request
-            self.db.execute(
-                "UPDATE staff_sessions SET last_seen_ts = ? WHERE token_hash = ?", (now, row["token_hash"])
-            )
+            self.db.execute("UPDATE staff_sessions SET last_seen_ts = ? WHERE token_hash = ?", (now, row["token_hash"]))
         return Session(row["username"], row["role"], row["csrf"], row["token_hash"])
 
     def logout(self, session: Session) -> None:
@@ -263,3 +260,45 @@ def read_password_file(path: Path) -> str:
     except OSError as exc:
         raise AuthError(f"berkas kata sandi {path} tidak dapat dibaca: {exc.strerror}") from None
     return text.rstrip("\r\n")
+
+
+# -------------------------------------------------------------------------------- CLI
+def _ask_password(args: Any) -> str:
+    if args.password_file:
+        return read_password_file(Path(args.password_file))
+    if not sys.stdin.isatty():
+        # scripted use: the first line of stdin (never a command-line argument: it would show in ps)
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Kata sandi baru: ")
+    if getpass.getpass("Ulangi kata sandi: ") != first:
+        raise AuthError("kedua kata sandi tidak sama")
+    return first
+
+
+def user_command(args: Any) -> int:
+    """``siaga center user add|passwd|list``."""
+    from center.storage import open_storage
+    from edge.cli import load_config
+
+    cfg = load_config(args, require_post=False)
+    with open_storage(cfg.center.db) as storage:
+        auth = Auth(StaffDB(storage))
+        if args.user_command == "list":
+            users = auth.users()
+            if getattr(args, "json", False):
+                print(json.dumps(users, ensure_ascii=False, indent=2))
+            else:
+                for user in users:
+                    state = " (nonaktif)" if user["disabled"] else ""
+                    print(f"{user['username']:<24} {user['role']}{state}")
+                if not users:
+                    print("Belum ada akun. Tambahkan dengan: siaga center user add NAMA")
+            return 0
+        password = _ask_password(args)
+        if args.user_command == "add":
+            auth.add_user(args.name, password, args.role)
+            print(f"Akun {args.name} ({args.role}) dibuat.")
+        else:
+            auth.set_password(args.name, password)
+            print(f"Kata sandi {args.name} diganti; sesi lamanya diakhiri.")
+    return 0

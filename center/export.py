@@ -338,9 +338,7 @@ def csv_text(views: Iterable[ReportView]) -> str:
         for col in CSV_COLUMNS:
             value = props.get(col)
             # numbers stay numbers (a negative latitude is not a formula)
-            row.append(
-                "" if value is None else str(value) if isinstance(value, int | float) else _csv_safe(value)
-            )
+            row.append("" if value is None else str(value) if isinstance(value, int | float) else _csv_safe(value))
         writer.writerow(row)
     return out.getvalue()
 

@@ -49,9 +49,7 @@ class StorageSink:
     def __init__(self, storage: CenterStorage) -> None:
         self._storage = storage
 
-    def store_reports(
-        self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime
-    ) -> None:
+    def store_reports(self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime) -> None:
         self._storage.ingest(
             [
                 IncomingReport(

@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -314,6 +314,19 @@ class CenterStorage(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self._observers: list[Callable[[str], None]] = []
+
+    def add_observer(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(what)`` after each commit that changes reports, posts or replies
+        (``what`` is "reports", "posts" or "replies"); e.g. the dashboard's live view."""
+        self._observers.append(callback)
+
+    def _notify(self, what: str) -> None:
+        for callback in list(self._observers):
+            try:
+                callback(what)
+            except Exception:
+                log.exception("storage observer failed")
 
     # -- dialect hooks
     @abstractmethod
@@ -332,8 +345,11 @@ class CenterStorage(ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
-    def _lock_mesh(self, origin: str, packet_id: int) -> None:  # noqa: B027 - optional hook
-        """Serialise concurrent ingests of one mesh packet across receivers (PostgreSQL only)."""
+    def _lock_keys(self, keys: list[str]) -> None:  # noqa: B027 - optional hook
+        """Serialise concurrent ingests of the same report across receivers until the transaction ends.
+
+        SQLite needs nothing (BEGIN IMMEDIATE serialises writers); PostgreSQL takes advisory locks, in
+        sorted order so that two batches never wait on each other in a cycle."""
 
     # -- plumbing
     @contextmanager
@@ -411,12 +427,19 @@ class CenterStorage(ABC):
         results: list[IngestResult] = []
         try:
             with self.transaction():
+                keys = set()
+                for item in items:
+                    keys.add(item.report.report_id)
+                    if item.report.mesh_packet_id is not None:
+                        keys.add(f"{item.report.origin}/{item.report.mesh_packet_id}")
+                self._lock_keys(sorted(keys))
                 for item in items:
                     results.append(self._ingest_one(item))
         except CenterError:
             raise
         except Exception as exc:
             raise CenterError(f"storing {len(items)} reports failed: {exc}") from exc
+        self._notify("reports")
         return results
 
     def _ingest_one(self, item: IncomingReport) -> IngestResult:
@@ -491,7 +514,6 @@ class CenterStorage(ABC):
             return str(alias[0]["report_id"])
         if report.mesh_packet_id is None:
             return None
-        self._lock_mesh(report.origin, report.mesh_packet_id)
         window = MESH_MATCH_WINDOW.total_seconds()
         rows = self._rows(
             "SELECT report_id, observed_est_ts FROM reports WHERE origin = ? AND mesh_packet_id = ?"
@@ -607,6 +629,12 @@ class CenterStorage(ABC):
     ) -> None:
         """Record a post's status message (``state`` online/offline).  A retained copy replayed at the
         center's start does not move ``status_ts`` forward: it is old news."""
+        self._record_status(post_id, regency, status, received_at, retained)
+        self._notify("posts")
+
+    def _record_status(
+        self, post_id: str, regency: str, status: Mapping[str, Any], received_at: datetime, retained: bool
+    ) -> None:
         state = str(status.get("state", "online"))
         boot = status.get("boot")
         version = status.get("version")
@@ -664,9 +692,7 @@ class CenterStorage(ABC):
             raise CenterError(f"laporan {report_id!r} tidak ditemukan")
         origin = found.report.origin
         if not origin.startswith("!"):
-            raise CenterError(
-                f"laporan {report_id!r} tidak berasal dari handset (asal {origin}); tidak bisa dibalas"
-            )
+            raise CenterError(f"laporan {report_id!r} tidak berasal dari handset (asal {origin}); tidak bisa dibalas")
         regency = self._rows_one("SELECT regency FROM posts WHERE post_id = ?", (found.post_id,))
         now = time.time()
         reply = Reply(
@@ -697,6 +723,7 @@ class CenterStorage(ABC):
                     now,
                 ),
             )
+        self._notify("replies")
         return reply
 
     def _rows_one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
@@ -713,9 +740,7 @@ class CenterStorage(ABC):
                 return False
             current = rows[0]["state"]
             if current == state or (
-                state != "failed"
-                and current != "failed"
-                and REPLY_STATES.index(state) < REPLY_STATES.index(current)
+                state != "failed" and current != "failed" and REPLY_STATES.index(state) < REPLY_STATES.index(current)
             ):
                 return False
             if current in ("delivered", "failed") and state == "failed":
@@ -724,15 +749,14 @@ class CenterStorage(ABC):
                 "UPDATE replies SET state = ?, state_ts = ?, detail = COALESCE(?, detail) WHERE cmd_id = ?",
                 (state, time.time(), detail[:200] if detail else None, cmd_id),
             )
-            return True
+        self._notify("replies")
+        return True
 
     def get_reply(self, cmd_id: str) -> Reply | None:
         rows = self.query("SELECT * FROM replies WHERE cmd_id = ?", (cmd_id,))
         return _row_to_reply(rows[0]) if rows else None
 
-    def replies(
-        self, *, report_id: str | None = None, state: str | None = None, limit: int = 500
-    ) -> list[Reply]:
+    def replies(self, *, report_id: str | None = None, state: str | None = None, limit: int = 500) -> list[Reply]:
         where, params = [], []
         if report_id is not None:
             where.append("report_id = ?")
@@ -741,9 +765,7 @@ class CenterStorage(ABC):
             where.append("state = ?")
             params.append(state)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self.query(
-            f"SELECT * FROM replies {clause} ORDER BY created_ts LIMIT ?", (*params, int(limit))
-        )
+        rows = self.query(f"SELECT * FROM replies {clause} ORDER BY created_ts LIMIT ?", (*params, int(limit)))
         return [_row_to_reply(r) for r in rows]
 
 
@@ -823,8 +845,9 @@ class PostgresStorage(CenterStorage):
         except self._psycopg.Error as exc:
             raise CenterError(f"database: {_first_line(exc)}") from None
 
-    def _lock_mesh(self, origin: str, packet_id: int) -> None:
-        self._run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{origin}/{packet_id}",))
+    def _lock_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            self._run("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
     def _close(self) -> None:
         self._conn.close()

@@ -210,9 +210,7 @@ class Triage:
         return str(row["last"] if row else None)
 
     def notes(self, report_id: str) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "SELECT at_ts, username, text FROM notes WHERE report_id = ? ORDER BY id", (report_id,)
-        )
+        rows = self.db.query("SELECT at_ts, username, text FROM notes WHERE report_id = ? ORDER BY id", (report_id,))
         return [{"at": _dt(r["at_ts"]), "username": r["username"], "text": r["text"]} for r in rows]
 
     def audit(self, report_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -223,8 +221,7 @@ class Triage:
             )
         else:
             rows = self.db.query(
-                "SELECT at_ts, username, action, report_id, detail FROM audit"
-                " WHERE report_id = ? ORDER BY id",
+                "SELECT at_ts, username, action, report_id, detail FROM audit WHERE report_id = ? ORDER BY id",
                 (report_id,),
             )
         return [
@@ -239,9 +236,7 @@ class Triage:
         ]
 
     def incident_members(self, incident_id: str) -> list[str]:
-        rows = self.db.query(
-            "SELECT report_id FROM reports WHERE incident_id = ? ORDER BY received_ts", (incident_id,)
-        )
+        rows = self.db.query("SELECT report_id FROM reports WHERE incident_id = ? ORDER BY received_ts", (incident_id,))
         return [r["report_id"] for r in rows]
 
     # -- actions --------------------------------------------------------------------------------
@@ -255,8 +250,7 @@ class Triage:
                 return
             if status not in TRANSITIONS.get(current, frozenset()):
                 raise TriageError(
-                    f"status {STATUS_LABEL.get(current, current)} tidak dapat diubah"
-                    f" ke {STATUS_LABEL[status]}"
+                    f"status {STATUS_LABEL.get(current, current)} tidak dapat diubah ke {STATUS_LABEL[status]}"
                 )
             self._move(report_id, current, status, user)
             if note.strip():
@@ -282,13 +276,10 @@ class Triage:
             if row["status"] not in ("diverifikasi", "dikirim"):
                 raise TriageError("laporan harus diverifikasi dulu sebelum unit dikirim")
             self.db.insert(
-                "INSERT INTO assignments (report_id, agency, dispatched_ts, assigned_by, note)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO assignments (report_id, agency, dispatched_ts, assigned_by, note) VALUES (?, ?, ?, ?, ?)",
                 (report_id, agency, when, user, note[:MAX_NOTE]),
             )
-            self._audit(
-                user, "assign", report_id, {"agency": agency, "dispatched_at": format_time(_dt(when))}
-            )
+            self._audit(user, "assign", report_id, {"agency": agency, "dispatched_at": format_time(_dt(when))})
             if row["status"] == "diverifikasi":
                 self._move(report_id, "diverifikasi", "dikirim", user)
 
@@ -408,12 +399,8 @@ class Triage:
                 (now, user, report_id),
             )
             self._audit(user, "acknowledge", report_id, {})
-        self.db.execute(
-            "UPDATE reports SET status = ?, updated_ts = ? WHERE report_id = ?", (new, now, report_id)
-        )
-        self.db.execute(
-            "UPDATE triage SET updated_ts = ?, updated_by = ? WHERE report_id = ?", (now, user, report_id)
-        )
+        self.db.execute("UPDATE reports SET status = ?, updated_ts = ? WHERE report_id = ?", (new, now, report_id))
+        self.db.execute("UPDATE triage SET updated_ts = ?, updated_by = ? WHERE report_id = ?", (now, user, report_id))
         detail: dict[str, Any] = {"from": old, "to": new}
         if forced:
             detail["forced"] = True

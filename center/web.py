@@ -94,7 +94,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 # Only these paths are reachable without a session: the login form and the static assets it needs.
@@ -394,7 +394,7 @@ def post_row(p: PostPresence, now: float, silent_after_s: float, site: dict[str,
     silent_for = None if last_heard is None else max(0.0, now - last_heard)
     offline = p.state == "offline"
     silent = offline or silent_for is None or silent_for > silent_after_s
-    queue = status.get("queue") if isinstance(status.get("queue"), dict) else {}
+    queue: dict[str, Any] = status["queue"] if isinstance(status.get("queue"), dict) else {}
     battery = status.get("battery") if isinstance(status.get("battery"), dict) else None
     lat = status.get("lat", (site or {}).get("lat"))
     lon = status.get("lon", (site or {}).get("lon"))
@@ -549,7 +549,7 @@ def _client(request: Request) -> str:
 def _session(request: Request) -> Session:
     session = request.scope.get("state", {}).get("session")
     assert session is not None  # AuthMiddleware let the request through
-    return session  # type: ignore[no-any-return]
+    return session
 
 
 Handler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
@@ -578,7 +578,9 @@ def _action(handler: Handler, *, write: bool = True) -> Callable[[Request], Awai
             form = {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
         presented = request.headers.get("x-csrf-token") or form.get("csrf")
         if not Auth.csrf_ok(session, presented):
-            log.warning("CSRF token missing or wrong for %s %s by %s", request.method, request.url.path, session.username)
+            log.warning(
+                "CSRF token missing or wrong for %s %s by %s", request.method, request.url.path, session.username
+            )
             return PlainTextResponse("token CSRF tidak sah; muat ulang halaman", status_code=403)
         if write and not session.can_write:
             return PlainTextResponse("peran Anda hanya boleh melihat", status_code=403)
@@ -719,7 +721,7 @@ def create_app(
                 request, "login.html", 403, error="Sesi formulir habis; coba lagi.", next=next_url, login_csrf=_random()
             )
         try:
-            token, session = await run_in_threadpool(
+            token, _ = await run_in_threadpool(
                 center.auth.login, data.get("username", ""), data.get("password", ""), _client(request)
             )
         except RateLimited as exc:
@@ -728,11 +730,11 @@ def create_app(
             return response
         except AuthError as exc:
             return render(request, "login.html", 401, error=str(exc), next=next_url, login_csrf=expected)
-        response = RedirectResponse(next_url, status_code=303)
+        redirect = RedirectResponse(next_url, status_code=303)
         secure = request.url.scheme == "https"
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
-        return response
+        redirect.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
+        redirect.delete_cookie(LOGIN_COOKIE, path="/login")
+        return redirect
 
     async def logout(request: Request, session: Session, form: dict[str, str]) -> Response:
         await run_in_threadpool(center.auth.logout, session)
@@ -945,7 +947,11 @@ def create_app(
         flt = Filters.from_request(request, default_status="semua")
 
         def build() -> list[dict[str, Any]]:
-            views = sort_queue(center.filtered(flt)) if request.query_params.get("urut") == "antrean" else center.filtered(flt)
+            views = (
+                sort_queue(center.filtered(flt))
+                if request.query_params.get("urut") == "antrean"
+                else center.filtered(flt)
+            )
             return [dict(export.view_properties(v), kecamatan=center.kecamatan_of(v)) for v in views]
 
         return JSONResponse({"reports": await run_in_threadpool(build)})
@@ -971,9 +977,7 @@ def create_app(
                     for r in view.replies
                 ],
                 "notes": [{**n, "at": format_time(n["at"])} for n in ctx["notes"]],
-                "assignments": [
-                    {**a, "dispatched_at": format_time(a["dispatched_at"])} for a in view.assignments
-                ],
+                "assignments": [{**a, "dispatched_at": format_time(a["dispatched_at"])} for a in view.assignments],
                 "corrections": dict(view.corrections),
                 "original": view.report.to_dict(),
                 "incident_members": [v.report_id for v in ctx["incident"]],
@@ -1041,8 +1045,14 @@ def create_app(
                         "type": "Feature",
                         "id": post_id,
                         "geometry": {"type": "Point", "coordinates": [site["lon"], site["lat"]]},
-                        "properties": {"post_id": post_id, "name": site.get("name"), "state": "unknown",
-                                       "online": False, "silent": True, "pending": 0},
+                        "properties": {
+                            "post_id": post_id,
+                            "name": site.get("name"),
+                            "state": "unknown",
+                            "online": False,
+                            "silent": True,
+                            "pending": 0,
+                        },
                     }
                 )
         return JSONResponse({"type": "FeatureCollection", "features": features})
@@ -1056,7 +1066,8 @@ def create_app(
             try:
                 version = await run_in_threadpool(center.version)
                 last_ts = center.clock()
-                yield f"retry: 2000\nevent: hello\ndata: {json.dumps({'summary': await run_in_threadpool(center.summary)})}\n\n"
+                hello = json.dumps({"summary": await run_in_threadpool(center.summary)})
+                yield f"retry: 2000\nevent: hello\ndata: {hello}\n\n"
                 started = time.monotonic()
                 while time.monotonic() - started < max_s:
                     try:
@@ -1247,21 +1258,84 @@ def _eq(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+class WebServer:
+    """The dashboard on uvicorn in a background thread (beside the receiver in ``siaga center run``)."""
+
+    def __init__(self, app: Starlette, listen: str) -> None:
+        import uvicorn
+
+        host, _, port = listen.rpartition(":")
+        self.listen = listen
+        config = uvicorn.Config(
+            app,
+            host=host or "127.0.0.1",
+            port=int(port),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            # open SSE streams must not hold a shutdown for long
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="siaga-web", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise CenterError(f"dashboard cannot listen on {self.listen} (center.http): port in use?")
+            time.sleep(0.02)
+        log.info("dashboard listening on http://%s", self.listen)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind; start() reports it
+            pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
 def serve(app: Starlette, listen: str, *, stop: threading.Event | None = None) -> None:
-    """Run the app with uvicorn on ``HOST:PORT`` until ``stop`` is set (or SIGINT/SIGTERM)."""
-    import uvicorn
+    """Run the app until ``stop`` is set (blocking)."""
+    server = WebServer(app, listen)
+    server.start()
+    try:
+        (stop or threading.Event()).wait()
+    finally:
+        server.stop()
 
-    host, _, port = listen.rpartition(":")
-    config = uvicorn.Config(
-        app, host=host or "127.0.0.1", port=int(port), log_level="warning", timeout_graceful_shutdown=3,
-        lifespan="on", access_log=False,
-    )
-    server = uvicorn.Server(config)
-    if stop is not None:
 
-        def watch() -> None:
-            stop.wait()
-            server.should_exit = True
+def web_component(service: Any) -> WebServer | _Nothing:
+    """The factory :mod:`center.service` calls in ``siaga center run``: the dashboard on cfg.center.http,
+    over the service's storage, replies through the service's outbox (same path as ``siaga center reply``)."""
+    cfg: Config = service.cfg
+    if not cfg.center.http:
+        log.warning("center.http is empty: dashboard not started")
+        return _Nothing()
+    app = create_app(cfg, service.storage, send_reply=service.send_reply)
+    return WebServer(app, cfg.center.http)
 
-        threading.Thread(target=watch, name="web-stop", daemon=True).start()
-    server.run()
+
+class _Nothing:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _register_component() -> None:
+    from center import service
+
+    if web_component not in service.COMPONENT_FACTORIES:
+        service.COMPONENT_FACTORIES.append(web_component)
+
+
+_register_component()

@@ -2,10 +2,11 @@
 
 Officers write in a hurry on a handset keyboard: canned texts in capitals, free text full of shorthand
 ("tlg sgr 2 org luka"), typos ("kbakaran"), numbers as digits or words ("tiga puluh jiwa"), and now and
-then words of Uab Meto.  All words live in ``edge/data/keywords.toml``; a regency adds its own file(s)
-without code changes (see :meth:`Classifier.load`).  Everything is compiled once into dict lookups, so a
-classification is a few microseconds of pure Python.  Classification never fails: what it does not
-understand is ``lainnya`` with Unknown urgency — the raw text is always kept by the caller.
+then words of Uab Meto or Kupang Malay ("su", "sonde").  All words live in ``edge/data/keywords.toml``;
+a regency adds its own file(s) without code changes (see :meth:`Classifier.load`).  Everything is
+compiled once into dict lookups, so a classification is a few microseconds of pure Python.
+Classification never fails: what it does not understand is ``lainnya`` with Unknown urgency — the raw
+text is always kept by the caller.
 """
 
 from __future__ import annotations
@@ -40,13 +41,32 @@ CANNED_MESSAGES: tuple[str, ...] = (
 
 CASUALTY_KINDS: tuple[str, ...] = ("affected", "injured", "dead", "missing")
 
-_WEIGHTS = {"strong": 3.0, "keywords": 2.0, "weak": 1.0}
+_WEIGHTS = {"primary": 3.0, "strong": 3.0, "keywords": 2.0, "weak": 1.0}
 _STRONG = 3.0
+#: A primary need wins a tie with the hazard around it ("ibu melahirkan, jalan putus karena longsor").
+_PRIMARY_EDGE = 0.5
 _TOP_KEYS = ("version", "categories", "synonyms", "numbers", "casualties", "canned", "words")
-_CATEGORY_KEYS = ("event", "urgency", "severity", "certainty", "outranks", "strong", "keywords", "weak")
+_CATEGORY_KEYS = (
+    "event",
+    "urgency",
+    "severity",
+    "certainty",
+    "outranks",
+    "final",
+    "primary",
+    "strong",
+    "keywords",
+    "weak",
+)
 _NUMBER_KEYS = ("vague", "words", "multipliers")
-_CASUALTY_KEYS = (*CASUALTY_KINDS, "person_units", "other_units", "skip_after")
-_WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect")
+_CASUALTY_KEYS = (*CASUALTY_KINDS, "hurt_verbs", "people", "person_units", "other_units", "skip_after")
+_WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers")
+#: A phrase word that matches any one word ("sungai * meluap": the river's name sits in between).
+_ANY = "*"
+#: At most this many filler words ("sudah", "mulai") may sit between the words of a phrase.
+_MAX_FILLERS = 2
+#: Kupang Malay says "ta-" for "ter-": "tabakar" is "terbakar", "tajepit" is "terjepit".
+_DIALECT_PREFIXES = (("ta", "ter"),)
 _SEVERITY_ORDER = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
 #: Meshtastic's Detection Sensor module sends "<sensor name> detected" when its button/pin fires.
 _DETECTED_RE = re.compile(r"^\s*\S.{0,47}?\s+detected\s*$", re.IGNORECASE | re.DOTALL)
@@ -91,6 +111,7 @@ class _CategoryInfo:
     severity: str
     certainty: str = "Observed"
     outranks: set[str] = field(default_factory=set)
+    final: bool = False
 
 
 # -- normalisation -----------------------------------------------------------------------------------
@@ -102,8 +123,12 @@ def _squash(word: str) -> str:
 
 
 def _raw_tokens(text: str) -> list[str]:
-    decomposed = unicodedata.normalize("NFKD", text[:_MAX_TEXT])
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+    text = text[:_MAX_TEXT]
+    if text.isascii():  # nearly every report and keyword: nothing to decompose
+        plain = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
     plain = plain.replace("'", "").replace("’", "").replace("`", "")
     plain = _REDUP_RE.sub(r"\1", plain)  # "rumah2" is how "rumah-rumah" is typed
     return [_squash(tok) if tok[0].isalpha() else tok for tok in _TOKEN_RE.findall(plain)]
@@ -124,12 +149,7 @@ def _within_one(a: str, b: str) -> bool:
         diff = [i for i in range(la) if a[i] != b[i]]
         if len(diff) == 1:
             return True
-        return (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and a[diff[0]] == b[diff[1]]
-            and a[diff[1]] == b[diff[0]]
-        )
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
     if la > lb:
         a, b = b, a
     i = 0
@@ -182,6 +202,9 @@ def _check_words(value: object, key: str) -> list[str]:
             raise ConfigError(f"{key}[{i}]", item, "must be a string (a word or phrase)")
         if not _raw_tokens(item):
             raise ConfigError(f"{key}[{i}]", item, "must contain at least one letter or digit")
+        parts = item.split()
+        if _ANY in item and (_ANY in (parts[0], parts[-1]) or any(_ANY in w and w != _ANY for w in parts)):
+            raise ConfigError(f"{key}[{i}]", item, f"{_ANY!r} may only stand alone between two words")
         out.append(item)
     return out
 
@@ -203,6 +226,8 @@ class _Data:
         self.multipliers: dict[str, int] = {}
         self.vague: list[str] = []
         self.casualties: dict[str, list[str]] = {kind: [] for kind in CASUALTY_KINDS}
+        self.hurt_verbs: list[str] = []
+        self.primary: list[tuple[str, str]] = []  # (phrase, category)
         self.person_units: list[str] = []
         self.other_units: list[str] = []
         self.skip_after: list[str] = []
@@ -230,6 +255,9 @@ class _Data:
         _check_keys(cas, f"{p}casualties", _CASUALTY_KEYS)
         for kind in CASUALTY_KINDS:
             self.casualties[kind] += _check_words(cas.get(kind, []), f"{p}casualties.{kind}")
+        self.hurt_verbs += _check_words(cas.get("hurt_verbs", []), f"{p}casualties.hurt_verbs")
+        # people are person units too ("3 pemuda luka"); they are kept apart for the reader
+        self.person_units += _check_words(cas.get("people", []), f"{p}casualties.people")
         self.person_units += _check_words(cas.get("person_units", []), f"{p}casualties.person_units")
         self.other_units += _check_words(cas.get("other_units", []), f"{p}casualties.other_units")
         self.skip_after += _check_words(cas.get("skip_after", []), f"{p}casualties.skip_after")
@@ -251,9 +279,7 @@ class _Data:
         _check_keys(table, key, _CATEGORY_KEYS)
         info = self.categories.get(cat)
         if info is None:
-            info = self.categories[cat] = _CategoryInfo(
-                event=cat.capitalize(), urgency="Unknown", severity="Unknown"
-            )
+            info = self.categories[cat] = _CategoryInfo(event=cat.capitalize(), urgency="Unknown", severity="Unknown")
         if "event" in table:
             event = table["event"]
             if not isinstance(event, str) or not 0 < len(event) <= 200:
@@ -267,9 +293,15 @@ class _Data:
             info.certainty = _check_choice(table["certainty"], f"{key}.certainty", CERTAINTIES)
         for i, other in enumerate(_check_words(table.get("outranks", []), f"{key}.outranks")):
             info.outranks.add(_check_choice(other, f"{key}.outranks[{i}]", CATEGORIES))
+        if "final" in table:
+            if not isinstance(table["final"], bool):
+                raise ConfigError(f"{key}.final", table["final"], "must be true or false")
+            info.final = table["final"]
         for weight_key, weight in _WEIGHTS.items():
             for phrase in _check_words(table.get(weight_key, []), f"{key}.{weight_key}"):
                 self.keywords.append((phrase, cat, weight))
+                if weight_key == "primary":
+                    self.primary.append((phrase, cat))
 
     def _merge_numbers(self, p: str, table: Mapping[str, Any]) -> None:
         _check_keys(table, f"{p}numbers", _NUMBER_KEYS)
@@ -295,9 +327,7 @@ class Classifier:
     """A compiled keyword classifier.  Build it with :meth:`load`; it is immutable and thread-safe."""
 
     def __init__(self, data: _Data) -> None:
-        self._info = {
-            cat: data.categories.get(cat) or _CategoryInfo(cat, "Unknown", "Unknown") for cat in CATEGORIES
-        }
+        self._info = {cat: data.categories.get(cat) or _CategoryInfo(cat, "Unknown", "Unknown") for cat in CATEGORIES}
         self._order = {cat: i for i, cat in enumerate(CATEGORIES)}
         self._canned = dict(data.canned)
         self._synonyms: dict[str, tuple[str, ...]] = {}
@@ -311,6 +341,7 @@ class Classifier:
         self._intensifiers = self._phrase_set(data.words["intensifiers"])
         self._expected = self._phrase_set(data.words["expected"])
         self._skip_after = {self._canon_phrase(w)[0] for w in data.skip_after}
+        self._fillers = {self._canon_phrase(w)[0] for w in data.words["fillers"]}
         self._person_units = self._phrase_index((w, "unit", 0.0) for w in data.person_units)
         self._other_units = {self._canon_phrase(w)[0] for w in data.other_units}
 
@@ -328,14 +359,20 @@ class Classifier:
         self._casualty = self._phrase_index(
             (phrase, kind, 0.0) for kind in CASUALTY_KINDS for phrase in data.casualties[kind]
         )
+        self._hurt_verbs = self._phrase_index((w, "injured", 0.0) for w in data.hurt_verbs)
+        self._primary: dict[tuple[str, ...], set[str]] = {}
+        for phrase, cat in data.primary:
+            self._primary.setdefault(self._canon_phrase(phrase), set()).add(cat)
 
         # The vocabulary typos are corrected towards: words of keyword and casualty phrases.
         vocab: set[str] = set()
         for toks in merged:
             vocab.update(toks)
-        for entries in self._casualty.values():
-            for toks, _ in entries:
-                vocab.update(toks)
+        for index in (self._casualty, self._hurt_verbs):
+            for entries in index.values():
+                for toks, _ in entries:
+                    vocab.update(toks)
+        vocab.discard(_ANY)
         self._known = (
             vocab
             | set(self._synonyms)
@@ -357,16 +394,18 @@ class Classifier:
             if len(word) >= 4 and word.isalpha():
                 skeletons.setdefault(_skeleton(word), set()).add(word)
         # A vowel-less token ("bnjr", "kbkrn") is taken for the one keyword with that consonant skeleton.
-        self._skeletons = {
-            sk: next(iter(ws)) for sk, ws in skeletons.items() if len(ws) == 1 and len(sk) >= 3
-        }
+        self._skeletons = {sk: next(iter(ws)) for sk, ws in skeletons.items() if len(ws) == 1 and len(sk) >= 3}
         self._word_cache: dict[str, tuple[str, ...]] = {}
 
     # -- construction helpers --
     def _canon_phrase(self, phrase: str) -> tuple[str, ...]:
         out: list[str] = []
-        for tok in _raw_tokens(phrase):
-            out.extend(self._synonyms.get(tok, (tok,)))
+        parts = phrase.split(f" {_ANY} ") if _ANY in phrase else (phrase,)
+        for k, part in enumerate(parts):
+            if k:
+                out.append(_ANY)
+            for tok in _raw_tokens(part):
+                out.extend(self._synonyms.get(tok, (tok,)))
         return tuple(out) or ("",)
 
     def _phrase_set(
@@ -423,6 +462,11 @@ class Classifier:
             stem = tok[: -len(suffix)]
             if tok.endswith(suffix) and len(stem) >= 3 and stem in self._known:
                 return (*self._resolve(stem), suffix) if suffix == "kah" else self._resolve(stem)
+        for dialect, standard in _DIALECT_PREFIXES:
+            # only onto a known word as it is: a typo guess on top of a dialect guess is too loose
+            word = _squash(standard + tok[len(dialect) :])
+            if tok.startswith(dialect) and len(tok) >= 5 and word in self._known:
+                return self._resolve(word)
         if len(tok) >= _FUZZY_MIN - 1:
             candidates: set[str] = set(self._fuzzy.get(tok, ()))
             if len(tok) >= _FUZZY_MIN:
@@ -479,41 +523,79 @@ class Classifier:
         index: Mapping[str, list[tuple[tuple[str, ...], tuple[tuple[str, float], ...]]]],
         toks: Sequence[str],
         i: int,
-    ) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]] | None:
+    ) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, float], ...]], int] | None:
+        """The longest phrase of ``index`` starting at ``toks[i]`` and the index after it, or None."""
         for entry in index.get(toks[i], ()):
-            phrase = entry[0]
-            if tuple(toks[i : i + len(phrase)]) == phrase:
-                return entry
+            end = self._phrase_end(entry[0], toks, i)
+            if end:
+                return entry, end
         return None
+
+    def _phrase_end(self, phrase: tuple[str, ...], toks: Sequence[str], i: int) -> int:
+        """Where ``phrase`` ends when it starts at ``toks[i]`` (0 when it does not match there).
+
+        Aspect words may sit inside a phrase ("air sudah masuk rumah" is "air masuk rumah"), and ``*``
+        stands for any one word ("sungai Benenain naik").
+        """
+        n = len(toks)
+        if len(phrase) == 1:
+            return i + 1
+        j = i + 1
+        skipped = 0
+        for word in phrase[1:]:
+            while j < n and toks[j] != word and word != _ANY and toks[j] in self._fillers:
+                if skipped == _MAX_FILLERS:
+                    return 0
+                skipped += 1
+                j += 1
+            if j >= n:
+                return 0
+            # "*" never stands for a negation: "jalan tidak rusak" is not "jalan * rusak"
+            if toks[j] != word and (word != _ANY or toks[j] in self._negations):
+                return 0
+            j += 1
+        return j
 
     def _score(self, toks: Sequence[str]) -> dict[str, float]:
         scores: dict[str, float] = {}
         strong: set[str] = set()
+        primary: set[str] = set()
         negated_until = -1
         i = 0
         while i < len(toks):
             tok = toks[i]
-            entry = self._match(self._keywords, toks, i)
-            if entry is None:
+            found = self._match(self._keywords, toks, i)
+            if found is None:
                 if tok in self._negations:
                     # "tidak ada korban", "belum aman": the next keyword (after an optional "ada") is void
                     negated_until = i + (3 if i + 1 < len(toks) and toks[i + 1] == "ada" else 2)
                 # "pukul 3" is a time of day, "jam 3" too: only their keyword use counts
                 i += 1
                 continue
-            phrase, cats = entry
+            (phrase, cats), end = found
             timed = tok in self._skip_after and i + 1 < len(toks) and toks[i + 1].isdigit()
             if i >= negated_until and not timed:
                 for cat, weight in cats:
                     scores[cat] = scores.get(cat, 0.0) + weight
                     if weight >= _STRONG:
                         strong.add(cat)
-            i += len(phrase)
+                        if cat in self._primary.get(phrase, ()):
+                            primary.add(cat)
+            i = end
         for cat in strong:
-            for other in self._info[cat].outranks:
-                # two strong categories that outrank each other are left to their scores
-                if other != cat and (other not in strong or cat not in self._info[other].outranks):
+            info = self._info[cat]
+            for other in info.outranks:
+                # two strong categories that outrank each other are left to their scores, and so is
+                # a primary need (a birth, a search) against the hazard around it, but not an all-clear
+                if (
+                    other != cat
+                    and (other not in strong or cat not in self._info[other].outranks)
+                    and (other not in primary or info.final)
+                ):
                     scores.pop(other, None)
+        for cat in primary:
+            if cat in scores:
+                scores[cat] += _PRIMARY_EDGE
         return scores
 
     def _decide(self, scores: Mapping[str, float]) -> str:
@@ -546,14 +628,14 @@ class Classifier:
             while j < limit:
                 cas = self._match(self._casualty, toks, j)
                 if cas is not None:
-                    kind = cas[1][0][0]
+                    kind = cas[0][1][0][0]
                     used_keywords.add(j)
                     break
                 unit = self._match(self._person_units, toks, j)
                 if unit is not None:
                     saw_unit = True
                     saw_korban = saw_korban or toks[j] == "korban"
-                    j += len(unit[0])
+                    j = unit[1]
                     continue
                 if self._number_at(toks, j)[1] != j:
                     break
@@ -565,16 +647,18 @@ class Classifier:
                     counts[kind] = counts.get(kind, 0) + value
             elif saw_unit or i == start + 1:
                 pending.append((start, -1 if value is None else value))
-        # "korban meninggal 2 orang", "luka-luka 2 org": the casualty word before the number
+        # "korban meninggal 2 orang", "luka-luka 2 org": the casualty word before the number; and
+        # "anjing gigit 2 anak": a hurt verb before the number (after it, the number counts attackers)
         for pos, value in pending:
             for back in (pos - 1, pos - 2, pos - 3):
                 if back < 0 or back in used_keywords:
                     continue
-                cas = self._match(self._casualty, toks, back)
-                if cas is not None and back + len(cas[0]) >= pos - 1:
+                cas = self._match(self._casualty, toks, back) or self._match(self._hurt_verbs, toks, back)
+                if cas is not None and cas[1] >= pos - 1:
                     used_keywords.add(back)
+                    kind = cas[0][1][0][0]
                     if value >= 0:
-                        counts[cas[1][0][0]] = counts.get(cas[1][0][0], 0) + value
+                        counts[kind] = counts.get(kind, 0) + value
                     break
         return Casualties(**{k: min(v, 100_000) for k, v in counts.items()})
 
@@ -614,9 +698,7 @@ class Classifier:
             return None, i
         return total + current, j
 
-    def _result(
-        self, category: str, casualties: Casualties, toks: Sequence[str], canned: bool
-    ) -> Classification:
+    def _result(self, category: str, casualties: Casualties, toks: Sequence[str], canned: bool) -> Classification:
         info = self._info[category]
         urgency, severity, certainty = info.urgency, info.severity, info.certainty
         if category not in ("aman", "lainnya"):

@@ -182,11 +182,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge.clock import OffsetClock
     from edge.daemon import run_daemon
 
     cfg = load_config(args)
     setup_logging(cfg.log.level)
     check_data_dir(cfg)
+    # Rehearsal only (the demo's post with a wrong clock): shift this daemon's wall clock.
+    offset = os.environ.get("SIAGA_CLOCK_OFFSET_S")
+    if offset:
+        try:
+            clock = OffsetClock(offset_s=float(offset))
+        except ValueError:
+            raise ConfigError("$SIAGA_CLOCK_OFFSET_S", offset, "must be a number of seconds") from None
+        log.warning("wall clock shifted by %s s ($SIAGA_CLOCK_OFFSET_S): for rehearsals only", offset)
+        return run_daemon(cfg, clock=clock)
     return run_daemon(cfg)
 
 

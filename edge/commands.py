@@ -51,8 +51,10 @@ REGISTRARS.append(register_firmware)
 
 
 def _simulate(args: Any) -> int:
+    from edge.cli import setup_logging
     from edge.simulator import main_simulate
 
+    setup_logging(args.log_level)  # no config file: the simulator is not a post
     return main_simulate(args)
 
 
@@ -75,6 +77,7 @@ def register_simulate(sub: Any) -> None:
     p.add_argument("--exit-after-scenario", action="store_true", help="exit once the scenario has played")
     p.add_argument("--linger", type=float, default=1.0, help="stay up after the scenario (default 1 s)")
     p.add_argument("--no-config-reboot", action="store_true", help="no reboot after config changes")
+    p.add_argument("--log-level", default="INFO", help="DEBUG shows every packet (default INFO)")
     p.set_defaults(func=_simulate)
 
 
@@ -131,4 +134,65 @@ def register_center(sub: Any) -> None:
         action(csub)
 
 
+def _center_user(args: Any) -> int:
+    from center.auth import user_command
+
+    return user_command(args)
+
+
+def register_center_user(csub: Any) -> None:
+    """``siaga center user add|list|passwd`` (center/auth.py): dashboard staff accounts."""
+    p = csub.add_parser("user", help="dashboard staff accounts: add, list, passwd")
+    usub = p.add_subparsers(dest="user_command", metavar="ACTION")
+    usub.required = True
+    pa = usub.add_parser("add", help="add a staff account (password prompted, or --password-file)")
+    pa.add_argument("name", help="login name: 2-32 chars of a-z 0-9 . _ -")
+    pa.add_argument(
+        "--role",
+        choices=("petugas", "supervisor", "pengamat"),
+        default="petugas",
+        help="petugas (call-taker, default), supervisor, or pengamat (read-only observer)",
+    )
+    pa.add_argument("--password-file", metavar="PATH", help="read the password from this file instead of a prompt")
+    pa.set_defaults(func=_center_user)
+    pw = usub.add_parser("passwd", help="set a new password for an account (ends its sessions)")
+    pw.add_argument("name", help="login name")
+    pw.add_argument("--password-file", metavar="PATH", help="read the password from this file instead of a prompt")
+    pw.set_defaults(func=_center_user)
+    pl = usub.add_parser("list", help="list staff accounts")
+    pl.add_argument("--json", action="store_true", help="print a JSON array")
+    pl.set_defaults(func=_center_user)
+
+
+CENTER_ACTIONS.append(register_center_user)
 REGISTRARS.append(register_center)
+
+
+def _demo(args: Any) -> int:
+    from edge.cli import setup_logging
+    from edge.demo import run_demo
+
+    setup_logging("WARNING")
+    return run_demo(
+        duration=args.duration,
+        as_json=args.json,
+        speed=args.speed,
+        workdir=args.dir,
+        keep=args.keep,
+    )
+
+
+def register_demo(sub: Any) -> None:
+    """``siaga demo`` (edge/demo.py): broker, center and two simulated posts on this machine."""
+    from pathlib import Path
+
+    p = sub.add_parser("demo", help="run the whole system on this machine with a realistic TTU scenario")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (progress on stderr)")
+    p.add_argument("--speed", type=float, default=1.0, help="compress the scenario's time by this factor")
+    p.add_argument("--dir", type=Path, metavar="DIR", help="working directory (default: a new temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the temp working directory (logs, databases)")
+    p.set_defaults(func=_demo)
+
+
+REGISTRARS.append(register_demo)

@@ -243,6 +243,8 @@ class CenterConfig:
     http: str = _check(_listen, "127.0.0.1:8112")
     silent_after_s: float = _check(_range(60, 7 * 86400), 900.0)
     secret_file: Path | None = None
+    # optional offline basemap for the dashboard: a raster MBTiles file built from an OSM extract
+    mbtiles: Path | None = None
     mqtt: CenterMqttConfig | None = None
 
 
@@ -356,6 +358,8 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
         file = config.radio.meshtastic.handsets_file
         if not file.is_file():
             raise ConfigError("radio.meshtastic.handsets_file", str(file), "is not a readable file")
+    if config.center.mbtiles is not None and not config.center.mbtiles.is_file():
+        raise ConfigError("center.mbtiles", str(config.center.mbtiles), "is not a readable file")
     for index, file in enumerate(config.classifier.extra_keywords):
         if not file.is_file():
             raise ConfigError(f"classifier.extra_keywords[{index}]", str(file), "is not a readable file")

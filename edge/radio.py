@@ -136,14 +136,15 @@ def packet_to_event(packet: Mapping[str, Any], my_num: int | None) -> RadioEvent
     from_num = _int(packet.get("from"))
     if from_num is None or not 0 < from_num < BROADCAST_NUM:
         return Ignored("bad.from")
-    if my_num is not None and from_num == my_num:
-        # our own packets echoed back by the mesh, sometimes 20-30 min later (firmware#8790)
-        return Ignored("own_echo", from_num)
     decoded = packet.get("decoded")
     if not isinstance(decoded, Mapping):
         return Ignored("encrypted" if "encrypted" in packet else "undecoded", from_num)
     port = decoded.get("portnum")
     if port in ("TEXT_MESSAGE_APP", "DETECTION_SENSOR_APP"):
+        if my_num is not None and from_num == my_num:
+            # our own packets echoed back by the mesh, sometimes 20-30 min later (firmware#8790); routing
+            # packets from our own node are real (implicit ACKs, local NAKs) and pass
+            return Ignored("own_echo", from_num)
         return _message(packet, decoded, from_num, "text" if port == "TEXT_MESSAGE_APP" else "detection")
     if port == "POSITION_APP":
         return _position(decoded, from_num)

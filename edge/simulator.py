@@ -63,6 +63,8 @@ DATA_PAYLOAD_LEN = 233
 CONFIG_REBOOT_S = 7.0
 #: How often a closed pty is checked for a client opening it (real seconds; there is no event for it).
 PTY_POLL_S = 0.1
+#: After a TCP client's FIN, how long its socket stays open (real seconds) before we close it.
+TCP_CLOSE_GRACE_S = 0.5
 #: A client that does not read this much of what we wrote is dropped (TCP) or loses bytes (pty).
 MAX_OUTBUF = 256 * 1024
 
@@ -833,9 +835,16 @@ class SimulatedDevice:
         if self.record_path is not None:
             self._record_file = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115
         if self._listen_addr is not None:
-            self._open_listener()
+            try:
+                self._open_listener()
+            except OSError as exc:
+                host, port = self._listen_addr
+                raise ConfigError("simulate.listen", f"{host}:{port}", f"cannot listen: {exc.strerror}") from None
         if self.pty_path is not None:
-            self._open_pty()
+            try:
+                self._open_pty()
+            except OSError as exc:
+                raise ConfigError("simulate.pty", str(self.pty_path), f"cannot create: {exc.strerror}") from None
         log.info(
             "simulated device %s (%s) up: tcp=%s pty=%s speed=%s",
             node_id(self.node_num),
@@ -1010,8 +1019,19 @@ class SimulatedDevice:
         if isinstance(link, _PtyLink):
             if link is self._pty:
                 self._pty_closed_by_client(link)
-        elif link is self._tcp:
-            self._drop_tcp_client(why)
+        elif link is self._tcp and self._sel is not None:
+            # The library half-closes (FIN) and may still write a heartbeat from its reader thread;
+            # closing at once would answer that with a reset and a BrokenPipeError in the client.
+            # Stop reading (EOF stays readable) and close shortly after.
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(link.fd)
+            link.configured = False
+
+            def drop(lk: _Link = link) -> None:
+                if lk is self._tcp:
+                    self._drop_tcp_client(why)
+
+            self._call_later(TCP_CLOSE_GRACE_S, drop)
 
     def _write(self, link: _Link, data: bytes) -> None:
         if not self._is_current(link):
@@ -1041,7 +1061,10 @@ class SimulatedDevice:
             del link.out[:n]
         if self._sel is not None and self._is_current(link):
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if link.out else 0)
-            key = self._sel.get_key(link.fd)
+            try:
+                key = self._sel.get_key(link.fd)
+            except KeyError:
+                return  # a TCP client that half-closed: no longer watched, closed shortly
             if key.events != events:
                 self._sel.modify(link.fd, events, key.data)
 

@@ -278,9 +278,7 @@ def radio_frequency(lora: config_pb2.Config.LoRaConfig, channel_name: str = CHAN
         centre = lora.override_frequency + lora.frequency_offset
         return Frequency(region_name, centre, bw, None, slots, True)
     if lora.channel_num > slots:
-        raise ConfigError(
-            "config.lora.channel_num", lora.channel_num, f"exceeds the {slots} slots of {region_name}"
-        )
+        raise ConfigError("config.lora.channel_num", lora.channel_num, f"exceeds the {slots} slots of {region_name}")
     preset = config_pb2.Config.LoRaConfig.ModemPreset.Name(lora.modem_preset)
     hash_name = channel_name or (_PRESET_DISPLAY_NAME.get(preset, "Custom") if lora.use_preset else "Custom")
     if lora.channel_num == 0:
@@ -375,9 +373,7 @@ def load_profile(role_or_path: str | os.PathLike[str], role: str | None = None) 
 
     for key, value in raw.items():
         if key not in _TOP_LEVEL_KEYS:
-            problems.append(
-                Problem(name, str(key), "kunci tingkat atas tidak dikenal (diabaikan oleh meshtastic)")
-            )
+            problems.append(Problem(name, str(key), "kunci tingkat atas tidak dikenal (diabaikan oleh meshtastic)"))
             continue
         target = _TOP_LEVEL_KEYS[key]
         # meshtastic's _set_if_populated: str(value).strip(), empty means unset
@@ -406,14 +402,10 @@ def load_profile(role_or_path: str | os.PathLike[str], role: str | None = None) 
             snake = camel_to_snake(str(section))
             fd = root.DESCRIPTOR.fields_by_name.get(snake)
             if fd is None or fd.message_type is None:
-                problems.append(
-                    Problem(name, f"{kind}.{section}", "bagian tidak dikenal di protobuf meshtastic")
-                )
+                problems.append(Problem(name, f"{kind}.{section}", "bagian tidak dikenal di protobuf meshtastic"))
                 continue
             if snake not in _WRITABLE_SECTIONS[kind]:
-                problems.append(
-                    Problem(name, f"{kind}.{section}", "bagian ini tidak bisa ditulis oleh pustaka")
-                )
+                problems.append(Problem(name, f"{kind}.{section}", "bagian ini tidak bisa ditulis oleh pustaka"))
                 continue
             if not isinstance(body, dict):
                 problems.append(Problem(name, f"{kind}.{section}", "harus berupa mapping kunci → nilai"))
@@ -478,11 +470,7 @@ def _assign(
                 problems.append(Problem(name, dotted, f"nilai enum {value!r} tidak ada (pilihan: {choices})"))
                 return
             value = ev.number
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value not in fd.enum_type.values_by_number
-        ):
+        elif isinstance(value, bool) or not isinstance(value, int) or value not in fd.enum_type.values_by_number:
             problems.append(Problem(name, dotted, f"nilai enum {value!r} tidak ada"))
             return
     try:
@@ -563,9 +551,7 @@ def check_profile(profile: Profile, channel_name: str = CHANNEL_NAME) -> list[Pr
     else:
         if not freq.inside():
             problem(
-                "config.lora.channel_num"
-                if not lora.override_frequency
-                else "config.lora.override_frequency",
+                "config.lora.channel_num" if not lora.override_frequency else "config.lora.override_frequency",
                 f"frekuensi tengah {freq.centre_mhz:.3f} MHz ({freq.low_mhz:.3f}–{freq.high_mhz:.3f} MHz) "
                 f"di luar pita Indonesia {BAND_LOW_MHZ:g}–{BAND_HIGH_MHZ:g} MHz",
             )
@@ -581,9 +567,7 @@ def check_profile(profile: Profile, channel_name: str = CHANNEL_NAME) -> list[Pr
         role = config_pb2.Config.DeviceConfig.Role.Name(cfg.device.role)
         allowed = DEVICE_ROLES[profile.name]
         if role not in allowed or not cfg.HasField("device"):
-            problem(
-                "config.device.role", f"profil {profile.name} harus berperan {' atau '.join(sorted(allowed))}"
-            )
+            problem("config.device.role", f"profil {profile.name} harus berperan {' atau '.join(sorted(allowed))}")
     if profile.name == "handset":
         _check_handset(profile, problem)
     elif profile.name == "router":
@@ -595,9 +579,7 @@ def check_profile(profile: Profile, channel_name: str = CHANNEL_NAME) -> list[Pr
         if cfg.bluetooth.enabled:
             problem("config.bluetooth.enabled", "radio pos: bluetooth harus dimatikan (false)")
         if profile.device_profile.module_config.serial.enabled:
-            problem(
-                "module_config.serial.enabled", "modul Serial akan mengambil port USB dari API: harus false"
-            )
+            problem("module_config.serial.enabled", "modul Serial akan mengambil port USB dari API: harus false")
     return problems
 
 
@@ -671,9 +653,7 @@ class ChannelPlan:
 
 def _check_psk(psk: bytes, where: str) -> None:
     if len(psk) <= 1 or psk == _DEFAULT_KEY:
-        raise ConfigError(
-            where, "<psk>", "is empty or the public default key (AQ==): use a private random key"
-        )
+        raise ConfigError(where, "<psk>", "is empty or the public default key (AQ==): use a private random key")
     if len(psk) not in (16, 32):
         raise ConfigError(where, f"<{len(psk)} bytes>", "must be a 16- or 32-byte AES key")
 
@@ -682,9 +662,7 @@ def parse_channel_url(url: str) -> apponly_pb2.ChannelSet:
     """Decode a ``https://meshtastic.org/e/#...`` URL the way Node.setURL does (without its sys.exit)."""
     parts = url.split("/#")
     if len(parts) < 2 or not parts[-1]:
-        raise ConfigError(
-            "channel_url", url[:40], "is not a Meshtastic channel URL (https://meshtastic.org/e/#...)"
-        )
+        raise ConfigError("channel_url", url[:40], "is not a Meshtastic channel URL (https://meshtastic.org/e/#...)")
     b64 = parts[-1]
     b64 += "=" * (-len(b64) % 4)
     channel_set = apponly_pb2.ChannelSet()
@@ -796,12 +774,19 @@ def _open_interface(port: str | None, host: str | None, timeout: int) -> Any:
     import meshtastic.tcp_interface
 
     target = port or host or ""
+    iface: Any
     try:
         if port:
-            return meshtastic.serial_interface.SerialInterface(devPath=port, timeout=timeout)
-        assert host is not None
-        hostname, tcp_port = _split_host(host)
-        return meshtastic.tcp_interface.TCPInterface(hostname=hostname, portNumber=tcp_port, timeout=timeout)
+            iface = meshtastic.serial_interface.SerialInterface(devPath=port, timeout=timeout)
+        else:
+            assert host is not None
+            hostname, tcp_port = _split_host(host)
+            iface = meshtastic.tcp_interface.TCPInterface(hostname=hostname, portNumber=tcp_port, timeout=timeout)
+        # The constructor can return before the reader thread has run _connected() (which sends the first
+        # heartbeat); closing in that window makes the library log a BrokenPipe traceback. Let it finish.
+        iface.isConnected.wait(5.0)
+        time.sleep(0.1)
+        return iface
     except SystemExit as exc:
         raise RadioError(f"pustaka meshtastic berhenti saat membuka {target}: {exc}")
     except (OSError, meshtastic.mesh_interface.MeshInterface.MeshInterfaceError) as exc:
@@ -851,9 +836,7 @@ def apply_profile(
     Raises ConfigError (bad arguments, profile or key) or RadioError (link or verification failed).
     """
     if bool(port) == bool(host):
-        raise ConfigError(
-            "port/host", port or host or "", "give exactly one of --port (serial) or --host (TCP)"
-        )
+        raise ConfigError("port/host", port or host or "", "give exactly one of --port (serial) or --host (TCP)")
     if port and not os.path.exists(port):
         raise RadioError(f"port serial {port} tidak ada (radio tercolok?)")
     profile = profile or load_profile(role)
@@ -1082,18 +1065,14 @@ def _compare(profile: Profile, plan: ChannelPlan, snap: _Snapshot) -> tuple[list
             elif bytes(ch.settings.psk) != bytes(plan.settings[index].psk):
                 mismatches.append(f"kanal {index}: kunci (PSK) berbeda")
             elif ch.settings.name != plan.settings[index].name:
-                mismatches.append(
-                    f"kanal {index}: nama {ch.settings.name!r}, harus {plan.settings[index].name!r}"
-                )
+                mismatches.append(f"kanal {index}: nama {ch.settings.name!r}, harus {plan.settings[index].name!r}")
         elif ch is not None and ch.role != channel_pb2.Channel.Role.DISABLED:
             mismatches.append(f"kanal {index}: masih aktif ({ch.settings.name!r}), harus dinonaktifkan")
 
     if dp.canned_messages:
         checked += 1
         if snap.canned_messages != dp.canned_messages:
-            mismatches.append(
-                f"canned_messages: perangkat {snap.canned_messages!r}, profil {dp.canned_messages!r}"
-            )
+            mismatches.append(f"canned_messages: perangkat {snap.canned_messages!r}, profil {dp.canned_messages!r}")
     if dp.long_name:
         checked += 1
         if snap.long_name != dp.long_name:
@@ -1110,9 +1089,7 @@ def _fetch_section(iface: Any, kind: str, section: str, local: Message, timeout:
             getattr(local, section).CopyFrom(getattr(response.get_config_response, section))
             return
     else:
-        request.get_module_config_request = localonly_pb2.LocalModuleConfig.DESCRIPTOR.fields_by_name[
-            section
-        ].index
+        request.get_module_config_request = localonly_pb2.LocalModuleConfig.DESCRIPTOR.fields_by_name[section].index
         response = _admin_get(iface, request, timeout)
         if response is not None and response.get_module_config_response.HasField(section):
             getattr(local, section).CopyFrom(getattr(response.get_module_config_response, section))
@@ -1149,10 +1126,8 @@ def firmware_check(args: argparse.Namespace) -> int:
     paths = list(getattr(args, "profiles", None) or [])
     role = getattr(args, "role", None)
     try:
-        if paths:
-            results = [_check_result(load_profile(p, role=role), CHANNEL_NAME) for p in paths]
-        else:
-            results = check_all()
+        loaded = [load_profile(p, role=role) for p in paths]
+        results = [_check_result(p, CHANNEL_NAME) for p in loaded] if paths else check_all()
     except ConfigError as exc:
         print(f"KESALAHAN KONFIGURASI: {exc}", file=sys.stderr)
         return EXIT_CONFIG

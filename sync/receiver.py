@@ -44,9 +44,7 @@ SESSION_EXPIRY_S = 86400
 class ReceiverSink(Protocol):
     """Where received messages go (the center's storage).  Returning means committed."""
 
-    def store_reports(
-        self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime
-    ) -> None: ...
+    def store_reports(self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime) -> None: ...
 
     def store_status(
         self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool
@@ -201,7 +199,7 @@ class Receiver:
         kind = event[0]
         if kind == "msg":
             _, link, message = event
-            if link is self._link:
+            if isinstance(link, MqttLink) and link is self._link:
                 self._handle(link, message)
         elif kind == "down":
             _, link, reason = event
@@ -238,7 +236,7 @@ class Receiver:
             )
         except SiagaError as exc:
             # storage failed: do NOT acknowledge; reconnect so the broker delivers it again
-            self.counters["store_failures"] += 1
+            self.counters["handle_failures"] += 1
             log.error("receiver: could not store a message from %s: %s", message.topic[:100], exc)
             self.last_error = str(exc)[:200]
             self._drop("storage failure")

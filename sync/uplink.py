@@ -134,7 +134,9 @@ class Uplink:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._boot = self._store.bump_boot_counter()
+        # the daemon counts its starts (store.bump_boot_counter); a bare uplink counts its own
+        counter = self._store.meta_get("boot_counter")
+        self._boot = int(counter) if counter and counter.isdigit() else self._store.bump_boot_counter()
         # claims of a previous run (a crash, a SIGKILL) are not being worked on by anyone now
         released = self._store.release_all_claims()
         if released:
@@ -278,6 +280,13 @@ class Uplink:
         self.counters["connects"] += 1
         self._last_error = None
         log.info("uplink connected to %s (session %s)", link.broker.url, "resumed" if session else "new")
+        if not session:
+            # the broker lost our session (it crashed, or this is another broker): acks the center sent us
+            # meanwhile are gone, and so may be reports it had not yet passed on.  Send every unacked
+            # report again now rather than after ack_timeout_s; the center stores each once.
+            _, requeued = self._store.release_stale(self._cfg.store.claim_timeout_s, 0.0)
+            if requeued:
+                log.info("new broker session: %d unacknowledged reports go again", requeued)
         self._publish_status()
         self._flush_reply_states()
         self._q.put(("wake",))

@@ -16,6 +16,9 @@ from edge.report import CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualti
 DATA = Path(__file__).parent / "data" / "labelled_reports.jsonl"
 # a copy of ../shared/corpus/reports_sample.jsonl, kept in the repo so CI always has it
 SAMPLE = Path(__file__).resolve().parent / "data" / "reports_sample.jsonl"
+# 150 reports written blind by another colleague; the keywords were tuned on it after its first run
+# (92.0% category, 97.3% casualties), so it is now a regression set, no longer a blind one.
+BLIND1 = Path(__file__).resolve().parent / "data" / "blind_reports.jsonl"
 # The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
 TUNING_SIZE = 141
 
@@ -179,9 +182,7 @@ def test_to_dict_shape() -> None:
     json.dumps(out)
 
 
-@pytest.mark.parametrize(
-    "text", ["", "   ", "\x00\x01\x02", "🔥🔥🔥", "1234567890123", "?!.,;", "a" * 10_000]
-)
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01\x02", "🔥🔥🔥", "1234567890123", "?!.,;", "a" * 10_000])
 def test_odd_input_is_lainnya_or_valid(text: str) -> None:
     result = classify(text)
     assert result.category in CATEGORIES
@@ -274,6 +275,100 @@ def test_accuracy_on_held_out_part() -> None:
     assert cas >= 0.95, misses
 
 
+def test_accuracy_on_blind_1() -> None:
+    rows = _rows(BLIND1)
+    assert len(rows) == 150
+    for row in rows:
+        assert set(row) == {"text", "category", "casualties"}
+        assert row["category"] in CATEGORIES
+    cat, cas, misses = _accuracy(rows)
+    assert cat >= 0.95, misses
+    assert cas >= 0.95, misses
+
+
+# -- the general rules behind the blind-1 fixes, on sentences that are in no data set -----------------
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # Kupang Malay function words: su = sudah, sonde = tidak, dong = mereka, maso = masuk, ...
+        ("katong pung kampung su tagenang, air maso rumah", "banjir"),
+        ("dong pung oto tabalek di tikungan", "kecelakaan"),
+        ("su aman, sonde perlu datang", "aman"),
+        ("bapa sonde pulang dari kebun, dong su cari", "sar"),
+        # theft, snatching and vandalism families
+        ("hp dijambret di pasar inpres", "kriminal"),
+        ("dompet dicopet di bemo", "kriminal"),
+        ("kaca gereja dilempari batu", "kriminal"),
+        ("orang tidak dikenal masuk kios", "kriminal"),
+        # poisoning
+        ("kakek minum racun tikus", "medis"),
+        ("petani minum pestisida, mulut berbusa", "medis"),
+        # ground movement in local words
+        ("tanah turun di belakang sekolah", "longsor"),
+        # a river's name between "sungai"/"kali" and the verb; aspect words inside a phrase
+        ("kali noelmina naik cepat sekali", "banjir"),
+        ("air mulai masuk rumah", "banjir"),
+        # a road sinking is the road's damage, not a landslide
+        ("jalan desa amblas, ada lubang besar", "infrastruktur"),
+        # burnt-out is fire even when people are trapped
+        ("dapur hangus, kakek terjebak di dalam", "kebakaran"),
+        # "pencari" is a person, not a typo for "pencuri"
+        ("pencari kayu tersesat di hutan", "sar"),
+    ],
+)
+def test_vocabulary_families(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+def test_own_need_is_not_outranked_by_the_hazard_around_it() -> None:
+    # a birth is the emergency; the flood only blocks the way
+    assert classify("banjir, ibu mau melahirkan tdk bisa ke puskesmas").category == "medis"
+    assert classify("ibu bersalin, jalan tertutup longsor").category == "medis"
+    # but an all-clear still ends it
+    assert classify("ibu sdh melahirkan, kondisi aman").category == "aman"
+    # a search still going on is SAR even inside a flood report ...
+    assert classify("pemancing terbawa arus saat banjir, belum ditemukan").category == "sar"
+    # ... while people swept away by the flood itself stay the flood (no search named)
+    assert classify("5 warga hilang terseret banjir bandang").category == "banjir"
+    # and a landslide report with people still buried stays the landslide on its score
+    assert classify("tanah longsor timbun rumah, 3 org blm ditemukan").category == "longsor"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 tewas 2 kritis", {"dead": 1, "injured": 2}),
+        ("dua siswi pingsan saat upacara", {"affected": 2}),
+        ("lima balita lemas", {"affected": 5}),
+        ("tiga pemuda dibacok di pesta", {"injured": 3}),
+        ("satu nenek tertabrak motor", {"injured": 1}),
+        # an active verb hurts the people counted after it ...
+        ("ular patuk 1 petani di sawah", {"injured": 1}),
+        ("buaya serang 2 nelayan", {"injured": 2}),
+        # ... and the number before it counts the attackers
+        ("2 anjing gigit kambing", {}),
+        ("dua warga dipukuli massa", {"injured": 2}),
+    ],
+)
+def test_casualty_states_and_hurt_verbs(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+def test_wildcard_and_fillers_keep_negation() -> None:
+    assert classify("jalan tidak rusak").category != "infrastruktur"
+    assert classify("air belum masuk rumah").category == "lainnya"
+
+
+def test_dialect_prefix_only_onto_known_words() -> None:
+    clf = default_classifier()
+    assert clf.tokens("tabakar") == ["terbakar"]
+    assert clf.tokens("tajepit") == ["terjepit"]
+    # common words starting with "ta" stay themselves
+    assert clf.tokens("takut tanya taman tapi") == ["takut", "tanya", "taman", "tapi"]
+
+
 # -- regency extension files ------------------------------------------------------------------------
 
 METO = """
@@ -326,11 +421,12 @@ def test_extension_adds_uab_meto_words(tmp_path: Path) -> None:
         ("[numbers.words]\nnua = -2\n", "numbers.words.nua", "0-100000"),
         ('[synonyms]\n"dua kata" = "x"\n', "synonyms.dua kata", "single word"),
         ("[categories.banjir\n", "meto.toml", "not valid TOML"),
+        ('[categories.banjir]\nkeywords = ["* naik"]\n', "categories.banjir.keywords[0]", "between two"),
+        ('[categories.banjir]\nkeywords = ["kali *x naik"]\n', "categories.banjir.keywords[0]", "alone"),
+        ("[categories.aman]\nfinal = 1\n", "categories.aman.final", "true or false"),
     ],
 )
-def test_invalid_extension_names_file_and_key(
-    tmp_path: Path, content: str, key_part: str, reason_part: str
-) -> None:
+def test_invalid_extension_names_file_and_key(tmp_path: Path, content: str, key_part: str, reason_part: str) -> None:
     ext = tmp_path / "meto.toml"
     ext.write_text(content, encoding="utf-8")
     with pytest.raises(ConfigError) as info:

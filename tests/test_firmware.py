@@ -132,9 +132,7 @@ def test_frequency_math_follows_firmware() -> None:
     assert (default_sg.centre_mhz, default_sg.slot, default_sg.pinned) == (pytest.approx(917.875), 4, False)
     assert radio_frequency(lora(region=US), channel_name="").centre_mhz == pytest.approx(906.875)
     # override_frequency wins over the slot; frequency_offset is added.
-    assert radio_frequency(
-        lora(region=SG, channel_num=16, override_frequency=921.5)
-    ).centre_mhz == pytest.approx(921.5)
+    assert radio_frequency(lora(region=SG, channel_num=16, override_frequency=921.5)).centre_mhz == pytest.approx(921.5)
     shifted = radio_frequency(lora(region=SG, channel_num=16, frequency_offset=0.01))
     assert shifted.centre_mhz == pytest.approx(920.885)
     # 125 kHz preset: 64 slots.
@@ -167,9 +165,7 @@ def test_slot_above_the_band_is_reported(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("freq", "ok"), [(921.5, True), (920.125, True), (920.1, False), (919.0, False)])
-def test_override_frequency_must_keep_the_whole_channel_in_band(
-    tmp_path: Path, freq: float, ok: bool
-) -> None:
+def test_override_frequency_must_keep_the_whole_channel_in_band(tmp_path: Path, freq: float, ok: bool) -> None:
     p = variant(tmp_path, "router", lambda raw: raw["config"]["lora"].update(override_frequency=freq))
     assert (check_profile(p) == []) is ok
 
@@ -300,10 +296,7 @@ def test_cli_firmware_apply_argument_errors(tmp_path: Path, capsys: pytest.Captu
     # The public default key is refused as a configuration error (exit 78).
     default_url = _channel_url(b"\x01")
     assert (
-        cli.main(
-            ["firmware", "apply", "--role", "router", "--host", "127.0.0.1:9", "--channel-url", default_url]
-        )
-        == 78
+        cli.main(["firmware", "apply", "--role", "router", "--host", "127.0.0.1:9", "--channel-url", default_url]) == 78
     )
     assert "AQ==" in capsys.readouterr().err
 
@@ -370,12 +363,8 @@ def _device_leaves(profile: profiles.Profile, state: Any) -> list[tuple[str, Any
     out = []
     for s in profile.settings:
         root_dev = state.config if s.kind == "config" else state.module_config
-        root_prof = (
-            profile.device_profile.config if s.kind == "config" else profile.device_profile.module_config
-        )
-        out.append(
-            (".".join(s.path), profiles._get_path(root_dev, s.path), profiles._get_path(root_prof, s.path))
-        )
+        root_prof = profile.device_profile.config if s.kind == "config" else profile.device_profile.module_config
+        out.append((".".join(s.path), profiles._get_path(root_dev, s.path), profiles._get_path(root_prof, s.path)))
     return out
 
 

@@ -1,0 +1,47 @@
+"""PostgreSQL for tests: ``$SIAGA_TEST_PG_DSN`` or postgresql://postgres@127.0.0.1:5432/test when reachable.
+
+Each test gets its own schema (dropped afterwards).  Unreachable → skip, unless ``SIAGA_REQUIRE_PG=1``
+(CI sets it when it runs a local server), then the test FAILS.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_dsn() -> str:
+    return os.environ.get("SIAGA_TEST_PG_DSN") or DEFAULT_DSN
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("SIAGA_REQUIRE_PG") == "1":
+        pytest.fail(f"PostgreSQL required (SIAGA_REQUIRE_PG=1) but {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set SIAGA_TEST_PG_DSN to run these tests")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A DSN whose search_path is a fresh schema of its own."""
+    import psycopg
+
+    dsn = pg_dsn()
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise  # unreachable: skip/fail raise
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in dsn else "?"
+        yield f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()

@@ -1,0 +1,260 @@
+"""The center storage contract, run against SQLite and PostgreSQL (both real)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from center.storage import CenterStorage, IncomingReport, ReportFilter, estimate_observed, open_storage
+from edge.errors import CenterError
+from edge.report import PathHop, Report, mesh_report_id
+from tests.pg import pg_url  # noqa: F401 - fixture
+from tests.reports import make_mesh_report, make_report
+
+NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
+
+
+def incoming(report: Report, post_id: str = "oebubun", *, age_s: float = 60.0, at: datetime = NOW) -> IncomingReport:
+    return IncomingReport(
+        report=report.with_changes(post_id=post_id) if report.post_id != post_id else report,
+        post_id=post_id,
+        received_at=at,
+        age_s=age_s,
+        age_source="boot",
+        post_sent_at=at,
+        regency="ttu",
+    )
+
+
+class StorageContract:
+    """Every implementation must pass these.  Subclasses provide the ``storage`` fixture."""
+
+    def test_ingest_new_report(self, storage: CenterStorage) -> None:
+        report = make_report("BANJIR di dusun 2", category="banjir")
+        [result] = storage.ingest([incoming(report)])
+        assert result.created and result.copies == 1 and result.report_id == report.report_id
+        found = storage.get_report(report.report_id)
+        assert found is not None
+        assert found.report == report
+        assert found.post_id == "oebubun" and found.copies == 1 and found.status == "baru"
+        assert found.received_at == NOW
+        assert storage.counts()["reports"] == 1
+
+    def test_resend_is_stored_once_with_receipts_counted(self, storage: CenterStorage) -> None:
+        report = make_report()
+        storage.ingest([incoming(report)])
+        [again] = storage.ingest([incoming(report, at=NOW + timedelta(seconds=30))])
+        assert not again.created and again.copies == 1
+        assert storage.counts()["reports"] == 1
+        [copy] = storage.copies(report.report_id)
+        assert copy.receipts == 2 and copy.post_id == "oebubun"
+        assert copy.last_received_at == NOW + timedelta(seconds=30)
+
+    def test_second_post_adds_a_copy_with_its_path(self, storage: CenterStorage) -> None:
+        report = make_mesh_report(packet_id=77)
+        storage.ingest([incoming(report, "oebubun")])
+        other = report.with_changes(post_id="napan", path=(PathHop("napan", hops=2, snr=-3.5, rssi=-110),))
+        [result] = storage.ingest([incoming(other, "napan", at=NOW + timedelta(seconds=1))])
+        assert not result.created and result.copies == 2
+        copies = storage.copies(report.report_id)
+        assert [c.post_id for c in copies] == ["oebubun", "napan"]
+        assert copies[1].path == [{"post_id": "napan", "hops": 2, "snr": -3.5, "rssi": -110}]
+        assert storage.get_report(report.report_id).copies == 2  # type: ignore[union-attr]
+
+    def test_mesh_packet_matched_across_a_wrong_day(self, storage: CenterStorage) -> None:
+        """Two posts disagree about the UTC day (one clock is wrong): same (origin, packet id) within 36 h."""
+        report = make_mesh_report(packet_id=4242)
+        storage.ingest([incoming(report, "oebubun")])
+        day_off = report.with_changes(
+            post_id="napan",
+            report_id=mesh_report_id(0xA1B2C3D4, 4242, datetime(2026, 11, 29, 1, 0, tzinfo=UTC)),
+        )
+        assert day_off.report_id != report.report_id
+        [result] = storage.ingest([incoming(day_off, "napan")])
+        assert not result.created
+        assert result.report_id == report.report_id and result.wire_report_id == day_off.report_id
+        assert storage.counts()["reports"] == 1
+        # the id the second post used finds the same report (its ack and replies refer to it)
+        assert storage.get_report(day_off.report_id).report_id == report.report_id  # type: ignore[union-attr]
+        # resent later under the post's id: still one report
+        storage.ingest([incoming(day_off, "napan")])
+        assert storage.counts()["reports"] == 1
+
+    def test_packet_id_reused_days_later_is_a_new_report(self, storage: CenterStorage) -> None:
+        report = make_mesh_report(packet_id=9)
+        storage.ingest([incoming(report)])
+        later = report.with_changes(
+            report_id=mesh_report_id(0xA1B2C3D4, 9, datetime(2026, 12, 3, tzinfo=UTC)), text_raw="LONGSOR"
+        )
+        [result] = storage.ingest([incoming(later, at=NOW + timedelta(days=5))])
+        assert result.created
+        assert storage.counts()["reports"] == 2
+
+    def test_estimated_observed_time_with_post_clock_years_off(self, storage: CenterStorage) -> None:
+        wrong = datetime(2019, 3, 1, 12, 0, tzinfo=UTC)  # a Pi that booted with an old saved clock
+        report = make_report(when=wrong).with_changes(stored_at=wrong + timedelta(seconds=3))
+        [result] = storage.ingest([incoming(report, age_s=600.0)])
+        found = storage.get_report(result.report_id)
+        assert found is not None
+        assert found.observed_est == NOW - timedelta(seconds=603)
+        assert found.report.observed_at == wrong  # what the post believed is kept too
+        assert estimate_observed(report, NOW, 600.0) == found.observed_est
+
+    def test_batch_is_atomic(self, storage: CenterStorage) -> None:
+        good = make_report()
+        bad = incoming(make_report())
+        bad = IncomingReport(bad.report, "oebubun", NOW, float("nan"), "boot", None, "ttu")  # NaN → time overflow
+        with pytest.raises(CenterError):
+            storage.ingest([incoming(good), bad])
+        assert storage.counts()["reports"] == 0
+        storage.ingest([incoming(good)])
+        assert storage.counts()["reports"] == 1
+
+    def test_list_reports_filters_and_order(self, storage: CenterStorage) -> None:
+        a = make_report("BANJIR", category="banjir")
+        b = make_report("API", category="kebakaran")
+        storage.ingest([incoming(a, at=NOW)])
+        storage.ingest([incoming(b, "napan", at=NOW + timedelta(minutes=1))])
+        assert [r.report_id for r in storage.list_reports()] == [b.report_id, a.report_id]
+        assert [r.report_id for r in storage.list_reports(ReportFilter(category="banjir"))] == [a.report_id]
+        assert [r.report_id for r in storage.list_reports(ReportFilter(post_id="napan"))] == [b.report_id]
+        assert storage.list_reports(ReportFilter(since=NOW + timedelta(seconds=30)))[0].report_id == b.report_id
+        assert storage.set_status(a.report_id, "diterima")
+        assert [r.report_id for r in storage.list_reports(ReportFilter(status="diterima"))] == [a.report_id]
+        with pytest.raises(CenterError):
+            storage.set_status(a.report_id, "hilang")
+
+    def test_presence_from_status(self, storage: CenterStorage) -> None:
+        storage.record_status(
+            "oebubun", "ttu", {"state": "online", "boot": 7, "version": "0.1.0", "queue": {"pending": 2}}, NOW
+        )
+        post = storage.get_post("oebubun")
+        assert post is not None and post.state == "online" and post.boot_counter == 7
+        assert post.status["queue"] == {"pending": 2}
+        # a retained status replayed at the center's start is old news: does not move status_at
+        storage.record_status("oebubun", "ttu", {"state": "online", "boot": 7}, NOW + timedelta(hours=1), retained=True)
+        assert storage.get_post("oebubun").status_at == NOW  # type: ignore[union-attr]
+        storage.record_status("oebubun", "ttu", {"state": "offline", "boot": 7}, NOW + timedelta(minutes=5))
+        post = storage.get_post("oebubun")
+        assert post is not None and post.state == "offline" and post.status_at == NOW + timedelta(minutes=5)
+        assert [p.post_id for p in storage.posts()] == ["oebubun"]
+
+    def test_report_creates_post_row(self, storage: CenterStorage) -> None:
+        storage.ingest([incoming(make_report(), "napan")])
+        post = storage.get_post("napan")
+        assert post is not None and post.regency == "ttu" and post.last_report_at == NOW
+
+    def test_replies_lifecycle(self, storage: CenterStorage) -> None:
+        report = make_mesh_report(packet_id=5)
+        storage.ingest([incoming(report)])
+        reply = storage.create_reply(report.report_id, "Ambulans berangkat 14:05", "sari")
+        assert reply.to_node == "!a1b2c3d4" and reply.post_id == "oebubun" and reply.regency == "ttu"
+        assert reply.state == "queued"
+        assert reply.command() == {
+            "cmd_id": reply.cmd_id,
+            "type": "reply",
+            "report_id": report.report_id,
+            "to": "!a1b2c3d4",
+            "text": "Ambulans berangkat 14:05",
+        }
+        assert storage.set_reply_state(reply.cmd_id, "published")
+        assert storage.set_reply_state(reply.cmd_id, "delivered")
+        assert not storage.set_reply_state(reply.cmd_id, "sent")  # late, out of order: ignored
+        assert storage.get_reply(reply.cmd_id).state == "delivered"  # type: ignore[union-attr]
+        assert [r.cmd_id for r in storage.replies(report_id=report.report_id)] == [reply.cmd_id]
+        assert not storage.set_reply_state("no-such-cmd-id", "sent")
+
+    def test_reply_needs_a_handset_report_and_sane_text(self, storage: CenterStorage) -> None:
+        typed = make_report(origin="operator:budi")
+        storage.ingest([incoming(typed)])
+        with pytest.raises(CenterError, match="handset"):
+            storage.create_reply(typed.report_id, "ok", "sari")
+        mesh = make_mesh_report(packet_id=6)
+        storage.ingest([incoming(mesh)])
+        with pytest.raises(CenterError):
+            storage.create_reply(mesh.report_id, "x" * 201, "sari")
+        with pytest.raises(CenterError):
+            storage.create_reply("tidak-ada-laporan", "ok", "sari")
+
+    def test_observer_called_after_commit(self, storage: CenterStorage) -> None:
+        seen: list[str] = []
+        storage.add_observer(seen.append)
+        storage.ingest([incoming(make_report())])
+        storage.record_status("oebubun", "ttu", {"state": "online"}, NOW)
+        assert seen == ["reports", "posts"]
+
+    def test_concurrent_ingest_of_one_report_from_two_posts(self, storage: CenterStorage, storage_url: str) -> None:
+        """Two receivers (two connections) commit copies of one mesh packet at once: one report, two copies."""
+        others = [open_storage(storage_url) for _ in range(2)]
+        try:
+            for round_ in range(10):
+                report = make_mesh_report(packet_id=1000 + round_)
+                barrier = threading.Barrier(2)
+                errors: list[BaseException] = []
+
+                def ingest(store: CenterStorage, post: str, report: Report = report) -> None:
+                    try:
+                        barrier.wait()
+                        store.ingest([incoming(report.with_changes(post_id=post), post)])
+                    except BaseException as exc:
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=ingest, args=(s, p)) for s, p in zip(others, ("a", "b"), strict=True)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                assert not errors, errors
+                assert storage.get_report(report.report_id).copies == 2  # type: ignore[union-attr]
+            assert storage.counts()["reports"] == 10
+        finally:
+            for s in others:
+                s.close()
+
+
+class TestSqliteStorage(StorageContract):
+    @pytest.fixture
+    def storage_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path}/center.db"
+
+    @pytest.fixture
+    def storage(self, storage_url: str) -> Iterator[CenterStorage]:
+        with open_storage(storage_url) as storage:
+            yield storage
+
+    def test_wal_and_full_sync(self, storage: CenterStorage) -> None:
+        assert storage.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+        assert storage.query("PRAGMA synchronous")[0]["synchronous"] == 2
+
+    def test_reopen_keeps_data_and_migrates_once(self, storage_url: str) -> None:
+        with open_storage(storage_url) as first:
+            first.ingest([incoming(make_report())])
+        with open_storage(storage_url) as second:
+            assert second.counts()["reports"] == 1
+            assert [r["name"] for r in second.query("SELECT name FROM schema_migrations")] == ["c001_core"]
+
+
+@pytest.mark.postgres
+class TestPostgresStorage(StorageContract):
+    @pytest.fixture
+    def storage_url(self, pg_url: str) -> str:  # noqa: F811 - fixture
+        return pg_url
+
+    @pytest.fixture
+    def storage(self, storage_url: str) -> Iterator[CenterStorage]:
+        with open_storage(storage_url) as storage:
+            yield storage
+
+    def test_password_not_in_connection_error(self) -> None:
+        with pytest.raises(CenterError) as info:
+            open_storage("postgresql://siaga:rahasia-sekali@127.0.0.1:1/none?connect_timeout=1")
+        assert "rahasia-sekali" not in str(info.value)
+
+
+def test_unknown_database_url() -> None:
+    with pytest.raises(CenterError, match="sqlite"):
+        open_storage("mysql://x")

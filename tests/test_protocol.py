@@ -1,0 +1,282 @@
+"""Wire protocol v1: topics, batching within a byte bound, compression, strict validation both ways."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.errors import ProtocolError
+from sync import protocol
+from sync.protocol import Rejected, WireReport
+from tests.reports import make_mesh_report, make_report
+
+SENT = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+
+
+def wire(n: int, **kw: object) -> list[WireReport]:
+    return [WireReport(make_report(f"KEBAKARAN rumah #{i} " + "x" * 200, **kw), 12.5 + i, "boot") for i in range(n)]
+
+
+def batch_payload(reports: list[dict[str, object]], **envelope: object) -> bytes:
+    message = {"v": 1, "type": "reports", "post_id": "oebubun", "sent_at": "2026-11-28T07:00:00.000Z"}
+    message.update(envelope)
+    message["reports"] = reports
+    return json.dumps(message).encode()
+
+
+def entry(report_dict: dict[str, object], age: object = 3.0, src: object = "boot") -> dict[str, object]:
+    return {"age_s": age, "age_src": src, "report": report_dict}
+
+
+# ---------------------------------------------------------------------------- topics
+def test_topics_round_trip() -> None:
+    name = protocol.topic("ttu", "oebubun", "report")
+    assert name == "112/v1/ttu/oebubun/report"
+    assert protocol.parse_topic(name) == ("ttu", "oebubun", "report")
+    assert protocol.center_subscriptions("ttu", "center") == [
+        "$share/center/112/v1/ttu/+/report",
+        "$share/center/112/v1/ttu/+/event",
+        "112/v1/ttu/+/status",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["112/v2/ttu/a/report", "112/v1/ttu/a/b/report", "112/v1/TTU/a/report", "112/v1/ttu/a/nope", "x", ""],
+)
+def test_bad_topics(name: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        protocol.parse_topic(name)
+    assert info.value.reason == "topic"
+
+
+def test_topic_refuses_wildcards_in_ids() -> None:
+    with pytest.raises(ValueError):
+        protocol.topic("ttu", "+", "report")
+
+
+# ---------------------------------------------------------------------------- batches
+@pytest.mark.parametrize("compress", [False, True])
+def test_batches_round_trip_in_order_within_bound(compress: bool) -> None:
+    items = wire(120)
+    batches = protocol.encode_report_batches("oebubun", items, sent_at=SENT, max_bytes=8192, compress=compress)
+    assert len(batches) > 1
+    assert all(len(b.payload) <= 8192 for b in batches)
+    assert [rid for b in batches for rid in b.report_ids] == [w.report.report_id for w in items]
+    decoded = [protocol.decode_report_batch(b.payload, "oebubun") for b in batches]
+    got = [w for d in decoded for w in d.reports]
+    assert [w.report for w in got] == [w.report for w in items]
+    assert [w.age_s for w in got] == [w.age_s for w in items]
+    assert all(d.sent_at == SENT and not d.rejected and d.post_id == "oebubun" for d in decoded)
+
+
+def test_compression_shrinks_a_batch() -> None:
+    items = wire(60)
+    plain = protocol.encode_report_batches("oebubun", items, sent_at=SENT, max_bytes=256 * 1024)
+    packed = protocol.encode_report_batches("oebubun", items, sent_at=SENT, max_bytes=256 * 1024, compress=True)
+    assert len(plain) == len(packed) == 1
+    assert packed[0].payload[0] == 0x78
+    assert len(packed[0].payload) * 4 < len(plain[0].payload)
+
+
+def test_a_report_larger_than_the_bound_goes_alone() -> None:
+    items = [WireReport(make_report("A" * 4000), 1.0, "boot"), *wire(2)]
+    batches = protocol.encode_report_batches("oebubun", items, sent_at=SENT, max_bytes=1024)
+    assert [len(b.report_ids) for b in batches] == [1, 1, 1]
+
+
+def test_mesh_report_fields_survive() -> None:
+    report = make_mesh_report(packet_id=31337)
+    [batch] = protocol.encode_report_batches("oebubun", [WireReport(report, 0.0, "wall")], sent_at=SENT, max_bytes=4096)
+    [got] = protocol.decode_report_batch(batch.payload, "oebubun").reports
+    assert got.report == report and got.age_source == "wall"
+
+
+# ---------------------------------------------------------------------------- hostile payloads
+def _reason(payload: bytes, post: str = "oebubun") -> str:
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode_report_batch(payload, post)
+    return info.value.reason
+
+
+def test_bad_json() -> None:
+    assert _reason(b"{not json") == "json"
+    assert _reason(b"") == "json"
+    assert _reason(b"\xff\xfe{") == "encoding"
+    assert _reason(b'{"v": NaN}') == "json"
+
+
+def test_ten_megabytes() -> None:
+    assert _reason(b"{" + b" " * (10 * 1024 * 1024) + b"}") == "too_large"
+
+
+def test_zlib_bomb() -> None:
+    bomb = zlib.compress(b'{"v":1,"type":"reports","pad":"' + b"0" * (20 * 1024 * 1024) + b'"}', 9)
+    assert len(bomb) < protocol.MAX_MESSAGE_BYTES
+    assert _reason(bomb) == "too_large"
+
+
+def test_bad_zlib() -> None:
+    assert _reason(b"\x78\x9c garbage") == "encoding"
+    assert _reason(zlib.compress(b'{"v":1}')[:-3]) == "encoding"
+
+
+def test_deep_nesting() -> None:
+    assert _reason(b"[" * 100_000 + b"]" * 100_000) == "too_deep"
+    nested: object = "x"
+    for _ in range(20):
+        nested = {"a": nested}
+    assert _reason(batch_payload([entry(make_report().to_dict())], extra=nested)) == "too_deep"
+
+
+def test_unknown_version_and_type() -> None:
+    assert _reason(batch_payload([], v=2)) == "version"
+    assert _reason(batch_payload([], v=True)) == "version"
+    assert _reason(batch_payload([], type="stuff")) == "type"
+    assert _reason(b"[1, 2]") == "schema"
+
+
+def test_wrong_types_in_envelope() -> None:
+    assert _reason(batch_payload([], post_id=5)) == "schema"
+    assert _reason(batch_payload("nope")) == "schema"  # type: ignore[arg-type]
+    assert _reason(batch_payload([])) == "schema"
+    assert _reason(batch_payload([entry(make_report().to_dict())], sent_at="yesterday")) == "schema"
+    too_many = [{"age_s": 0}] * (protocol.MAX_REPORTS_PER_BATCH + 1)
+    assert _reason(batch_payload(too_many)) == "too_many"
+
+
+def test_post_id_must_match_topic() -> None:
+    payload = batch_payload([entry(make_report().to_dict())])
+    assert _reason(payload, post="napan") == "post_mismatch"
+
+
+def test_bad_reports_inside_a_good_envelope_are_rejected_by_id() -> None:
+    good = make_report()
+    bad_category = make_report().to_dict() | {"category": "alien"}
+    other_post = make_report(post_id="napan").to_dict()
+    bad_age = make_report().to_dict()
+    payload = batch_payload(
+        [
+            entry(good.to_dict()),
+            entry(bad_category),
+            entry(other_post),
+            entry(bad_age, age=-5),
+            entry(make_report().to_dict(), src="sundial"),
+            "not an object",
+            entry({"report_id": 1}),
+        ]
+    )
+    batch = protocol.decode_report_batch(payload, "oebubun")
+    assert [w.report for w in batch.reports] == [good]
+    assert [r.report_id for r in batch.rejected] == [
+        bad_category["report_id"],
+        other_post["report_id"],
+        bad_age["report_id"],
+        batch.rejected[3].report_id,
+    ]
+    assert "category" in batch.rejected[0].reason
+    assert batch.unreadable == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_random_bytes_only_ever_raise_protocol_error(data: bytes) -> None:
+    for decode in (
+        lambda: protocol.decode_report_batch(data, "oebubun"),
+        lambda: protocol.decode_ack(data),
+        lambda: protocol.decode_command(data),
+        lambda: protocol.decode_status(data, "oebubun"),
+        lambda: protocol.decode_event(data),
+    ):
+        try:
+            decode()
+        except ProtocolError:
+            pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, json_values)
+def test_random_json_in_a_batch_only_ever_raises_protocol_error(reports: object, extra: object) -> None:
+    payload = json.dumps({"v": 1, "type": "reports", "post_id": "oebubun", "reports": reports, "x": extra}).encode()
+    try:
+        batch = protocol.decode_report_batch(payload, "oebubun")
+    except ProtocolError:
+        return
+    assert len(batch.reports) + len(batch.rejected) + batch.unreadable == len(reports)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- ack, status, cmd, event, center
+def test_ack_round_trip_and_validation() -> None:
+    payload = protocol.encode_ack(["r-00000001", "r-00000002"], [Rejected("r-00000003", "category: alien")])
+    ack = protocol.decode_ack(payload)
+    assert ack.ids == ["r-00000001", "r-00000002"]
+    assert ack.rejected == [Rejected("r-00000003", "category: alien")]
+    with pytest.raises(ProtocolError):
+        protocol.decode_ack(b'{"v":1,"type":"ack","ids":[1]}')
+    with pytest.raises(ProtocolError):
+        protocol.decode_ack(b'{"v":1,"type":"ack","ids":["../../etc"]}')
+    with pytest.raises(ProtocolError):
+        protocol.decode_ack(b'{"v":1,"type":"ack","ids":[],"rejected":[{"report_id":"r-00000001"}]}')
+
+
+def test_status_validation() -> None:
+    status = {
+        "post_id": "oebubun",
+        "state": "online",
+        "boot": 3,
+        "queue": {"pending": 1, "sent": 0},
+        "oldest_pending_age_s": 12.5,
+        "battery": {"voltage": 12.6},
+        "future_field": "ignored",
+    }
+    got = protocol.decode_status(protocol.encode_status(status), "oebubun")
+    assert got["boot"] == 3 and got["queue"] == {"pending": 1, "sent": 0} and "future_field" not in got
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode_status(protocol.encode_status(status), "napan")
+    assert info.value.reason == "post_mismatch"
+    with pytest.raises(ProtocolError):
+        protocol.decode_status(protocol.encode_status({**status, "boot": "three"}), "oebubun")
+    with pytest.raises(ProtocolError):
+        protocol.decode_status(protocol.encode_status({**status, "state": "asleep"}), "oebubun")
+    with pytest.raises(ProtocolError):
+        protocol.decode_status(protocol.encode_status({**status, "queue": {"pending": "many"}}), "oebubun")
+
+
+def test_command_round_trip_and_validation() -> None:
+    cmd = {
+        "cmd_id": "0c6f6b9e-1f2a-4c1b-9a70-3b8d2f1e0a11",
+        "type": "reply",
+        "report_id": "m a1b2c3d4-00000001-20261128".replace(" ", ""),
+        "to": "!a1b2c3d4",
+        "text": "Ambulans berangkat 14:05",
+    }
+    assert protocol.decode_command(protocol.encode_command(cmd, sent_at=SENT)) == cmd
+    for bad in ({"to": "broadcast"}, {"text": ""}, {"text": "x" * 201}, {"type": "reboot"}, {"cmd_id": 5}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_command(protocol.encode({"v": 1, **cmd, **bad}))
+
+
+def test_event_round_trip() -> None:
+    payload = protocol.encode_reply_state("cmd-00000001", "r-00000001", "delivered", at=SENT)
+    assert protocol.decode_event(payload) == {"cmd_id": "cmd-00000001", "report_id": "r-00000001", "state": "delivered"}
+    with pytest.raises(ProtocolError):
+        protocol.decode_event(protocol.encode({"v": 1, "type": "reply_state", "cmd_id": "cmd-00000001",
+                                               "report_id": "r-00000001", "state": "eaten"}))
+
+
+def test_center_state() -> None:
+    assert protocol.decode_center_state(protocol.encode_center_state("online", at=SENT)) == "online"
+    with pytest.raises(ProtocolError):
+        protocol.decode_center_state(protocol.encode({"v": 1, "type": "center_state", "state": "maybe"}))
