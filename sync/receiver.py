@@ -235,9 +235,9 @@ class Receiver:
                 _preview(message.payload),
             )
         except SiagaError as exc:
-            # storage failed: do NOT acknowledge; reconnect so the broker delivers it again
+            # storage (or the ack publish) failed: do NOT acknowledge; reconnect so the broker delivers it again
             self.counters["handle_failures"] += 1
-            log.error("receiver: could not store a message from %s: %s", message.topic[:100], exc)
+            log.error("receiver: could not handle a message from %s: %s", message.topic[:100], exc)
             self.last_error = str(exc)[:200]
             self._drop("storage failure")
             return

@@ -50,6 +50,9 @@ CONNECT_TIMEOUT_S = 8.0
 PROBE_TIMEOUT_S = 10.0
 #: Reports claimed per round at most (a round fills the in-flight window).
 CLAIM_MAX = 500
+#: Reports the broker has (PUBACK) but the center has not acknowledged yet, at most.  The broker accepts
+#: faster than a center commits; without this bound a backlog would outrun ack_timeout_s and be sent twice.
+MAX_AWAITING_ACK = 2000
 #: How often the drain looks for work nobody woke it for (reports returned by the stale-claim job).
 IDLE_POLL_S = 5.0
 #: A drain loop that has not turned for this long is stuck (systemd watchdog).
@@ -103,6 +106,7 @@ class Uplink:
         self._netwatch = NetWatcher(self._on_net_change)
         self._link: MqttLink | None = None
         self._inflight: dict[int, _InFlight] = {}
+        self._awaiting: dict[str, float] = {}  # report id → when published on this link
         self._probe: tuple[int, float] | None = None
         self._post_fields: dict[str, Any] = {}
         self._reply_states: deque[tuple[str, str, str]] = deque(maxlen=_MAX_QUEUED_EVENTS)
@@ -380,10 +384,14 @@ class Uplink:
         link = self._link
         assert link is not None
         mqtt = self._mqtt
+        self._expire_awaiting()
         while len(self._inflight) < mqtt.inflight and not self._stopping.is_set():
             free = mqtt.inflight - len(self._inflight)
+            room = MAX_AWAITING_ACK - len(self._awaiting)
+            if room <= 0:
+                return  # the center is behind: wait for its acks (they wake this loop)
             per_batch = max(1, int(mqtt.batch_max_bytes * (3 if mqtt.compress else 1) / self._avg_report_bytes))
-            _token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch))
+            _token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch, room))
             if not claimed:
                 self._idle = True
                 return
@@ -414,11 +422,21 @@ class Uplink:
                     log.warning("uplink: publish failed (%s); %d reports stay pending", exc, len(rest))
                     self._drop_link(str(exc))
                     return
-                self._inflight[mid] = _InFlight(batch.report_ids, time.monotonic(), len(batch.payload))
+                now = time.monotonic()
+                self._inflight[mid] = _InFlight(batch.report_ids, now, len(batch.payload))
+                self._awaiting.update(dict.fromkeys(batch.report_ids, now))
                 self.counters["published_batches"] += 1
                 self.counters["published_reports"] += len(batch.report_ids)
                 self.counters["published_bytes"] += len(batch.payload)
             log.debug("uplink: published %d reports in %d batches", len(wire), len(batches))
+
+    def _expire_awaiting(self) -> None:
+        """Forget reports whose ack is overdue: the stale-claim job sends them again."""
+        if len(self._awaiting) < MAX_AWAITING_ACK:
+            return
+        cutoff = time.monotonic() - self._mqtt.ack_timeout_s
+        for rid in [rid for rid, at in self._awaiting.items() if at < cutoff]:
+            del self._awaiting[rid]
 
     def _handle_message(self, message: Message) -> None:
         try:
@@ -436,6 +454,10 @@ class Uplink:
 
     def _handle_ack(self, ack: protocol.Ack) -> None:
         self._last_ack_mono = time.monotonic()
+        for rid in ack.ids:
+            self._awaiting.pop(rid, None)
+        for item in ack.rejected:
+            self._awaiting.pop(item.report_id, None)
         delivered = self._store.ack(ack.ids) if ack.ids else []
         for item in ack.rejected:
             if self._store.reject(item.report_id, item.reason):
@@ -483,6 +505,7 @@ class Uplink:
         self._probe = None
         ids = [rid for flight in self._inflight.values() for rid in flight.report_ids]
         self._inflight.clear()
+        self._awaiting.clear()
         if ids:
             try:
                 self._store.release(ids)
