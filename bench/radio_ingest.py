@@ -105,7 +105,12 @@ def run_library(device: SimulatedDevice, workdir: Path, count: int, rate: float,
             )
             conn.execute(
                 "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?)",
-                (packet_id, packet.get("fromId") or str(packet.get("from")), packet["decoded"].get("text"), time.time()),
+                (
+                    packet_id,
+                    packet.get("fromId") or str(packet.get("from")),
+                    packet["decoded"].get("text"),
+                    time.time(),
+                ),
             )
             conn.commit()
             conn.close()
@@ -126,7 +131,13 @@ def run_siaga(device: SimulatedDevice, workdir: Path, count: int, rate: float) -
     timings = Timings()
     cfg = config_mod.from_dict(
         {
-            "node": {"post_id": "bench", "name": "Bench", "data_dir": str(workdir / "siaga"), "lat": -9.38, "lon": 124.35},
+            "node": {
+                "post_id": "bench",
+                "name": "Bench",
+                "data_dir": str(workdir / "siaga"),
+                "lat": -9.38,
+                "lon": 124.35,
+            },
             "radio": {"meshtastic": {"host": f"127.0.0.1:{device.port}", "receipts": False}},
             "handsets": [{"id": HANDSET, "officer": "Bench"}],
         }
@@ -174,7 +185,9 @@ def main() -> int:
             rows.append(summary(name, timings, args.count))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"radio ingest: {args.count} texts at {args.rate:g}/s over TCP, SQLite in {args.dir or tempfile.gettempdir()}")
+    print(
+        f"radio ingest: {args.count} texts at {args.rate:g}/s over TCP, SQLite in {args.dir or tempfile.gettempdir()}"
+    )
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
     print("| pipeline | committed | p50 ms | p99 ms | max ms |")
     print("| --- | --- | --- | --- | --- |")

@@ -14,7 +14,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from center.triage import STATUS_LABEL, ReportView
@@ -70,9 +70,18 @@ def report_sender(view: ReportView) -> str:
     return _cap_id(f"{view.report.origin}@{view.report.post_id}.siaga")
 
 
+def stored_time(view: ReportView) -> datetime:
+    """When the post stored the report, on the center's clock: the post's own clock may be years off
+    (no RTC), so the receiver's corrected observed time plus the post's observed→stored lead is used."""
+    if view.observed_est is None:
+        return view.report.stored_at
+    lead = (view.report.stored_at - view.report.observed_at).total_seconds()
+    return view.observed_est + timedelta(seconds=min(max(lead, 0.0), 86400.0))
+
+
 def cap_reference(view: ReportView) -> str:
     """``sender,identifier,sent`` as CAP ``references`` wants it."""
-    return f"{report_sender(view)},{_cap_id(view.report_id)},{cap_time(view.report.stored_at)}"
+    return f"{report_sender(view)},{_cap_id(view.report_id)},{cap_time(stored_time(view))}"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -130,7 +139,7 @@ def cap_alert(view: ReportView, *, references: Sequence[ReportView] = ()) -> byt
     root = ET.Element(f"{{{CAP_NS}}}alert")
     _sub(root, "identifier", _cap_id(report.report_id + (".k" if view.corrected else "")))
     _sub(root, "sender", report_sender(view))
-    _sub(root, "sent", cap_time(report.stored_at))
+    _sub(root, "sent", cap_time(stored_time(view)))
     _sub(root, "status", _MODE_STATUS.get(report.mode, "Actual"))
     _sub(root, "msgType", msg_type)
     _sub(root, "source", f"Siaga Relay pos {report.post_id}")
@@ -139,7 +148,7 @@ def cap_alert(view: ReportView, *, references: Sequence[ReportView] = ()) -> byt
     _sub(root, "note", f"Status triase: {STATUS_LABEL.get(view.status, view.status)}; ref #{report.ref}")
     ref_texts = [cap_reference(r) for r in refs]
     if view.corrected:
-        ref_texts.insert(0, f"{report_sender(view)},{_cap_id(report.report_id)},{cap_time(report.stored_at)}")
+        ref_texts.insert(0, cap_reference(view))
     if ref_texts:
         _sub(root, "references", " ".join(dict.fromkeys(ref_texts)))
     if view.incident_id:

@@ -40,6 +40,10 @@ CANNED_MESSAGES: tuple[str, ...] = (
 )
 
 CASUALTY_KINDS: tuple[str, ...] = ("affected", "injured", "dead", "missing")
+#: People counted as found or unhurt ("2 selamat, 3 blm ditemukan"): no casualty, but part of a breakdown.
+_SAFE = "safe"
+#: Casualty states from least to most grave: of two states named back to back the graver one counts.
+_GRAVITY: tuple[str, ...] = (_SAFE, "affected", "injured", "missing", "dead")
 
 _WEIGHTS = {"primary": 3.0, "strong": 3.0, "keywords": 2.0, "weak": 1.0}
 _STRONG = 3.0
@@ -57,16 +61,18 @@ _CATEGORY_KEYS = (
     "strong",
     "keywords",
     "weak",
+    "cleared_by",
 )
 _NUMBER_KEYS = ("vague", "words", "multipliers")
-_CASUALTY_KEYS = (*CASUALTY_KINDS, "hurt_verbs", "people", "person_units", "other_units", "skip_after")
+_CASUALTY_KEYS = (*CASUALTY_KINDS, _SAFE, "hurt_verbs", "people", "person_units", "other_units", "skip_after")
 _WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers")
 #: A phrase word that matches any one word ("sungai * meluap": the river's name sits in between).
 _ANY = "*"
 #: At most this many filler words ("sudah", "mulai") may sit between the words of a phrase.
 _MAX_FILLERS = 2
-#: Kupang Malay says "ta-" for "ter-": "tabakar" is "terbakar", "tajepit" is "terjepit".
-_DIALECT_PREFIXES = (("ta", "ter"),)
+#: Kupang Malay says "ta-" for "ter-": "tabakar" is "terbakar", "tajepit" is "terjepit",
+#: and "ba-" for "ber-": "bagerak" is "bergerak".
+_DIALECT_PREFIXES = (("ta", "ter"), ("ba", "ber"))
 _SEVERITY_ORDER = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
 #: Meshtastic's Detection Sensor module sends "<sensor name> detected" when its button/pin fires.
 _DETECTED_RE = re.compile(r"^\s*\S.{0,47}?\s+detected\s*$", re.IGNORECASE | re.DOTALL)
@@ -225,9 +231,10 @@ class _Data:
         self.number_words: dict[str, int] = {}
         self.multipliers: dict[str, int] = {}
         self.vague: list[str] = []
-        self.casualties: dict[str, list[str]] = {kind: [] for kind in CASUALTY_KINDS}
+        self.casualties: dict[str, list[str]] = {kind: [] for kind in (*CASUALTY_KINDS, _SAFE)}
         self.hurt_verbs: list[str] = []
         self.primary: list[tuple[str, str]] = []  # (phrase, category)
+        self.clears: list[tuple[str, str]] = []  # (all-clear phrase, the one category it clears)
         self.person_units: list[str] = []
         self.other_units: list[str] = []
         self.skip_after: list[str] = []
@@ -253,7 +260,7 @@ class _Data:
         self._merge_numbers(p, _check_table(doc.get("numbers", {}), f"{p}numbers"))
         cas = _check_table(doc.get("casualties", {}), f"{p}casualties")
         _check_keys(cas, f"{p}casualties", _CASUALTY_KEYS)
-        for kind in CASUALTY_KINDS:
+        for kind in (*CASUALTY_KINDS, _SAFE):
             self.casualties[kind] += _check_words(cas.get(kind, []), f"{p}casualties.{kind}")
         self.hurt_verbs += _check_words(cas.get("hurt_verbs", []), f"{p}casualties.hurt_verbs")
         # people are person units too ("3 pemuda luka"); they are kept apart for the reader
@@ -302,6 +309,12 @@ class _Data:
                 self.keywords.append((phrase, cat, weight))
                 if weight_key == "primary":
                     self.primary.append((phrase, cat))
+        if "cleared_by" in table and cat in ("aman", "lainnya"):
+            raise ConfigError(f"{key}.cleared_by", table["cleared_by"], "only a hazard category can be cleared")
+        for phrase in _check_words(table.get("cleared_by", []), f"{key}.cleared_by"):
+            # an all-clear of this hazard alone ("api sudah padam"): a strong "aman" hit
+            self.keywords.append((phrase, "aman", _STRONG))
+            self.clears.append((phrase, cat))
 
     def _merge_numbers(self, p: str, table: Mapping[str, Any]) -> None:
         _check_keys(table, f"{p}numbers", _NUMBER_KEYS)
@@ -357,12 +370,15 @@ class Classifier:
         for entries in self._keywords.values():
             entries.sort(key=lambda e: -len(e[0]))
         self._casualty = self._phrase_index(
-            (phrase, kind, 0.0) for kind in CASUALTY_KINDS for phrase in data.casualties[kind]
+            (phrase, kind, 0.0) for kind, phrases in data.casualties.items() for phrase in phrases
         )
         self._hurt_verbs = self._phrase_index((w, "injured", 0.0) for w in data.hurt_verbs)
         self._primary: dict[tuple[str, ...], set[str]] = {}
         for phrase, cat in data.primary:
             self._primary.setdefault(self._canon_phrase(phrase), set()).add(cat)
+        self._clears: dict[tuple[str, ...], set[str]] = {}
+        for phrase, cat in data.clears:
+            self._clears.setdefault(self._canon_phrase(phrase), set()).add(cat)
 
         # The vocabulary typos are corrected towards: words of keyword and casualty phrases.
         vocab: set[str] = set()
@@ -560,6 +576,9 @@ class Classifier:
         scores: dict[str, float] = {}
         strong: set[str] = set()
         primary: set[str] = set()
+        last_strong: dict[str, int] = {}  # category -> position of its last strong hit
+        cleared: set[str] = set()  # hazards named by an all-clear of that hazard alone
+        general_clear = False  # an all-clear of everything ("aman", "selesai", "batal")
         negated_until = -1
         i = 0
         while i < len(toks):
@@ -577,11 +596,29 @@ class Classifier:
             if i >= negated_until and not timed:
                 for cat, weight in cats:
                     scores[cat] = scores.get(cat, 0.0) + weight
+                    if cat == "aman":
+                        if phrase in self._clears:
+                            cleared |= self._clears[phrase]
+                        else:
+                            general_clear = True
                     if weight >= _STRONG:
                         strong.add(cat)
+                        last_strong[cat] = i
                         if cat in self._primary.get(phrase, ()):
                             primary.add(cat)
             i = end
+        if "aman" in strong and not general_clear:
+            # Only some hazards were cleared ("api kecil sdh padam, listrik mati sekampung"): a hazard
+            # the message names strongly and did not clear, or names again after its all-clear
+            # ("1 sdh ditemukan, 1 blm ketemu"), is still on; the cleared ones are over.
+            done = last_strong["aman"]
+            remaining = {cat for cat in strong if cat != "aman" and (cat not in cleared or last_strong[cat] > done)}
+            if remaining:
+                strong.discard("aman")
+                scores.pop("aman", None)
+                for cat in cleared - remaining:
+                    scores.pop(cat, None)
+                    strong.discard(cat)
         for cat in strong:
             info = self._info[cat]
             for other in info.outranks:
@@ -605,7 +642,7 @@ class Classifier:
         return max(best)[2]
 
     def _casualties(self, toks: Sequence[str]) -> Casualties:
-        counts: dict[str, int] = {}
+        found: list[tuple[int, str, int, bool]] = []  # (position of number, kind, value, only "korban")
         used_keywords: set[int] = set()
         pending: list[tuple[int, int]] = []  # (position of number, value) not attached forward
         i = 0
@@ -627,9 +664,9 @@ class Classifier:
             limit = min(n, i + _WINDOW)
             while j < limit:
                 cas = self._match(self._casualty, toks, j)
-                if cas is not None:
-                    kind = cas[0][1][0][0]
-                    used_keywords.add(j)
+                # "1 korban kritis": "korban" alone says nothing of the state when one follows
+                if cas is not None and cas[0][0] != ("korban",):
+                    kind = self._gravest_state(toks, j, used_keywords)
                     break
                 unit = self._match(self._person_units, toks, j)
                 if unit is not None:
@@ -640,27 +677,52 @@ class Classifier:
                 if self._number_at(toks, j)[1] != j:
                     break
                 j += 1
-            if kind is None and saw_korban:
+            generic = kind is None and saw_korban
+            if generic:
                 kind = "affected"
             if kind is not None:
                 if value is not None:
-                    counts[kind] = counts.get(kind, 0) + value
+                    found.append((start, kind, value, generic))
             elif saw_unit or i == start + 1:
                 pending.append((start, -1 if value is None else value))
         # "korban meninggal 2 orang", "luka-luka 2 org": the casualty word before the number; and
-        # "anjing gigit 2 anak": a hurt verb before the number (after it, the number counts attackers)
+        # "anjing gigit 2 anak": a hurt verb before the number (after it, the number counts attackers);
+        # aspect words may sit between ("gigitan anjing lagi, sudah 4 org").
         for pos, value in pending:
-            for back in (pos - 1, pos - 2, pos - 3):
+            for back in range(pos - 1, pos - 5, -1):
                 if back < 0 or back in used_keywords:
                     continue
                 cas = self._match(self._casualty, toks, back) or self._match(self._hurt_verbs, toks, back)
-                if cas is not None and cas[1] >= pos - 1:
+                if cas is not None and (cas[1] >= pos - 1 or all(t in self._fillers for t in toks[cas[1] : pos])):
                     used_keywords.add(back)
-                    kind = cas[0][1][0][0]
                     if value >= 0:
-                        counts[kind] = counts.get(kind, 0) + value
+                        found.append((pos, cas[0][1][0][0], value, cas[0][0] == ("korban",)))
                     break
+        found.sort()
+        counts: dict[str, int] = {}
+        for k, (_, kind, value, generic) in enumerate(found):
+            # "anak 2 org tenggelam, 1 ditemukan meninggal, 1 blm ketemu": a total followed by its
+            # breakdown is counted once, in the breakdown
+            later = found[k + 1 :]
+            if len(later) >= 2 and sum(e[2] for e in later) == value and (generic or kind in {e[1] for e in later}):
+                continue
+            if kind != _SAFE:
+                counts[kind] = counts.get(kind, 0) + value
         return Casualties(**{k: min(v, 100_000) for k, v in counts.items()})
+
+    def _gravest_state(self, toks: Sequence[str], j: int, used: set[int]) -> str:
+        """The casualty state at ``toks[j]``, or a graver one right after it ("tertimbun blm ditemukan")."""
+        kind = ""
+        while j < len(toks):
+            cas = self._match(self._casualty, toks, j)
+            if cas is None:
+                break
+            used.add(j)
+            state = cas[0][1][0][0]
+            if not kind or _GRAVITY.index(state) > _GRAVITY.index(kind):
+                kind = state
+            j = cas[1]
+        return kind
 
     def _number_at(self, toks: Sequence[str], i: int) -> tuple[int | None, int]:
         """Parse a number starting at ``toks[i]``: (value or None when vague, index after it)."""

@@ -81,9 +81,12 @@ STATE_LABEL = {"pending": "menunggu", "sent": "terkirim", "delivered": "diterima
 
 # ---------------------------------------------------------------------------- commands
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from edge.handsets import with_handsets_file
+
     cfg = load_config(args, require_post=not args.center)
     if not args.center:
         check_data_dir(cfg)
+        cfg = with_handsets_file(cfg)  # radio.meshtastic.handsets_file: every line validated now
     print(f"Konfigurasi benar: {cfg.path}")
     print(f"  pos: {cfg.node.post_id or '-'} ({cfg.node.name}), kabupaten: {cfg.node.regency}")
     mesh = cfg.radio.meshtastic

@@ -242,7 +242,6 @@ class CenterConfig:
     db: str = _check(_db_url, "sqlite:////var/lib/siaga/center.db")
     http: str = _check(_listen, "127.0.0.1:8112")
     silent_after_s: float = _check(_range(60, 7 * 86400), 900.0)
-    secret_file: Path | None = None
     # optional offline basemap for the dashboard: a raster MBTiles file built from an OSM extract
     mbtiles: Path | None = None
     mqtt: CenterMqttConfig | None = None

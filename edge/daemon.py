@@ -34,6 +34,7 @@ from edge.config import Config
 from edge.errors import ReportError, StoreError
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
+from edge.metrics import MetricsServer, Registry
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
@@ -48,6 +49,7 @@ from edge.radio import (
 )
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
 from edge.report import PathHop, Report, mesh_report_id, node_id
+from edge.sdnotify import Notifier, Watchdog
 from edge.status import write_runtime
 from edge.store import PutResult, Store
 
@@ -219,11 +221,41 @@ class Post:
             out.update({f"outbox.{k}": v for k, v in self.outbox.counts.items()})
         return out
 
-    def healthy(self) -> bool:
-        parts = [p.healthy() for p in (self.radio, self.outbox) if p is not None]
+    def health_checks(self) -> dict[str, bool]:
+        """What the systemd watchdog checks (edge/sdnotify.py): a failing part stops the pings."""
+        checks: dict[str, bool] = {}
+        if self.radio is not None:
+            checks["radio"] = self.radio.healthy()
+        if self.outbox is not None:
+            checks["outbox"] = self.outbox.healthy()
         if self.uplink is not None:
-            parts.append(bool(self.uplink.healthy()))
-        return all(parts)
+            try:
+                checks["uplink"] = bool(self.uplink.healthy())
+            except Exception:
+                checks["uplink"] = False
+        checks["store"] = len(self._unstored) == 0
+        return checks
+
+    def healthy(self) -> bool:
+        return all(self.health_checks().values())
+
+    def register_metrics(self, registry: Registry) -> None:
+        """Gauges read at scrape time: radio state, queue by state, and every event counter by kind."""
+        registry.gauge(
+            "radio_connected",
+            "1 while the gateway radio is connected",
+            lambda: float(bool(self.radio and self.radio.connected)),
+        )
+        registry.gauge(
+            "post_events",
+            "radio traffic, reports, receipts and errors since start, by kind (monotonic)",
+            lambda: {(("kind", k),): float(v) for k, v in self.counters().items()},
+        )
+        registry.gauge(
+            "post_queue",
+            "reports in the post's store by state",
+            lambda: {(("state", k),): float(v) for k, v in self.store.counts().items()} if self.store else None,
+        )
 
     def state(self) -> dict[str, Any]:
         with self._runtime_lock:
@@ -583,18 +615,33 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
+    notifier = Notifier()
+    metrics: MetricsServer | None = None
     try:
         post = Post(cfg, clock=clock)
         post.start()
-        log.info("post %s running (radio: %s)", cfg.node.post_id, post.radio.target if post.radio else "none")
+        watchdog = Watchdog(notifier, post.health_checks)
         try:
+            if cfg.metrics.listen:
+                registry = Registry()
+                post.register_metrics(registry)
+                metrics = MetricsServer(registry, cfg.metrics.listen)
+                metrics.start()
+            radio = post.radio.target if post.radio else "none"
+            log.info("post %s running (radio: %s)", cfg.node.post_id, radio)
+            notifier.ready(f"running, radio {radio}")
+            watchdog.start()
             while flags.signum is None and not stop.is_set():
                 stop.wait(0.5)
                 post.tick()
         finally:
             if flags.signum is not None:
                 log.info("signal %d: stopping", flags.signum)
+            notifier.stopping()
             started = time.monotonic()
+            watchdog.stop()
+            if metrics is not None:
+                metrics.stop()
             post.stop()
             log.info("post stopped in %.1f s", time.monotonic() - started)
     finally:

@@ -10,8 +10,9 @@ spreadsheet and copied to every post::
     !a1b2c3d4,Yohanes Taek,Oebubun,+6281234567890,5302012001
 
 UTF-8 (a spreadsheet's BOM is accepted), one header line naming the columns (``id`` required; the others
-optional, in any order), lines starting with ``#`` and blank lines ignored.  The whole file is validated
-when the daemon starts: any bad line is a :class:`ConfigError` naming the line and column (exit 78).
+optional, in any order), lines starting with ``#`` and blank lines ignored.  A file ending in ``.toml``
+holds ``[[handsets]]`` tables exactly as in the config instead.  The whole file is validated at start and
+by ``siaga config check``: any bad line is a :class:`ConfigError` naming the line and column (exit 78).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import csv
 import dataclasses
 import io
 import re
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,7 +35,8 @@ MAX_ROWS = 10_000
 
 
 def load_handsets_file(path: Path, known: Iterable[str] = ()) -> tuple[HandsetConfig, ...]:
-    """Parse and validate a handsets CSV; ``known`` ids (from the config) must not be repeated."""
+    """Parse and validate a handsets file (``.toml``, else CSV); ``known`` ids (from the config) must not
+    be repeated."""
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -43,6 +46,13 @@ def load_handsets_file(path: Path, known: Iterable[str] = ()) -> tuple[HandsetCo
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(KEY, where, f"is not UTF-8 (byte {exc.start})") from None
+    seen = set(known)
+    if path.suffix.lower() == ".toml":
+        return _from_toml(text, where, seen)
+    return _from_csv(text, where, seen)
+
+
+def _from_csv(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...]:
     lines = [
         (n, line)
         for n, line in enumerate(text.splitlines(), start=1)
@@ -65,25 +75,53 @@ def load_handsets_file(path: Path, known: Iterable[str] = ()) -> tuple[HandsetCo
         raise ConfigError(f"{where}:{header_no}", header_line[:60], "names a column twice")
     if len(lines) - 1 > MAX_ROWS:
         raise ConfigError(KEY, where, f"has more than {MAX_ROWS} handsets")
-    seen = set(known)
     out: list[HandsetConfig] = []
     for number, line in lines[1:]:
         cells = next(csv.reader(io.StringIO(line)))
         if len(cells) != len(header):
             raise ConfigError(f"{where}:{number}", line[:60], f"has {len(cells)} fields; the header has {len(header)}")
         row = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
-        ident = row["id"].lower()
-        if not _NODE_ID_RE.match(ident):
-            raise ConfigError(f"{where}:{number}.id", row["id"], "must be '!' and 8 hex digits (e.g. !a1b2c3d4)")
-        if ident in seen:
-            raise ConfigError(f"{where}:{number}.id", ident, "is listed twice (in this file or in the config)")
-        for name, value in row.items():
-            if len(value) > 128 or any(ord(ch) < 32 for ch in value):
-                raise ConfigError(f"{where}:{number}.{name}", value[:60], "must be at most 128 printable characters")
-        seen.add(ident)
-        row["id"] = ident
-        out.append(HandsetConfig(**row))
+        out.append(_handset(row, f"{where}:{number}", seen))
     return tuple(out)
+
+
+def _from_toml(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(KEY, where, f"is not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"handsets"})
+    if extra:
+        raise ConfigError(f"{where}:{extra[0]}", data[extra[0]], "is not a known key (only [[handsets]] tables)")
+    items = data.get("handsets", [])
+    if not isinstance(items, list) or len(items) > MAX_ROWS:
+        raise ConfigError(f"{where}:handsets", "...", f"must be at most {MAX_ROWS} [[handsets]] tables")
+    out: list[HandsetConfig] = []
+    for index, item in enumerate(items):
+        at = f"{where}:handsets[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(at, item, "must be a table with id, officer, village, phone")
+        unknown = [k for k in item if k not in COLUMNS]
+        if unknown:
+            raise ConfigError(f"{at}.{unknown[0]}", item[unknown[0]], f"is not a known key ({', '.join(COLUMNS)})")
+        for key, value in item.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"{at}.{key}", value, "must be a string")
+        out.append(_handset({k: v.strip() for k, v in item.items()}, at, seen))
+    return tuple(out)
+
+
+def _handset(row: dict[str, str], at: str, seen: set[str]) -> HandsetConfig:
+    ident = row.get("id", "").lower()
+    if not _NODE_ID_RE.match(ident):
+        raise ConfigError(f"{at}.id", row.get("id", ""), "must be '!' and 8 hex digits (e.g. !a1b2c3d4)")
+    if ident in seen:
+        raise ConfigError(f"{at}.id", ident, "is listed twice (in this file or in the config)")
+    for name, value in row.items():
+        if len(value) > 128 or any(ord(ch) < 32 for ch in value):
+            raise ConfigError(f"{at}.{name}", value[:60], "must be at most 128 printable characters")
+    seen.add(ident)
+    return HandsetConfig(**{**row, "id": ident})
 
 
 def with_handsets_file(cfg: Config) -> Config:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 from collections import Counter
@@ -53,6 +54,10 @@ MAX_HOPS = 7
 #: Packets waiting for the ``radio-in`` thread; beyond this the oldest work is the library's problem
 #: (the publishing thread blocks), never silently ours.
 INBOX_MAX = 10_000
+#: A TCP radio that does not accept within this is down (the library itself would wait minutes).
+PROBE_TIMEOUT_S = 5.0
+#: Packets waiting while ``radio-in`` has not finished one for this long: it is stuck (systemd watchdog).
+STUCK_AFTER_S = 60.0
 
 
 # ----------------------------------------------------------------------------------------- our values
@@ -296,6 +301,7 @@ class RadioBridge:
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         self._last_rx = 0.0
+        self._last_handled = time.monotonic()
         self._last_qs: object = None
         self._threads: list[threading.Thread] = []
         self.connects = 0
@@ -374,8 +380,11 @@ class RadioBridge:
             return dict(self._counts)
 
     def healthy(self) -> bool:
-        """Our threads are alive (a disconnected radio is a state, not ill health)."""
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        """Our threads are alive and ``radio-in`` keeps up (a disconnected radio is a state, not ill health:
+        a restart does not plug a cable back in)."""
+        alive = bool(self._threads) and all(t.is_alive() for t in self._threads)
+        stuck = self._inbox.qsize() > 0 and time.monotonic() - self._last_handled > STUCK_AFTER_S
+        return alive and not stuck
 
     def known_nodes(self) -> dict[int, tuple[str, str]]:
         """Names from the radio's own node DB (num → (long, short)), read after a handshake."""
@@ -468,6 +477,7 @@ class RadioBridge:
             item = self._inbox.get()
             if item is None:
                 return
+            self._last_handled = time.monotonic()
             _t0, packet, my_num = item
             try:
                 event = packet_to_event(packet, my_num)
@@ -514,6 +524,10 @@ class RadioBridge:
                 iface = SerialInterface(devPath=self._cfg.port, connectNow=False, timeout=timeout)
             else:
                 host, port = _split_host(self._cfg.host or "")
+                # The library connects without a timeout: a board that vanished from Wi-Fi (no RST)
+                # would hold this thread for the kernel's minutes-long SYN timeout.  Probe first.
+                with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                    pass
                 iface = TCPInterface(host, portNumber=port, connectNow=False, timeout=timeout)
             self._lost.clear()
             self._connecting = iface

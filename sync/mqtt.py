@@ -179,10 +179,13 @@ class MqttLink:
                 properties=props,
             )
         except ssl.SSLCertVerificationError as exc:
+            _close_sockets_of(exc)
             raise SyncError(f"{self.broker.url}: TLS certificate rejected: {exc.verify_message}") from None
         except ssl.SSLError as exc:
+            _close_sockets_of(exc)
             raise SyncError(f"{self.broker.url}: TLS failed: {exc.reason or exc}") from None
         except (OSError, ValueError) as exc:
+            _close_sockets_of(exc)
             raise SyncError(f"{self.broker.url}: cannot connect: {_os_reason(exc)}") from None
         _check_rc(rc, f"{self.broker.url}: connect")
         self._client.loop_start()
@@ -312,6 +315,20 @@ def open_first(
             errors.append(str(exc))
             log.debug("broker %s failed: %s", url, exc)
     raise SyncError("no broker reachable: " + "; ".join(errors))
+
+
+def _close_sockets_of(exc: BaseException) -> None:
+    """Close the socket a failed connect leaves behind.
+
+    paho 2.2 does not close its TLS socket when the handshake fails (it is only referenced from the
+    failing frames), so each refused attempt would leak a file descriptor until garbage collection — on a
+    post retrying every few seconds for days, that adds up."""
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                value.close()
+        tb = tb.tb_next
 
 
 def _check_rc(rc: int, action: str) -> None:

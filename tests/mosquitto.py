@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_port(
+    port: int, timeout: float = 10.0, host: str = "127.0.0.1", alive: Callable[[], bool] = lambda: True
+) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -39,8 +41,18 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 class Mosquitto:
     """One broker process.  ``extra`` is appended to the generated config (listeners, TLS, ACL...)."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, extra: str = "", persistence: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        extra: str = "",
+        persistence: bool = True,
+        config: str | None = None,
+    ) -> None:
+        """``config``: the whole configuration text instead of the generated one (it must listen on ``port``)."""
         self.directory = directory
+        self.config = config
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.extra = extra
@@ -55,6 +67,11 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def write_config(self) -> None:
+        # run as root (a container), mosquitto would drop to user "mosquitto", who cannot read tmp_path
+        as_root = "\nuser root\n" if os.geteuid() == 0 else "\n"
+        if self.config is not None:
+            self.conf_path.write_text(self.config + as_root, encoding="utf-8")
+            return
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
@@ -69,11 +86,8 @@ class Mosquitto:
             "max_inflight_messages 0",
         ]
         if self.extra:
-            # an extra config that defines its own listener replaces the default one
-            if "listener " in self.extra:
-                lines = [line for line in lines if not line.startswith(("listener ", "allow_anonymous"))]
             lines.append(self.extra)
-        self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.conf_path.write_text("\n".join(lines) + as_root, encoding="utf-8")
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         assert self.proc is None, "already running"
@@ -85,7 +99,7 @@ class Mosquitto:
             log.close()
         self.starts += 1
         try:
-            wait_port(self.port, timeout)
+            wait_port(self.port, timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"mosquitto did not start; log:\n{self.log()}") from None

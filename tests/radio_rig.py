@@ -115,7 +115,11 @@ def report_with_text(post: Post, fragment: str) -> StoredReport | None:
 
 
 def wait_report(post: Post, fragment: str, timeout: float = 15.0) -> StoredReport:
-    return wait_until(lambda: report_with_text(post, fragment), timeout, f"a report containing {fragment!r}")
+    found = wait_until(
+        lambda: report_with_text(post, fragment), timeout, f"a report containing {fragment!r}"
+    )
+    assert found is not None
+    return found
 
 
 def receipts_settled(post: Post) -> bool:

@@ -150,3 +150,14 @@ def test_cap_endpoint(tmp_path: Path) -> None:
             client.post(f"/laporan/{rid}/terima", data={"csrf": csrf})
             ack = valid(client.get(f"/ekspor/cap/{rid}.xml?jenis=ack").content)
             assert text(ack, "cap:msgType") == "Ack"
+
+
+def test_sent_and_onset_use_the_center_clock_when_the_post_clock_is_wrong() -> None:
+    now = utcnow()
+    years = timedelta(days=6 * 365)
+    report = make_report(observed_at=now - years - timedelta(seconds=30), stored_at=now - years)
+    v = apply_state(report, received_at=now, observed_est=now - timedelta(seconds=90))
+    doc = valid(export.cap_alert(v))
+    sent = text(doc, "cap:sent")
+    assert sent[:4] == str(now.year) or sent[:4] == str((now - timedelta(seconds=60)).year)
+    assert text(doc, "cap:info/cap:onset") < sent

@@ -196,14 +196,22 @@ class StorageContract:
                 barrier = threading.Barrier(2)
                 errors: list[BaseException] = []
 
-                def ingest(store: CenterStorage, post: str, report: Report = report) -> None:
+                def ingest(
+                    store: CenterStorage,
+                    post: str,
+                    report: Report = report,
+                    barrier: threading.Barrier = barrier,
+                    errors: list[BaseException] = errors,
+                ) -> None:
                     try:
                         barrier.wait()
                         store.ingest([incoming(report.with_changes(post_id=post), post)])
                     except BaseException as exc:
                         errors.append(exc)
 
-                threads = [threading.Thread(target=ingest, args=(s, p)) for s, p in zip(others, ("a", "b"), strict=True)]
+                threads = [
+                    threading.Thread(target=ingest, args=(s, p)) for s, p in zip(others, ("a", "b"), strict=True)
+                ]
                 for t in threads:
                     t.start()
                 for t in threads:

@@ -19,6 +19,9 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "reports_sample.jsonl"
 # 150 reports written blind by another colleague; the keywords were tuned on it after its first run
 # (92.0% category, 97.3% casualties), so it is now a regression set, no longer a blind one.
 BLIND1 = Path(__file__).resolve().parent / "data" / "blind_reports.jsonl"
+# 150 more reports written blind by someone who never saw the classifier; first run 90.0% category, 92.7%
+# casualties, then the general rules below were fixed on its misses: a regression set now, not blind.
+BLIND2 = Path(__file__).resolve().parent / "data" / "blind2_reports.jsonl"
 # The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
 TUNING_SIZE = 141
 
@@ -82,6 +85,9 @@ def test_common_words_are_not_taken_for_typos() -> None:
     assert classify("cek sinyal dari pos").category == "lainnya"
     assert classify("bakar sampah saja").category == "lainnya"  # saja ≠ sajam
     assert classify("gmpa terasa kuat").category == "gempa"  # but a dropped inner letter is a typo
+    # "tangan" is not "tangga" (squashed to "tanga"), "jauh" not "jatuh", "gantung" not "jantung"
+    clf = default_classifier()
+    assert clf.tokens("tangan jauh gantung sampah sering") == ["tangan", "jauh", "gantung", "sampah", "sering"]
 
 
 @pytest.mark.parametrize("text", CANNED_MESSAGES)
@@ -275,12 +281,14 @@ def test_accuracy_on_held_out_part() -> None:
     assert cas >= 0.95, misses
 
 
-def test_accuracy_on_blind_1() -> None:
-    rows = _rows(BLIND1)
+@pytest.mark.parametrize("path", [BLIND1, BLIND2], ids=["blind-1", "blind-2"])
+def test_accuracy_on_blind_sets(path: Path) -> None:
+    rows = _rows(path)
     assert len(rows) == 150
     for row in rows:
         assert set(row) == {"text", "category", "casualties"}
         assert row["category"] in CATEGORIES
+        Casualties.from_dict(row["casualties"])
     cat, cas, misses = _accuracy(rows)
     assert cat >= 0.95, misses
     assert cas >= 0.95, misses
@@ -367,6 +375,130 @@ def test_dialect_prefix_only_onto_known_words() -> None:
     assert clf.tokens("tajepit") == ["terjepit"]
     # common words starting with "ta" stay themselves
     assert clf.tokens("takut tanya taman tapi") == ["takut", "tanya", "taman", "tapi"]
+
+
+# -- the general rules behind the blind-2 fixes, on sentences that are in no data set -----------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kakek usia 80 tahun hilang sejak kemarin",
+        "opa 75 thn sakit keras di rumah",
+        "bayi umur 8 bln demam tinggi",
+        "warga rt 3 rw 2 terjebak banjir",
+        "dsn 4 terisolir, jalan putus",
+        "km 14 jalan putus, tdk bisa lewat",
+        "jam 5 pagi tadi longsor",
+    ],
+)
+def test_ages_addresses_and_times_are_never_counts(text: str) -> None:
+    assert classify(text).casualties.to_dict() == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # a body found is a death in a search, not an all-clear
+        ("korban hanyut di kali sudah ditemukan meninggal", "sar"),
+        ("pendaki yg tersesat sdh ditemukan tewas di jurang", "sar"),
+        # found alive / back home is the all-clear of a search
+        ("anak yg hilang td pagi sdh ketemu di kebun", "aman"),
+        ("nelayan yg blm pulang semalam sudah kembali dengan selamat", "aman"),
+        # ... but not while another one is still missing
+        ("2 org hilang, 1 sudah ditemukan, 1 blm ketemu", "sar"),
+        # the all-clear of one hazard leaves another one the message names
+        ("api dapur sdh dipadamkan, tiang listrik roboh ke jalan", "infrastruktur"),
+        ("api sudah padam tapi rumah warga masih tergenang banjir", "banjir"),
+        ("banjir sdh surut, jembatan putus belum bisa dilewati", "infrastruktur"),
+        ("kebakaran gudang sudah padam", "aman"),
+        # an all-clear of everything still ends it
+        ("api sudah padam, jembatan yg putus sdh diperbaiki, semua aman", "aman"),
+        # cancel words, and the calm / under-control words
+        ("mohon abaikan pesan tadi", "aman"),
+        ("maaf salah kirim", "aman"),
+        ("salah pencet pak", "aman"),
+        ("laporan dibatalkan", "aman"),
+        ("clear pak", "aman"),
+        ("situasi desa sdh kondusif", "aman"),
+        ("warga sdh tenang, pelaku diamankan", "aman"),
+        ("suasana sonde tenang, dong masih bakalai", "lainnya"),
+        # boats and fishermen not back
+        ("perahu nelayan blm merapat sejak semalam", "sar"),
+        ("tiga nelayan belum pulang dari melaut, ombak tinggi", "sar"),
+        # a fall from a height is an accident
+        ("tukang jatuh dari atap gereja, kepala berdarah", "kecelakaan"),
+        ("petani jatuh dari atas pohon lontar, tdk sadar, tlg ambulan", "kecelakaan"),
+        # ... while falling rock is a landslide
+        ("batu besar jatuh ke jalan dari bukit", "longsor"),
+        # "X vs Y" between vehicles is a collision
+        ("mobil vs motor di jln timor raya, 2 luka", "kecelakaan"),
+        ("truk versus pick up di tanjakan, 1 meninggal", "kecelakaan"),
+        # violence at home is a crime even when it bleeds
+        ("bapak pukul anak pakai kayu smp berdarah", "kriminal"),
+        ("istri dipukul suami, muka bengkak", "kriminal"),
+        # the water supply is infrastructure
+        ("pipa air desa putus, warga tdk dapat air", "infrastruktur"),
+        ("sumur bor rusak, warga antri air di kali", "infrastruktur"),
+        ("tandon air sekolah pecah", "infrastruktur"),
+        # fields and houses "drown" in a flood; people drowning are a search
+        ("kebun jagung tenggelam, kali meluap", "banjir"),
+        ("rumah dong tenggelam sampe atap", "banjir"),
+        ("anak tenggelam di kali dekat rumah", "sar"),
+        # ground on the move, in Kupang Malay ("ba-" = "ber-") too; a landslide damming a river
+        ("tanah mulai bagerak, jalan retak", "longsor"),
+        ("tebing runtuh tutup sungai, air naik di hulu", "longsor"),
+        # Kupang Malay calls for help
+        ("tolong beta", "sos"),
+        ("bantu kami", "sos"),
+    ],
+)
+def test_blind2_rules(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # trapped, buried, pinned, evacuated: alive and located
+        ("dua org terjepit di reruntuhan", {"affected": 2}),
+        ("3 org terjebak di dalam rumah yg terbakar", {"affected": 3}),
+        ("1 pekerja tertimbun di galian", {"affected": 1}),
+        ("5 warga berhasil dievakuasi dari rumah yg terbakar", {"affected": 5}),
+        # ... missing when they are still not found
+        ("2 penambang tertimbun blm ditemukan", {"missing": 2}),
+        # injury verbs and bites
+        ("pemuda dibacok di pesta, 2 org kena parang", {"injured": 2}),
+        ("sapi ngamuk seruduk 2 org di pasar hewan", {"injured": 2}),
+        ("anjing gila gigit lagi, sdh 3 org bulan ini", {"injured": 3}),
+        # "korban" alone says nothing of the state when one follows
+        ("penikaman, 1 korban kritis", {"injured": 1}),
+        # boats not back: the people on them are missing
+        ("tiga nelayan belum pulang dari melaut", {"missing": 3}),
+        # "anak 3 org" is three children
+        ("anak 3 org keracunan makanan", {"affected": 3}),
+        # a total and its breakdown are counted once
+        ("5 org hanyut, 2 selamat, 3 blm ditemukan", {"missing": 3}),
+        ("2 org hilang, 1 sudah ditemukan, 1 blm ketemu", {"missing": 1}),
+        ("korban 3 org: 1 meninggal 2 luka", {"dead": 1, "injured": 2}),
+        # ... but separate counts of other states are not a breakdown
+        ("2 meninggal, 1 luka, 1 hilang", {"dead": 2, "injured": 1, "missing": 1}),
+    ],
+)
+def test_blind2_casualty_rules(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+def test_cleared_by_only_for_hazards(tmp_path: Path) -> None:
+    ext = tmp_path / "meto.toml"
+    ext.write_text('[categories.aman]\ncleared_by = ["oke"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "categories.aman.cleared_by" in info.value.key
+    ext.write_text('[categories.kebakaran]\ncleared_by = ["ai mate"]\n', encoding="utf-8")
+    clf = Classifier.load([ext])
+    assert clf.classify("ai mate").category == "aman"
+    assert clf.classify("kebakaran di Noemuti ai mate, tiang listrik roboh").category == "infrastruktur"
 
 
 # -- regency extension files ------------------------------------------------------------------------

@@ -85,10 +85,11 @@ def test_scenario_gives_exactly_the_expected_reports_and_receipts(tmp_path: Path
     with post_and_device(tmp_path, transport, ack_timeout_s=4.0) as (post, dev):
         dev.add_node(HANDSET, "Petugas Oebubun 01", "OB01", hops=1)
         dev.add_node(STRANGER, "Warga Baru", "WB01", hops=2)
-        assert post.nodes is not None
-        wait_until(lambda: (n := post.nodes.get(0xA1B2C3D4)) and n.short_name == "OB01", 10, "node info")
+        nodes = post.nodes
+        assert nodes is not None
+        wait_until(lambda: (n := nodes.get(0xA1B2C3D4)) and n.short_name == "OB01", 10, "node info")
         dev.inject_position(HANDSET, -9.45, 124.48)
-        wait_until(lambda: post.nodes.location(0xA1B2C3D4), 10, "the handset's position")
+        wait_until(lambda: nodes.location(0xA1B2C3D4), 10, "the handset's position")
 
         # 1. a canned text heard over two relays: one report, two paths, one receipt
         dev.inject_text(HANDSET, "KEBAKARAN rumah warga", hops=2, copies=2, snr=6.5, rssi=-97)
@@ -257,9 +258,7 @@ def test_receipt_retried_after_a_lost_ack_and_after_a_nak(tmp_path: Path) -> Non
 
 def test_receipts_respect_the_firmware_rate_limit(tmp_path: Path) -> None:
     # our interval is shorter than the device's limit on purpose: its NAKs are retried, nothing lost
-    with post_and_device(
-        tmp_path, "tcp", min_send_interval_s=0.05, device_kw={"rate_limit_s": 1.0}
-    ) as (post, dev):
+    with post_and_device(tmp_path, "tcp", min_send_interval_s=0.05, device_kw={"rate_limit_s": 1.0}) as (post, dev):
         dev.add_node(HANDSET, "Petugas Oebubun 01", "OB01")
         for n in range(3):
             dev.inject_text(HANDSET, f"KEBAKARAN rumah {n}", id=1000 + n)
@@ -402,7 +401,7 @@ def test_bad_handsets_file_stops_the_start_with_a_config_error(tmp_path: Path) -
     bad = tmp_path / "h.csv"
     bad.write_text("id,officer\n!nothex00,x\n", encoding="utf-8")
     cfg = post_config(tmp_path, radio={"host": "127.0.0.1:9", "handsets_file": str(bad)})
-    with pytest.raises(ConfigError, match="h.csv:2.id"):
+    with pytest.raises(ConfigError, match=r"h\.csv:2\.id"):
         Post(cfg)
 
 

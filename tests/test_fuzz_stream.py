@@ -125,7 +125,7 @@ def frame_raw(payload: bytes) -> bytes:
 def text_packet(text: bytes, packet_id: int, port: int = portnums_pb2.TEXT_MESSAGE_APP) -> bytes:
     pkt = mesh_pb2.MeshPacket(to=0xFFFFFFFF, id=packet_id, hop_start=3, hop_limit=2)
     setattr(pkt, "from", SENDER)
-    pkt.decoded.portnum = port  # type: ignore[assignment]
+    pkt.decoded.portnum = port
     pkt.decoded.payload = text
     return mesh_pb2.FromRadio(packet=pkt).SerializeToString()
 
@@ -170,7 +170,9 @@ random_port_payload = st.builds(
     st.sampled_from(PORTS),
 )
 junk = st.lists(
-    st.one_of(garbage, bad_length, truncated, invalid_utf8, random_protobuf, random_port_payload), min_size=1, max_size=4
+    st.one_of(garbage, bad_length, truncated, invalid_utf8, random_protobuf, random_port_payload),
+    min_size=1,
+    max_size=4,
 ).map(b"".join)
 
 

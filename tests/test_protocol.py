@@ -272,8 +272,11 @@ def test_event_round_trip() -> None:
     payload = protocol.encode_reply_state("cmd-00000001", "r-00000001", "delivered", at=SENT)
     assert protocol.decode_event(payload) == {"cmd_id": "cmd-00000001", "report_id": "r-00000001", "state": "delivered"}
     with pytest.raises(ProtocolError):
-        protocol.decode_event(protocol.encode({"v": 1, "type": "reply_state", "cmd_id": "cmd-00000001",
-                                               "report_id": "r-00000001", "state": "eaten"}))
+        protocol.decode_event(
+            protocol.encode(
+                {"v": 1, "type": "reply_state", "cmd_id": "cmd-00000001", "report_id": "r-00000001", "state": "eaten"}
+            )
+        )
 
 
 def test_center_state() -> None:

@@ -8,6 +8,7 @@ library against the simulator.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from edge.radio import (
     MeshNodeInfo,
     MeshPosition,
     MeshRouting,
+    RadioBridge,
     packet_to_event,
 )
 from edge.receipts import (
@@ -69,7 +71,7 @@ def library_dict(pkt: mesh_pb2.MeshPacket) -> dict[str, Any]:
 def packet(port: int, payload: bytes, *, sender: int = HANDSET, **fields: Any) -> mesh_pb2.MeshPacket:
     pkt = mesh_pb2.MeshPacket(to=fields.pop("to", 0xFFFFFFFF), id=fields.pop("id", 0x1234), **fields)
     setattr(pkt, "from", sender)
-    pkt.decoded.portnum = port  # type: ignore[assignment]
+    pkt.decoded.portnum = port
     pkt.decoded.payload = payload
     return pkt
 
@@ -128,7 +130,9 @@ def test_position_nodeinfo_routing_and_other_ports() -> None:
     user = mesh_pb2.User(id="!a1b2c3d4", long_name="Petugas Oebubun 01", short_name="OB01")
     event = packet_to_event(library_dict(packet(portnums_pb2.NODEINFO_APP, user.SerializeToString())), MY)
     assert event == MeshNodeInfo(HANDSET, "Petugas Oebubun 01", "OB01")
-    nak = packet(portnums_pb2.ROUTING_APP, mesh_pb2.Routing(error_reason=mesh_pb2.Routing.MAX_RETRANSMIT).SerializeToString())
+    nak = packet(
+        portnums_pb2.ROUTING_APP, mesh_pb2.Routing(error_reason=mesh_pb2.Routing.MAX_RETRANSMIT).SerializeToString()
+    )
     nak.decoded.request_id = 777
     assert packet_to_event(library_dict(nak), MY) == MeshRouting(HANDSET, 777, "MAX_RETRANSMIT")
     ack = packet(portnums_pb2.ROUTING_APP, mesh_pb2.Routing().SerializeToString())
@@ -253,7 +257,7 @@ def test_naks_retry_final_naks_fail_and_rate_limit_costs_no_attempt(radio: FakeR
         box.submit(item("n", states))
         for reason in ("RATE_LIMIT_EXCEEDED", "RATE_LIMIT_EXCEEDED", "MAX_RETRANSMIT", "NO_RESPONSE"):
             n = len(radio.sent)
-            wait_until(lambda n=n: len(radio.sent) == n + 1, 5, f"a send before {reason}")
+            wait_until(lambda: len(radio.sent) == n + 1, 5, f"a send before {reason}")  # noqa: B023
             box.on_routing(MY, radio.sent[-1][1], reason, MY)
         wait_until(lambda: len(radio.sent) == 5, 5, "the last attempt")
         box.on_routing(HANDSET, radio.sent[-1][1], "NONE", MY)
@@ -294,7 +298,7 @@ def test_sends_are_paced_and_wait_for_the_radio(radio: FakeRadio) -> None:
         radio.fail_next = 1  # a link that drops right at the send: retried, not counted as an attempt
         wait_until(lambda: len(radio.sent) == 4, 10, "four sends")
         times = [t for t, *_ in radio.sent]
-        assert all(b - a >= 0.15 for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a >= 0.15 for a, b in itertools.pairwise(times))
         assert box.counts["send_errors"] == 1
     finally:
         box.stop()
@@ -304,9 +308,17 @@ def test_before_send_can_cancel_and_is_called_once(radio: FakeRadio) -> None:
     box = make_outbox(radio)
     calls: list[str] = []
     try:
-        box.submit(item("no", [], before=lambda: calls.append("no") or False))
+
+        def before(key: str, go: bool) -> Any:
+            def call() -> bool:
+                calls.append(key)
+                return go
+
+            return call
+
+        box.submit(item("no", [], before=before("no", False)))
         states: list[str] = []
-        box.submit(item("yes", states, before=lambda: calls.append("yes") or True))
+        box.submit(item("yes", states, before=before("yes", True)))
         wait_until(lambda: states[-1:] == ["failed"], 10)
         assert calls == ["no", "yes"], "before_send runs once, before the first transmission only"
         assert all("no" not in text for *_, text in radio.sent)
@@ -330,6 +342,13 @@ def test_handsets_file_is_read_and_merged(tmp_path: Path) -> None:
     cfg = post_config(tmp_path, radio={"host": "127.0.0.1:1", "handsets_file": str(path)})
     merged = with_handsets_file(cfg)
     assert {h.id for h in merged.handsets} == {"!a1b2c3d4", "!0000beef", "!0000cafe"}
+    toml = tmp_path / "handsets.toml"
+    toml.write_text('[[handsets]]\nid = "!0000BEEF"\nofficer = "Maria Kefi"\n\n[[handsets]]\nid = "!0000cafe"\n')
+    assert [h.id for h in load_handsets_file(toml)] == ["!0000beef", "!0000cafe"]
+    toml.write_text('[[handsets]]\nid = "!0000beef"\nrank = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_handsets_file(toml)
+    assert err.value.key.endswith("handsets[0].rank")
 
 
 @pytest.mark.parametrize(
@@ -385,3 +404,30 @@ def test_node_table_ages_positions_on_the_boot_clock_and_persists(tmp_path: Path
         assert again.location(HANDSET) is None, "a week-old position is not used"
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------------ the bridge's guards
+def test_send_text_refuses_what_would_make_the_library_exit_or_fail(tmp_path: Path) -> None:
+    """Bad destinations never reach the library (it calls sys.exit for some); nothing is started here."""
+    cfg = post_config(tmp_path, radio={"host": "127.0.0.1:9"})
+    assert cfg.radio.meshtastic is not None
+    bridge = RadioBridge(cfg.radio.meshtastic, lambda event: None)
+    for dest in (0, 0xFFFFFFFF, -5, 2**40):
+        with pytest.raises(RadioError, match="destination"):
+            bridge.send_text(dest, "112 POS")
+    with pytest.raises(RadioError, match="bytes"):
+        bridge.send_text(HANDSET, "x" * 201)
+    with pytest.raises(RadioError, match="channel"):
+        bridge.send_text(HANDSET, "ok", channel=9)
+    with pytest.raises(RadioError, match="not connected"):
+        bridge.send_text(HANDSET, "112 POS OEBUBUN TERIMA")
+
+
+def test_config_check_validates_the_handsets_file(tmp_path: Path, run_siaga: Any) -> None:
+    from tests.conftest import write_post_config
+
+    bad = tmp_path / "handsets.csv"
+    bad.write_text("id,officer\n!0000beef,ok\n!zz,bad\n", encoding="utf-8")
+    path = write_post_config(tmp_path, extra=f'\n[radio.meshtastic]\nport = "/dev/ttyACM0"\nhandsets_file = "{bad}"\n')
+    result = run_siaga("config", "check", config=path)
+    assert result.returncode == 78 and "handsets.csv:3.id" in result.stderr

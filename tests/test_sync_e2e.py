@@ -70,7 +70,9 @@ def test_life_safety_reports_drain_first(post: Post, center: Center) -> None:
     now = utcnow()
 
     def report(category: str, i: int) -> Report:
-        return Report(new_report_id(), "oebubun", "operator:budi", "manual", f"{category} {i}", now, now, category=category)
+        return Report(
+            new_report_id(), "oebubun", "operator:budi", "manual", f"{category} {i}", now, now, category=category
+        )
 
     chatter = post.put(report("lainnya", i) for i in range(100))
     sos = post.put([report("sos", 0)])
@@ -330,7 +332,9 @@ def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center
             assert center.storage.counts()["reports"] == 3
             reply = center.service.send_reply(rows[0].report_id, "Damkar menuju lokasi", "sari")
             wait_until(
-                lambda: [p for p in device.sent if p.text == "112: Damkar menuju lokasi" and p.acked is True], 30, "reply"
+                lambda: [p for p in device.sent if p.text == "112: Damkar menuju lokasi" and p.acked is True],
+                30,
+                "reply",
             )
             wait_until(lambda: center.storage.get_reply(reply.cmd_id).state == "delivered", 10, "reply state")  # type: ignore[union-attr]
             center_receipts = [p for p in device.sent if p.text and p.text.startswith("112 PUSAT TERIMA")]

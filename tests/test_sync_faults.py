@@ -66,7 +66,11 @@ def _siaga_run(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env.pop("SIAGA_CONFIG", None)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"], stdout=out, stderr=out, cwd=REPO, env=env
+            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
+            stdout=out,
+            stderr=out,
+            cwd=REPO,
+            env=env,
         )
 
 
