@@ -64,7 +64,20 @@ _CATEGORY_KEYS = (
     "cleared_by",
 )
 _NUMBER_KEYS = ("vague", "words", "multipliers")
-_CASUALTY_KEYS = (*CASUALTY_KINDS, _SAFE, "hurt_verbs", "people", "person_units", "other_units", "skip_after")
+_CASUALTY_KEYS = (
+    *CASUALTY_KINDS,
+    _SAFE,
+    "hurt_verbs",
+    "people",
+    "person_units",
+    "other_units",
+    "skip_after",
+    "person_only",
+    "things",
+    "update_words",
+    "aboard",
+    "found_words",
+)
 _WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers")
 #: A phrase word that matches any one word ("sungai * meluap": the river's name sits in between).
 _ANY = "*"
@@ -235,8 +248,14 @@ class _Data:
         self.hurt_verbs: list[str] = []
         self.primary: list[tuple[str, str]] = []  # (phrase, category)
         self.clears: list[tuple[str, str]] = []  # (all-clear phrase, the one category it clears)
+        self.people: list[str] = []
         self.person_units: list[str] = []
         self.other_units: list[str] = []
+        self.person_only: list[str] = []
+        self.things: list[str] = []
+        self.update_words: list[str] = []
+        self.aboard: list[str] = []
+        self.found_words: list[str] = []
         self.skip_after: list[str] = []
         self.canned: dict[str, str] = {}
         self.words: dict[str, list[str]] = {name: [] for name in _WORD_KEYS}
@@ -264,8 +283,15 @@ class _Data:
             self.casualties[kind] += _check_words(cas.get(kind, []), f"{p}casualties.{kind}")
         self.hurt_verbs += _check_words(cas.get("hurt_verbs", []), f"{p}casualties.hurt_verbs")
         # people are person units too ("3 pemuda luka"); they are kept apart for the reader
-        self.person_units += _check_words(cas.get("people", []), f"{p}casualties.people")
+        people = _check_words(cas.get("people", []), f"{p}casualties.people")
+        self.people += people
+        self.person_units += people
         self.person_units += _check_words(cas.get("person_units", []), f"{p}casualties.person_units")
+        self.person_only += _check_words(cas.get("person_only", []), f"{p}casualties.person_only")
+        self.things += _check_words(cas.get("things", []), f"{p}casualties.things")
+        self.update_words += _check_words(cas.get("update_words", []), f"{p}casualties.update_words")
+        self.aboard += _check_words(cas.get("aboard", []), f"{p}casualties.aboard")
+        self.found_words += _check_words(cas.get("found_words", []), f"{p}casualties.found_words")
         self.other_units += _check_words(cas.get("other_units", []), f"{p}casualties.other_units")
         self.skip_after += _check_words(cas.get("skip_after", []), f"{p}casualties.skip_after")
         canned = _check_table(doc.get("canned", {}), f"{p}canned")
@@ -357,6 +383,12 @@ class Classifier:
         self._fillers = {self._canon_phrase(w)[0] for w in data.words["fillers"]}
         self._person_units = self._phrase_index((w, "unit", 0.0) for w in data.person_units)
         self._other_units = {self._canon_phrase(w)[0] for w in data.other_units}
+        self._people = {self._canon_phrase(w)[0] for w in data.people}
+        self._person_only = {self._canon_phrase(w) for w in data.person_only}
+        self._things = {self._canon_phrase(w)[0] for w in data.things}
+        self._update_words = self._phrase_set(data.update_words)
+        self._aboard = self._phrase_set(data.aboard)
+        self._found_words = {t for w in data.found_words for t in self._canon_phrase(w)}
 
         # keyword phrases: first token -> [(tokens, ((category, weight), ...))], longest first
         merged: dict[tuple[str, ...], dict[str, float]] = {}
@@ -532,7 +564,11 @@ class Classifier:
         toks = self.tokens(text)
         scores = self._score(toks)
         category = self._decide(scores)
-        return self._result(category, self._casualties(toks), toks, canned=False)
+        casualties = self._casualties(toks)
+        if category == "aman" and casualties.missing:
+            # "tiga nelayan hilang, dua sudah pulang": while anyone is still missing the search goes on
+            category = "sar"
+        return self._result(category, casualties, toks, canned=False)
 
     def _match(
         self,
@@ -642,9 +678,11 @@ class Classifier:
         return max(best)[2]
 
     def _casualties(self, toks: Sequence[str]) -> Casualties:
-        found: list[tuple[int, str, int, bool]] = []  # (position of number, kind, value, only "korban")
+        # (position of number, kind, value, only "korban", a new total of an earlier count, found dead)
+        found: list[tuple[int, str, int, bool, bool, bool]] = []
         used_keywords: set[int] = set()
-        pending: list[tuple[int, int]] = []  # (position of number, value) not attached forward
+        # (position of number, value, a person word counted, index after the count and its units)
+        pending: list[tuple[int, int, bool, int]] = []
         i = 0
         n = len(toks)
         while i < n:
@@ -661,12 +699,17 @@ class Classifier:
             saw_unit = False
             saw_korban = False
             kind = None
+            found_dead = False
             limit = min(n, i + _WINDOW)
             while j < limit:
                 cas = self._match(self._casualty, toks, j)
+                if cas is not None and cas[0][0] in self._person_only and self._about_thing(toks, j, cas[1]):
+                    j = cas[1]  # "2 sapi mati": the count is of cattle
+                    continue
                 # "1 korban kritis": "korban" alone says nothing of the state when one follows
                 if cas is not None and cas[0][0] != ("korban",):
-                    kind = self._gravest_state(toks, j, used_keywords)
+                    kind, end = self._gravest_state(toks, j, used_keywords)
+                    found_dead = kind == "dead" and any(t in self._found_words for t in toks[j:end])
                     break
                 unit = self._match(self._person_units, toks, j)
                 if unit is not None:
@@ -682,36 +725,112 @@ class Classifier:
                 kind = "affected"
             if kind is not None:
                 if value is not None:
-                    found.append((start, kind, value, generic))
+                    found.append((start, kind, value, generic, False, found_dead))
             elif saw_unit or i == start + 1:
-                pending.append((start, -1 if value is None else value))
+                after = i
+                while after < n and (unit := self._match(self._person_units, toks, after)) is not None:
+                    after = unit[1]
+                person = any(t in self._people for t in toks[i:after])
+                pending.append((start, -1 if value is None else value, person, after))
         # "korban meninggal 2 orang", "luka-luka 2 org": the casualty word before the number; and
         # "anjing gigit 2 anak": a hurt verb before the number (after it, the number counts attackers);
-        # aspect words may sit between ("gigitan anjing lagi, sudah 4 org").
-        for pos, value in pending:
-            for back in range(pos - 1, pos - 5, -1):
-                if back < 0 or back in used_keywords:
-                    continue
-                cas = self._match(self._casualty, toks, back) or self._match(self._hurt_verbs, toks, back)
-                if cas is not None and (cas[1] >= pos - 1 or all(t in self._fillers for t in toks[cas[1] : pos])):
-                    used_keywords.add(back)
-                    if value >= 0:
-                        found.append((pos, cas[0][1][0][0], value, cas[0][0] == ("korban",)))
+        # aspect words may sit between ("gigitan anjing lagi, sudah 4 org"), and so may an update
+        # ("keracunan su jadi 18 org": the new total).
+        missing_named: bool | None = None
+        for pos, value, person, after in pending:
+            linked = False
+            for back in range(pos - 1, pos - 7, -1):
+                if back < 0:
                     break
+                cas = self._match(self._casualty, toks, back) or self._match(self._hurt_verbs, toks, back)
+                if cas is None:
+                    continue
+                # an update may restate a state already counted ("3 org keracunan, su jadi 7 org")
+                update = self._is_update(toks[cas[1] : pos])
+                if back in used_keywords and not update:
+                    continue
+                if not (cas[1] >= pos - 1 or all(t in self._fillers for t in toks[cas[1] : pos]) or update):
+                    continue
+                if cas[0][0] in self._person_only and (
+                    self._about_thing(toks, back, cas[1]) or not (person or self._person_before(toks, back))
+                ):
+                    continue  # "listrik mati satu kampung" is no death
+                used_keywords.add(back)
+                if value >= 0:
+                    kind = cas[0][1][0][0]
+                    found_dead = kind == "dead" and any(t in self._found_words for t in toks[back : cas[1]])
+                    found.append((pos, kind, value, cas[0][0] == ("korban",), update, found_dead))
+                linked = True
+                break
+            if not linked and person and value >= 0 and after < n and self._match(self._aboard, toks, after):
+                # "perahu blm pulang 2 hari, 3 org di atas": the people aboard are as missing as the boat
+                if missing_named is None:
+                    missing_named = self._names_missing(toks)
+                if missing_named:
+                    found.append((pos, "missing", value, False, False, False))
         found.sort()
         counts: dict[str, int] = {}
-        for k, (_, kind, value, generic) in enumerate(found):
+        for k, (_, kind, value, generic, update, _found) in enumerate(found):
             # "anak 2 org tenggelam, 1 ditemukan meninggal, 1 blm ketemu": a total followed by its
             # breakdown is counted once, in the breakdown
             later = found[k + 1 :]
             if len(later) >= 2 and sum(e[2] for e in later) == value and (generic or kind in {e[1] for e in later}):
                 continue
-            if kind != _SAFE:
-                counts[kind] = counts.get(kind, 0) + value
+            if kind == "missing" and not any(e[1] == "missing" for e in later):
+                # "tiga nelayan hilang, dua sudah pulang": those back, or found dead, are no longer missing
+                value -= min(value, sum(e[2] for e in later if e[1] == _SAFE or e[5]))
+                if not value:
+                    continue
+            if kind == _SAFE:
+                continue
+            if update and generic and len(counts) == 1:
+                # "4 org luka, korban bertambah jadi 6": the victims of the one state counted so far
+                kind = next(iter(counts))
+            # "3 org keracunan ... su jadi 18 org": a new total replaces the count it updates
+            counts[kind] = value if update else counts.get(kind, 0) + value
         return Casualties(**{k: min(v, 100_000) for k, v in counts.items()})
 
-    def _gravest_state(self, toks: Sequence[str], j: int, used: set[int]) -> str:
-        """The casualty state at ``toks[j]``, or a graver one right after it ("tertimbun blm ditemukan")."""
+    def _about_thing(self, toks: Sequence[str], start: int, end: int) -> bool:
+        """Whether the state word at ``toks[start:end]`` is said of a thing or an animal ("lampu mati")."""
+        if end < len(toks) and toks[end] in self._things:
+            return True
+        k = start - 1
+        while k >= 0 and toks[k] in self._fillers:
+            k -= 1
+        return k >= 0 and toks[k] in self._things
+
+    def _person_before(self, toks: Sequence[str], start: int) -> bool:
+        k = start - 1
+        while k >= 0 and toks[k] in self._fillers:
+            k -= 1
+        return k >= 0 and toks[k] in self._people
+
+    def _is_update(self, between: Sequence[str]) -> bool:
+        """Whether ``between`` is aspect words around an update word ("sudah jadi", "bertambah jadi")."""
+        k = 0
+        seen = False
+        while k < len(between):
+            hit = self._match(self._update_words, between, k)
+            if hit is not None:
+                seen = True
+                k = hit[1]
+            elif between[k] in self._fillers:
+                k += 1
+            else:
+                return False
+        return seen
+
+    def _names_missing(self, toks: Sequence[str]) -> bool:
+        """Whether the message says someone or something is missing ("belum pulang", "hilang")."""
+        for k in range(len(toks)):
+            cas = self._match(self._casualty, toks, k)
+            if cas is not None and cas[0][1][0][0] == "missing" and (k == 0 or toks[k - 1] not in self._negations):
+                return True
+        return False
+
+    def _gravest_state(self, toks: Sequence[str], j: int, used: set[int]) -> tuple[str, int]:
+        """The casualty state at ``toks[j]``, or a graver one right after it ("tertimbun blm ditemukan"),
+        and the index after the state words."""
         kind = ""
         while j < len(toks):
             cas = self._match(self._casualty, toks, j)
@@ -722,7 +841,7 @@ class Classifier:
             if not kind or _GRAVITY.index(state) > _GRAVITY.index(kind):
                 kind = state
             j = cas[1]
-        return kind
+        return kind, j
 
     def _number_at(self, toks: Sequence[str], i: int) -> tuple[int | None, int]:
         """Parse a number starting at ``toks[i]``: (value or None when vague, index after it)."""

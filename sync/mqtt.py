@@ -215,13 +215,14 @@ class MqttLink:
             waiter = threading.Thread(target=self._client.loop_stop, daemon=True)
             waiter.start()
             waiter.join(timeout)
-            if not waiter.is_alive():
-                return
-            self._shutdown_socket()
-            waiter.join()
+            if waiter.is_alive():
+                self._shutdown_socket()
+                waiter.join()
+            self._close_socket()
             return
         self._shutdown_socket()
         self._client.loop_stop()
+        self._close_socket()
 
     def abort(self) -> None:
         """Drop the connection without DISCONNECT (the broker will publish our Last Will)."""
@@ -229,6 +230,14 @@ class MqttLink:
             self._closed = True
         self._shutdown_socket()
         self._client.loop_stop()
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        # paho's network thread may stop (loop_stop) before it noticed the shut-down socket and closed it
+        sock = self._client.socket()
+        close = getattr(sock, "close", None)
+        if close is not None:
+            close()
 
     def _shutdown_socket(self) -> None:
         sock = self._client.socket()

@@ -22,6 +22,10 @@ BLIND1 = Path(__file__).resolve().parent / "data" / "blind_reports.jsonl"
 # 150 more reports written blind by someone who never saw the classifier; first run 90.0% category, 92.7%
 # casualties, then the general rules below were fixed on its misses: a regression set now, not blind.
 BLIND2 = Path(__file__).resolve().parent / "data" / "blind2_reports.jsonl"
+# 150 more written blind (6 rows had been glimpsed by the previous tuner); first run 94.0% category (95.1%
+# on the 144 unseen rows), 96.7% casualties, then the general rules of the blind-3 section below were
+# fixed on its misses: a regression set now, not blind.
+BLIND3 = Path(__file__).resolve().parent / "data" / "blind3_reports.jsonl"
 # The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
 TUNING_SIZE = 141
 
@@ -281,7 +285,7 @@ def test_accuracy_on_held_out_part() -> None:
     assert cas >= 0.95, misses
 
 
-@pytest.mark.parametrize("path", [BLIND1, BLIND2], ids=["blind-1", "blind-2"])
+@pytest.mark.parametrize("path", [BLIND1, BLIND2, BLIND3], ids=["blind-1", "blind-2", "blind-3"])
 def test_accuracy_on_blind_sets(path: Path) -> None:
     rows = _rows(path)
     assert len(rows) == 150
@@ -486,6 +490,108 @@ def test_blind2_rules(text: str, category: str) -> None:
     ],
 )
 def test_blind2_casualty_rules(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+# -- the general rules behind the blind-3 fixes, on sentences that are in no data set -----------------
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # a rider falling off, or a vehicle on its side, is a crash whatever it carried or whoever is hurt
+        ("pemotor jatuh sendiri di tikungan, kepala berdarah", "kecelakaan"),
+        ("ojek jatuh dari motor dekat pasar, tangan patah, minta ambulans", "kecelakaan"),
+        ("bapak pengendara motor jatuh di jalan licin, pingsan", "kecelakaan"),
+        ("pikap muat kambing terbalik di turunan, kambing mati 3 ekor", "kecelakaan"),
+        ("truk babi terguling di Kefa, 2 org luka", "kecelakaan"),
+        # a well, trench or mine collapsing on the people digging it is a work accident
+        ("galian pipa di Oelolok runtuh, 1 pekerja tertimbun", "kecelakaan"),
+        ("tambang mangan runtuh, 3 penambang terjebak", "kecelakaan"),
+        ("sumur warga runtuh saat digali", "kecelakaan"),
+        # ... while a landslide burying diggers stays a landslide
+        ("longsor timpa 2 org yg sedang gali batu", "longsor"),
+        # ground movement and cracks in the ground
+        ("ada pergerakan tanah di belakang kapela", "longsor"),
+        ("retakan tanah makin lebar di ladang", "longsor"),
+        # cut off by water or a broken road is the hazard's consequence; asking for evacuation is a rescue
+        ("jalan putus, dusun terisolir", "infrastruktur"),
+        ("sungai Benanain meluap, kampung terisolasi", "banjir"),
+        ("jembatan gantung tenggelam, air kali naik", "banjir"),
+        ("desa terisolasi, mohon evakuasi ibu hamil", "sar"),
+        # a false alarm: a button pressed in a pocket or by accident
+        ("maaf alarm palsu", "aman"),
+        ("tombol tertekan waktu di motor, tidak ada apa2", "aman"),
+        ("tdk sengaja terpencet, maaf pak", "aman"),
+        ("hp kepencet di saku", "aman"),
+        # ... but an accident that happened "tidak sengaja" is still the accident
+        ("anak tidak sengaja minum racun tikus", "medis"),
+        # politeness around a routine request or a logistics question is not an SOS
+        ("tolong info jadwal pembagian beras", "lainnya"),
+        ("mau tanya kapan bantuan sembako datang", "lainnya"),
+        ("tolong cek rapat besok pagi", "lainnya"),
+        # ... while a plea for people in danger still is, and a hazard still wins
+        ("tolong!! kami butuh bantuan skrg", "sos"),
+        ("minta tolong cepat datang", "sos"),
+        ("tolong, kapan tim datang?", "sos"),
+        ("tolong cek rumah nenek", "sos"),
+        ("tolong kami, air sudah masuk rumah", "banjir"),
+        # found dead (in Kupang Malay "ketemu") ends a search with a death, not an all-clear; someone
+        # still missing keeps it going
+        ("pemancing yg hanyut sdh ketemu meninggal", "sar"),
+        ("dua pendaki: 1 sudah ketemu, 1 masih hilang", "sar"),
+        ("lima nelayan hilang, tiga sudah kembali", "sar"),
+        ("2 pendaki tersesat, 2 sudah ketemu selamat", "aman"),
+        ("tiga nelayan hilang, dua sudah pulang", "sar"),
+        # a hazard named after a general all-clear word is not cleared
+        ("aman pak, cuma tiang listrik miring", "infrastruktur"),
+        ("aman, tapi jembatan putus", "infrastruktur"),
+        # a fire out with someone burnt is still the fire
+        ("api sdh padam, 1 org luka bakar", "kebakaran"),
+        # lamps and engines "mati" too
+        ("lampu mati sejak sore di dusun 2", "infrastruktur"),
+    ],
+)
+def test_blind3_rules(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "mati" is a death only of people
+        ("tabrakan di Kiupukan, 2 org mati di tempat", {"dead": 2}),
+        ("lampu mati satu kampung sejak sore", {}),
+        ("mesin pompa mati, dua hari warga tdk dapat air", {}),
+        ("kambing mati 4 ekor di kandang", {}),
+        ("2 sapi mati tersambar petir", {}),
+        ("ternak mati mendadak, 1 kampung resah", {}),
+        # jiwa are people; "ungsi" is "mengungsi"
+        ("banjir, lima belas jiwa ungsi ke sekolah", {"affected": 15}),
+        ("angin kencang, 12 jiwa terpaksa ungsi", {"affected": 12}),
+        # an update gives the new total, it does not add to the old one
+        ("korban keracunan bertambah jadi 25 org", {"affected": 25}),
+        ("warga diare sudah menjadi 9 org", {"affected": 9}),
+        ("3 org keracunan, skrg su jadi 7 org", {"affected": 7}),
+        ("4 org luka, korban bertambah jadi 6 org", {"injured": 6}),
+        # stung or swollen is hurt
+        ("dua petani bengkak2 disengat lebah", {"injured": 2}),
+        ("tiga anak bengkak setelah disengat tawon", {"injured": 3}),
+        # the people aboard a boat not back are missing with it
+        ("sampan dari Oepoli belum merapat sejak kemarin, 2 org di dalamnya", {"missing": 2}),
+        ("kapal motor hilang kontak, 5 org di atas kapal", {"missing": 5}),
+        ("perahu sudah merapat, 3 org di atasnya selamat", {}),
+        ("3 org di dalam rumah, air setinggi lutut", {}),
+        # those back or found are no longer missing
+        ("lima nelayan hilang, tiga sudah kembali", {"missing": 2}),
+        ("dua pendaki: 1 sudah ketemu, 1 masih hilang", {"missing": 1}),
+        ("2 pendaki tersesat, 2 sudah ketemu selamat", {}),
+        ("tiga nelayan hilang, dua sudah pulang", {"missing": 1}),
+        ("api sdh padam, 1 org luka bakar", {"injured": 1}),
+        ("pemancing hanyut 2 org, satu ketemu meninggal", {"dead": 1, "missing": 1}),
+    ],
+)
+def test_blind3_casualty_rules(text: str, expected: dict[str, int]) -> None:
     assert classify(text).casualties.to_dict() == expected
 
 

@@ -10,10 +10,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +413,48 @@ def test_report_id_is_the_mesh_id(tmp_path: Path) -> None:
         row = wait_report(post, "cek id")
         assert row.report.mesh_packet_id == pid == 0x00C0FFEE
         assert row.report_id == mesh_report_id(0xA1B2C3D4, pid, row.report.observed_at)
+
+
+def test_run_daemon_tells_systemd_ready_and_serves_metrics(tmp_path: Path, monkeypatch: Any) -> None:
+    notify_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(20)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
+    dev = make_device(tmp_path, "tcp")
+    dev.start()
+    stop = threading.Event()
+    try:
+        cfg = config_mod.from_dict(
+            {
+                "node": {"post_id": "oebubun", "data_dir": str(tmp_path / "data")},
+                "radio": {"meshtastic": {"host": f"127.0.0.1:{dev.port}"}},
+                "metrics": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(run_daemon(cfg, stop_event=stop)))
+        thread.start()
+        try:
+            assert sock.recv(1024).startswith(b"READY=1")
+            dev.inject_text(HANDSET, "KEBAKARAN ukur")
+            wait_until(lambda: (read_runtime(cfg) or {}).get("radio") == "connected", 20, "radio connected")
+
+            def scrape() -> str:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    return str(response.read().decode())
+
+            text = wait_until(lambda: 'siaga_post_events{kind="reports.created"} 1' in (t := scrape()) and t, 20)
+            assert "siaga_radio_connected 1" in text and 'siaga_post_queue{state="pending"} 1' in text
+        finally:
+            stop.set()
+            thread.join(15)
+        assert result == [0]
+        assert sock.recv(1024) == b"STOPPING=1"
+    finally:
+        sock.close()
+        dev.stop()

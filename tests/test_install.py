@@ -99,6 +99,9 @@ def test_system_mode_into_a_temp_root(tmp_path: Path) -> None:
     assert unit.is_file()
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "siaga.service"
     assert wants.is_symlink()
+    assert (root / "etc" / "systemd" / "system" / "siaga-center.service").is_file()
+    udev = root / "etc" / "udev" / "rules.d" / "99-meshtastic.rules"
+    assert 'SYMLINK+="meshtastic"' in udev.read_text()
     siaga = root / "opt" / "siaga" / "bin" / "siaga"
     out = subprocess.run([str(siaga), "--config", str(config), "config", "check"], capture_output=True, text=True)
     # the example names /var/lib/siaga as data_dir; as root that check passes on this machine
@@ -115,7 +118,7 @@ def test_system_mode_into_a_temp_root(tmp_path: Path) -> None:
     data_file.write_bytes(b"")
     result = subprocess.run([*install, "--uninstall"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert not (root / "opt" / "siaga").exists() and not unit.exists()
+    assert not (root / "opt" / "siaga").exists() and not unit.exists() and not udev.exists()
     assert data_file.exists() and config.exists()
     result = subprocess.run([*install, "--uninstall", "--purge"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
