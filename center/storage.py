@@ -435,6 +435,9 @@ class CenterStorage(ABC):
                 self._lock_keys(sorted(keys))
                 for item in items:
                     results.append(self._ingest_one(item))
+                latest: dict[str, IncomingReport] = {item.post_id: item for item in items}
+                for item in latest.values():
+                    self._touch_post(item, item.received_at.timestamp())
         except CenterError:
             raise
         except Exception as exc:
@@ -482,7 +485,6 @@ class CenterStorage(ABC):
                 ),
             )
             self._insert_copy(rid, item, path, est)
-            self._touch_post(item, received)
             return IngestResult(rid, rid, created=True, copies=1)
         copy = self._rows(
             "SELECT receipts FROM report_copies WHERE report_id = ? AND post_id = ?",
@@ -502,16 +504,18 @@ class CenterStorage(ABC):
                 (received, canonical),
             )
             copies = self._rows("SELECT copies FROM reports WHERE report_id = ?", (canonical,))[0]["copies"]
-        self._touch_post(item, received)
         return IngestResult(rid, canonical, created=False, copies=int(copies))
 
     def _find_canonical(self, report: Report, est: float) -> str | None:
         rid = report.report_id
-        if self._rows("SELECT 1 AS x FROM reports WHERE report_id = ?", (rid,)):
-            return rid
-        alias = self._rows("SELECT report_id FROM report_copies WHERE wire_report_id = ? LIMIT 1", (rid,))
-        if alias:
-            return str(alias[0]["report_id"])
+        # the report itself, or a copy that a post sent under this id (matched by mesh packet earlier)
+        known = self._rows(
+            "SELECT report_id FROM reports WHERE report_id = ?"
+            " UNION ALL SELECT report_id FROM report_copies WHERE wire_report_id = ? LIMIT 1",
+            (rid, rid),
+        )
+        if known:
+            return str(known[0]["report_id"])
         if report.mesh_packet_id is None:
             return None
         window = MESH_MATCH_WINDOW.total_seconds()

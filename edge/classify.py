@@ -62,6 +62,7 @@ _CATEGORY_KEYS = (
     "keywords",
     "weak",
     "cleared_by",
+    "primary_yields",
 )
 _NUMBER_KEYS = ("vague", "words", "multipliers")
 _CASUALTY_KEYS = (
@@ -77,8 +78,9 @@ _CASUALTY_KEYS = (
     "update_words",
     "aboard",
     "found_words",
+    "count_words",
 )
-_WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers")
+_WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers", "drills", "risks", "history")
 #: A phrase word that matches any one word ("sungai * meluap": the river's name sits in between).
 _ANY = "*"
 #: At most this many filler words ("sudah", "mulai") may sit between the words of a phrase.
@@ -95,6 +97,11 @@ _REPEAT_RE = re.compile(r"([a-z])\1+")
 _VOWELS = frozenset("aiueo")
 _FUZZY_MIN = 5
 _WINDOW = 4
+#: A count further from its state word than ``_WINDOW`` still takes it when both sit in one clause and
+#: at most this many words (besides person words) lie between: "dua org ibu dan anak tertimbun".
+_CLAUSE_WINDOW = 6
+#: Clause separators: punctuation, except a "." or "," or ":" between two digits ("1.500", "2,5").
+_CLAUSE_RE = re.compile(r"[;!?\n()]|(?<!\d)[.,:]|[.,:](?!\d)")
 _MAX_TEXT = 4096
 _CACHE_MAX = 20_000
 
@@ -131,6 +138,7 @@ class _CategoryInfo:
     certainty: str = "Observed"
     outranks: set[str] = field(default_factory=set)
     final: bool = False
+    primary_yields: bool = False
 
 
 # -- normalisation -----------------------------------------------------------------------------------
@@ -256,6 +264,7 @@ class _Data:
         self.update_words: list[str] = []
         self.aboard: list[str] = []
         self.found_words: list[str] = []
+        self.count_words: list[str] = []
         self.skip_after: list[str] = []
         self.canned: dict[str, str] = {}
         self.words: dict[str, list[str]] = {name: [] for name in _WORD_KEYS}
@@ -292,6 +301,7 @@ class _Data:
         self.update_words += _check_words(cas.get("update_words", []), f"{p}casualties.update_words")
         self.aboard += _check_words(cas.get("aboard", []), f"{p}casualties.aboard")
         self.found_words += _check_words(cas.get("found_words", []), f"{p}casualties.found_words")
+        self.count_words += _check_words(cas.get("count_words", []), f"{p}casualties.count_words")
         self.other_units += _check_words(cas.get("other_units", []), f"{p}casualties.other_units")
         self.skip_after += _check_words(cas.get("skip_after", []), f"{p}casualties.skip_after")
         canned = _check_table(doc.get("canned", {}), f"{p}canned")
@@ -326,10 +336,11 @@ class _Data:
             info.certainty = _check_choice(table["certainty"], f"{key}.certainty", CERTAINTIES)
         for i, other in enumerate(_check_words(table.get("outranks", []), f"{key}.outranks")):
             info.outranks.add(_check_choice(other, f"{key}.outranks[{i}]", CATEGORIES))
-        if "final" in table:
-            if not isinstance(table["final"], bool):
-                raise ConfigError(f"{key}.final", table["final"], "must be true or false")
-            info.final = table["final"]
+        for flag in ("final", "primary_yields"):
+            if flag in table:
+                if not isinstance(table[flag], bool):
+                    raise ConfigError(f"{key}.{flag}", table[flag], "must be true or false")
+                setattr(info, flag, table[flag])
         for weight_key, weight in _WEIGHTS.items():
             for phrase in _check_words(table.get(weight_key, []), f"{key}.{weight_key}"):
                 self.keywords.append((phrase, cat, weight))
@@ -353,6 +364,12 @@ class _Data:
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
                     raise ConfigError(key, value, "must be an integer 0-100000")
                 target[word] = value
+
+
+def _phrase_order(entry: tuple[tuple[str, ...], Any]) -> tuple[int, bool]:
+    """Longest phrase first, counting its fixed words; of two equally long, the one without "*": "jalan
+    rusak berat berlubang" is "jalan rusak" and "berlubang", not "jalan * berlubang" swallowing "rusak"."""
+    return -sum(1 for t in entry[0] if t != _ANY), _ANY in entry[0]
 
 
 def _canned_key(text: str) -> str:
@@ -382,7 +399,11 @@ class Classifier:
         self._skip_after = {self._canon_phrase(w)[0] for w in data.skip_after}
         self._fillers = {self._canon_phrase(w)[0] for w in data.words["fillers"]}
         self._person_units = self._phrase_index((w, "unit", 0.0) for w in data.person_units)
-        self._other_units = {self._canon_phrase(w)[0] for w in data.other_units}
+        self._other_units = self._phrase_set(data.other_units)
+        self._count_words = {self._canon_phrase(w)[0] for w in data.count_words}
+        self._drills = self._phrase_set(data.words["drills"])
+        self._risks = self._phrase_set(data.words["risks"])
+        self._history = self._phrase_set(data.words["history"])
         self._people = {self._canon_phrase(w)[0] for w in data.people}
         self._person_only = {self._canon_phrase(w) for w in data.person_only}
         self._things = {self._canon_phrase(w)[0] for w in data.things}
@@ -400,7 +421,10 @@ class Classifier:
         for toks, cats in merged.items():
             self._keywords.setdefault(toks[0], []).append((toks, tuple(cats.items())))
         for entries in self._keywords.values():
-            entries.sort(key=lambda e: -len(e[0]))
+            entries.sort(key=_phrase_order)
+        # "*" never stands for a word that is a strong keyword on its own: "air banjir masuk" is a flood
+        # named outright, not "air * masuk"
+        self._wild_stop = {toks[0] for toks, cats in merged.items() if len(toks) == 1 and max(cats.values()) >= _STRONG}
         self._casualty = self._phrase_index(
             (phrase, kind, 0.0) for kind, phrases in data.casualties.items() for phrase in phrases
         )
@@ -429,7 +453,9 @@ class Classifier:
             | self._vague
             | self._negations
             | {t for w in data.words["protect"] for t in _raw_tokens(w)}
-            | self._other_units
+            | set(self._other_units)
+            | self._count_words
+            | {t for key in ("drills", "risks", "history") for w in data.words[key] for t in self._canon_phrase(w)}
             | self._skip_after
             | set(self._person_units)
         )
@@ -469,7 +495,7 @@ class Classifier:
             toks = self._canon_phrase(phrase)
             index.setdefault(toks[0], []).append((toks, ((tag, weight),)))
         for entries in index.values():
-            entries.sort(key=lambda e: -len(e[0]))
+            entries.sort(key=_phrase_order)
         return index
 
     @classmethod
@@ -545,12 +571,19 @@ class Classifier:
 
     def tokens(self, text: str) -> list[str]:
         """The canonical words of ``text``: normalised, shorthand expanded, typos corrected."""
+        return self._tokens_and_clauses(text)[0]
+
+    def _tokens_and_clauses(self, text: str) -> tuple[list[str], list[int]]:
+        """The canonical words, and for each the number of the clause (between punctuation) it is in."""
         out: list[str] = []
-        for tok in _raw_tokens(text):
-            for word in self._canon_word(tok):
-                if not out or out[-1] != word or word.isdigit():  # "luka-luka", "tolong tolong"
-                    out.append(word)
-        return out
+        clauses: list[int] = []
+        for clause, part in enumerate(_CLAUSE_RE.split(text[:_MAX_TEXT])):
+            for tok in _raw_tokens(part):
+                for word in self._canon_word(tok):
+                    if not out or out[-1] != word or word.isdigit():  # "luka-luka", "tolong tolong"
+                        out.append(word)
+                        clauses.append(clause)
+        return out, clauses
 
     def classify(self, text: str) -> Classification:
         """Classify one report text.  Never raises for any string; unknown text is ``lainnya``."""
@@ -561,10 +594,10 @@ class Classifier:
             return self._result(canned, Casualties(), [], canned=True)
         if _DETECTED_RE.match(text):
             return self._result("sos", Casualties(), [], canned=True)
-        toks = self.tokens(text)
-        scores = self._score(toks)
+        toks, clauses = self._tokens_and_clauses(text)
+        scores = self._score(toks, clauses)
         category = self._decide(scores)
-        casualties = self._casualties(toks)
+        casualties = self._casualties(toks, clauses)
         if category == "aman" and casualties.missing:
             # "tiga nelayan hilang, dua sudah pulang": while anyone is still missing the search goes on
             category = "sar"
@@ -587,14 +620,15 @@ class Classifier:
         """Where ``phrase`` ends when it starts at ``toks[i]`` (0 when it does not match there).
 
         Aspect words may sit inside a phrase ("air sudah masuk rumah" is "air masuk rumah"), and ``*``
-        stands for any one word ("sungai Benenain naik").
+        stands for one or two words ("sungai Benenain naik", "tanah di kampung turun").
         """
         n = len(toks)
         if len(phrase) == 1:
             return i + 1
         j = i + 1
         skipped = 0
-        for word in phrase[1:]:
+        for k in range(1, len(phrase)):
+            word = phrase[k]
             while j < n and toks[j] != word and word != _ANY and toks[j] in self._fillers:
                 if skipped == _MAX_FILLERS:
                     return 0
@@ -603,22 +637,41 @@ class Classifier:
             if j >= n:
                 return 0
             # "*" never stands for a negation: "jalan tidak rusak" is not "jalan * rusak"
-            if toks[j] != word and (word != _ANY or toks[j] in self._negations):
+            if toks[j] != word and (word != _ANY or toks[j] in self._negations or toks[j] in self._wild_stop):
                 return 0
             j += 1
+            if word == _ANY and j < n and toks[j] != phrase[k + 1]:
+                # a second word when the next one is neither the phrase's next word nor an aspect word
+                # (which the next step skips): only then can a two-word "*" be the one that matches
+                if toks[j] in self._fillers or toks[j] in self._negations or toks[j] in self._wild_stop:
+                    continue
+                j += 1
         return j
 
-    def _score(self, toks: Sequence[str]) -> dict[str, float]:
+    def _score(self, toks: Sequence[str], clauses: Sequence[int]) -> dict[str, float]:
         scores: dict[str, float] = {}
         strong: set[str] = set()
         primary: set[str] = set()
+        plain_strong: set[str] = set()  # categories with a strong hit that is not a primary phrase
         last_strong: dict[str, int] = {}  # category -> position of its last strong hit
         cleared: set[str] = set()  # hazards named by an all-clear of that hazard alone
         general_clear = False  # an all-clear of everything ("aman", "selesai", "batal")
         negated_until = -1
+        drilled = -1  # where the keyword a drill word is about starts
+        risked = -1  # where the keyword a warning word is about starts
+        # "sdh 2 motor jatuh minggu ini" cites past events to make a point about something else (the
+        # road): in a clause with such a time span every keyword counts as a weak one
+        past = {clauses[k] for k in range(len(toks)) if self._match(self._history, toks, k) is not None}
         i = 0
         while i < len(toks):
             tok = toks[i]
+            drill = self._match(self._drills, toks, i)
+            if drill is not None:
+                # "simulasi gempa", "latihan evakuasi": the hazard right after a drill word is not happening
+                drilled = self._next_word(toks, clauses, drill[1])
+            risk = self._match(self._risks, toks, i)
+            if risk is not None:
+                risked = self._next_word(toks, clauses, risk[1])
             found = self._match(self._keywords, toks, i)
             if found is None:
                 if tok in self._negations:
@@ -629,8 +682,10 @@ class Classifier:
                 continue
             (phrase, cats), end = found
             timed = tok in self._skip_after and i + 1 < len(toks) and toks[i + 1].isdigit()
-            if i >= negated_until and not timed:
+            if i >= negated_until and not timed and i != drilled:
                 for cat, weight in cats:
+                    if clauses[i] in past or i == risked:
+                        weight = min(weight, _WEIGHTS["weak"])
                     scores[cat] = scores.get(cat, 0.0) + weight
                     if cat == "aman":
                         if phrase in self._clears:
@@ -642,7 +697,16 @@ class Classifier:
                         last_strong[cat] = i
                         if cat in self._primary.get(phrase, ()):
                             primary.add(cat)
+                        else:
+                            plain_strong.add(cat)
             i = end
+        for cat in list(primary):
+            # "longsor, 3 meninggal, 1 masih hilang": someone missing in a named hazard is that hazard's
+            # consequence, unless the category names its own cause too ("terseret arus", "perahu terbalik")
+            info = self._info[cat]
+            named = any(other != cat and other not in info.outranks for other in strong)
+            if info.primary_yields and cat not in plain_strong and named:
+                primary.discard(cat)
         if "aman" in strong and not general_clear:
             # Only some hazards were cleared ("api kecil sdh padam, listrik mati sekampung"): a hazard
             # the message names strongly and did not clear, or names again after its all-clear
@@ -671,13 +735,20 @@ class Classifier:
                 scores[cat] += _PRIMARY_EDGE
         return scores
 
+    def _next_word(self, toks: Sequence[str], clauses: Sequence[int], k: int) -> int:
+        """The first word from ``toks[k]`` on that is not an aspect word, if in the clause of ``toks[k-1]``."""
+        start = k
+        while k < len(toks) and toks[k] in self._fillers:
+            k += 1
+        return k if k < len(toks) and clauses[k] == clauses[start - 1] else -1
+
     def _decide(self, scores: Mapping[str, float]) -> str:
         best = [(score, -self._order[cat], cat) for cat, score in scores.items() if score > 0]
         if not best:
             return "lainnya"
         return max(best)[2]
 
-    def _casualties(self, toks: Sequence[str]) -> Casualties:
+    def _casualties(self, toks: Sequence[str], clauses: Sequence[int]) -> Casualties:
         # (position of number, kind, value, only "korban", a new total of an earlier count, found dead)
         found: list[tuple[int, str, int, bool, bool, bool]] = []
         used_keywords: set[int] = set()
@@ -693,8 +764,8 @@ class Classifier:
                 continue
             if start > 0 and toks[start - 1] in self._skip_after:
                 continue
-            if i < n and toks[i] in self._other_units:
-                continue
+            if i < n and self._match(self._other_units, toks, i) is not None:
+                continue  # "2 rumah", "40 KK" (households), "1 pick up": not a count of people
             j = i
             saw_unit = False
             saw_korban = False
@@ -737,6 +808,7 @@ class Classifier:
         # aspect words may sit between ("gigitan anjing lagi, sudah 4 org"), and so may an update
         # ("keracunan su jadi 18 org": the new total).
         missing_named: bool | None = None
+        bare: list[tuple[int, int]] = []  # "..., 8 org, ...": a count standing alone in its clause
         for pos, value, person, after in pending:
             linked = False
             for back in range(pos - 1, pos - 7, -1):
@@ -762,12 +834,31 @@ class Classifier:
                     found.append((pos, kind, value, cas[0][0] == ("korban",), update, found_dead))
                 linked = True
                 break
+            if not linked and person and value >= 0:
+                # "dua org ibu dan anak tertimbun", "11 org termasuk balita butuh evakuasi": the one state
+                # word further on in the count's own clause
+                state = self._clause_state(toks, clauses, pos, after, used_keywords)
+                if state is not None:
+                    found.append((pos, state[0], value, False, False, False))
+                    used_keywords.add(state[1])
+                    linked = True
+                elif self._bare_count(toks, clauses, pos):
+                    bare.append((pos, value))
+                    continue
             if not linked and person and value >= 0 and after < n and self._match(self._aboard, toks, after):
                 # "perahu blm pulang 2 hari, 3 org di atas": the people aboard are as missing as the boat
                 if missing_named is None:
                     missing_named = self._names_missing(toks)
                 if missing_named:
                     found.append((pos, "missing", value, False, False, False))
+        if bare:
+            # "anak2 pingsan waktu upacara, 8 org, panas sekali": with one state word in the whole
+            # message, not taken by a count of its own, a count standing alone is of that state
+            states = [k for k in range(n) if self._state_at(toks, k) is not None]
+            if len(states) == 1 and states[0] not in used_keywords:
+                state = self._state_at(toks, states[0])
+                assert state is not None
+                found += [(pos, state[0], value, False, False, False) for pos, value in bare]
         found.sort()
         counts: dict[str, int] = {}
         for k, (_, kind, value, generic, update, _found) in enumerate(found):
@@ -789,6 +880,72 @@ class Classifier:
             # "3 org keracunan ... su jadi 18 org": a new total replaces the count it updates
             counts[kind] = value if update else counts.get(kind, 0) + value
         return Casualties(**{k: min(v, 100_000) for k, v in counts.items()})
+
+    def _state_at(self, toks: Sequence[str], k: int) -> tuple[str, int] | None:
+        """The casualty state said of people at ``toks[k]`` (the gravest of a run), and where it ends."""
+        cas = self._match(self._casualty, toks, k)
+        if cas is None or cas[0][0] == ("korban",):
+            return None
+        if k > 0 and (
+            toks[k - 1] in self._negations or (k > 1 and toks[k - 1] == "ada" and toks[k - 2] in self._negations)
+        ):
+            return None
+        if cas[0][0] in self._person_only and (self._about_thing(toks, k, cas[1]) or not self._person_before(toks, k)):
+            return None
+        if k > 0 and self._match(self._casualty, toks, k - 1) is not None:
+            return None  # inside a run ("tertimbun blm ditemukan") that starts earlier
+        return self._gravest_state(toks, k, set())
+
+    def _clause_state(
+        self, toks: Sequence[str], clauses: Sequence[int], pos: int, after: int, used: set[int]
+    ) -> tuple[str, int] | None:
+        """The one state word after the count at ``pos`` (its units end at ``after``) in the count's
+        clause, not taken by another count: (kind, index)."""
+        clause = clauses[pos]
+        hit: tuple[str, int] | None = None
+        k = after
+        words = 0
+        while k < len(toks) and clauses[k] == clause and words <= _CLAUSE_WINDOW:
+            end = self._number_at(toks, k)[1]
+            if end != k:
+                if end < len(toks) and self._match(self._other_units, toks, end) is not None:
+                    words += 1  # "11 jiwa dari 3 KK mengungsi": a count of households is about them
+                    k = end
+                    continue
+                break  # the next count of people has states of its own
+            state = self._state_at(toks, k)
+            if state is not None:
+                if hit is not None or k in used:
+                    return None  # two states, or one taken: not ours to guess
+                hit = (state[0], k)
+                k = state[1]
+                continue
+            unit = self._match(self._person_units, toks, k)
+            if unit is not None and toks[k] in self._people:
+                k = unit[1]  # "ibu dan anak": more about who, not a word of distance
+                continue
+            words += 1
+            k += 1
+        return hit
+
+    def _bare_count(self, toks: Sequence[str], clauses: Sequence[int], pos: int) -> bool:
+        """Whether the count at ``pos`` is alone in its clause but for person words ("8 org")."""
+        clause = clauses[pos]
+        k = pos - 1
+        while k >= 0 and clauses[k] == clause:
+            if toks[k] not in self._count_words and toks[k] not in self._fillers:
+                return False
+            k -= 1
+        k = self._number_at(toks, pos)[1]
+        while k < len(toks) and clauses[k] == clause:
+            unit = self._match(self._person_units, toks, k)
+            if unit is None:
+                if toks[k] not in self._count_words:
+                    return False
+                k += 1
+            else:
+                k = unit[1]
+        return True
 
     def _about_thing(self, toks: Sequence[str], start: int, end: int) -> bool:
         """Whether the state word at ``toks[start:end]`` is said of a thing or an animal ("lampu mati")."""

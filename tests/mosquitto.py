@@ -84,6 +84,7 @@ class Mosquitto:
             "log_type notice",
             "max_queued_messages 100000",
             "max_inflight_messages 0",
+            "set_tcp_nodelay true",
         ]
         if self.extra:
             lines.append(self.extra)

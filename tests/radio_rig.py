@@ -115,9 +115,7 @@ def report_with_text(post: Post, fragment: str) -> StoredReport | None:
 
 
 def wait_report(post: Post, fragment: str, timeout: float = 15.0) -> StoredReport:
-    found = wait_until(
-        lambda: report_with_text(post, fragment), timeout, f"a report containing {fragment!r}"
-    )
+    found = wait_until(lambda: report_with_text(post, fragment), timeout, f"a report containing {fragment!r}")
     assert found is not None
     return found
 

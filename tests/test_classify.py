@@ -26,6 +26,9 @@ BLIND2 = Path(__file__).resolve().parent / "data" / "blind2_reports.jsonl"
 # on the 144 unseen rows), 96.7% casualties, then the general rules of the blind-3 section below were
 # fixed on its misses: a regression set now, not blind.
 BLIND3 = Path(__file__).resolve().parent / "data" / "blind3_reports.jsonl"
+# 150 more written blind; first run 91.3% category, 95.3% casualties, then the general mechanisms of the
+# blind-4 section below were fixed on its misses: a regression set now, not blind.
+BLIND4 = Path(__file__).resolve().parent / "data" / "blind4_reports.jsonl"
 # The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
 TUNING_SIZE = 141
 
@@ -143,11 +146,11 @@ def test_detection_sensor_button_is_sos(text: str) -> None:
         ("2 org tewas", {"dead": 2}),
         ("5 warga hilang", {"missing": 5}),
         ("empat anak keracunan", {"affected": 4}),
-        ("10 KK mengungsi", {"affected": 10}),
+        ("10 KK mengungsi", {}),  # KK (kepala keluarga) counts households, not people
         ("sebelas siswa keracunan", {"affected": 11}),
         ("dua belas orang luka", {"injured": 12}),
         ("dua puluh tiga jiwa mengungsi", {"affected": 23}),
-        ("seratus dua puluh KK mengungsi", {"affected": 120}),
+        ("seratus dua puluh jiwa mengungsi", {"affected": 120}),
         ("seorang warga tewas", {"dead": 1}),
         ("laka, 4 org luka, 1 md", {"injured": 4, "dead": 1}),
         ("tabrakan, 2 luka berat satu meninggal", {"injured": 2, "dead": 1}),
@@ -285,7 +288,7 @@ def test_accuracy_on_held_out_part() -> None:
     assert cas >= 0.95, misses
 
 
-@pytest.mark.parametrize("path", [BLIND1, BLIND2, BLIND3], ids=["blind-1", "blind-2", "blind-3"])
+@pytest.mark.parametrize("path", [BLIND1, BLIND2, BLIND3, BLIND4], ids=["blind-1", "blind-2", "blind-3", "blind-4"])
 def test_accuracy_on_blind_sets(path: Path) -> None:
     rows = _rows(path)
     assert len(rows) == 150
@@ -593,6 +596,115 @@ def test_blind3_rules(text: str, category: str) -> None:
 )
 def test_blind3_casualty_rules(text: str, expected: dict[str, int]) -> None:
     assert classify(text).casualties.to_dict() == expected
+
+
+# -- the general mechanisms behind the blind-4 fixes, on sentences that are in no data set -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # a drill, a simulation or a training is planned, not happening ...
+        ("minggu depan latihan evakuasi tsunami di pantai", "lainnya"),
+        ("simulasi banjir di kantor camat jam 9", "lainnya"),
+        ("pelatihan pemadam kebakaran utk relawan hari sabtu", "lainnya"),
+        # ... but a real accident during one is still the accident
+        ("waktu latihan pramuka anak jatuh dari pohon, tangan patah", "kecelakaan"),
+        # an aftershock is an earthquake
+        ("ada susulan lagi, warga keluar rumah", "gempa"),
+        # a person pinned under a collapse, electrocuted, or hurt in a vehicle that was struck outranks
+        # the damaged building, cable or tree
+        ("tembok sekolah roboh, 1 murid masih tertindih, tlg", "sar"),
+        ("rumah ambruk, bapak terjepit di bawah kayu, butuh bantuan", "sar"),
+        ("petani tersetrum kabel listrik di sawah, tdk sadar", "kecelakaan"),
+        ("pohon besar tumbang timpa motor, pengendara luka parah", "kecelakaan"),
+        ("pohon tumbang tutup jln, tdk ada korban", "infrastruktur"),
+        # a warning of what may happen does not make it happen
+        ("awas kabel listrik putus di jln, bisa kesetrum", "infrastruktur"),
+        # rescued / got out alive ends a search
+        ("anak yg jatuh ke sumur sudah berhasil dikeluarkan, selamat", "aman"),
+        # an enraged animal is hewan; a stray one is a neighbour's question
+        ("kerbau ngamuk di kampung, seruduk anak", "hewan"),
+        ("kambing sy lepas dari kandang, ada yg tau?", "lainnya"),
+        # a boat found capsized with its crew not back is a search
+        ("sampan ditemukan terbalik di pantai, pemiliknya belum ada kabar", "sar"),
+        # past accidents cited about a road make it a road report; a crash happening now stays a crash
+        ("jln ke oelbiteno berlubang besar, sdh 4 motor jatuh bulan ini", "infrastruktur"),
+        ("motor jatuh di jln berlubang, pengendara luka", "kecelakaan"),
+        # someone missing in a named hazard stays with the hazard ...
+        ("banjir bandang di benanain, 2 org masih hilang", "banjir"),
+        ("kebakaran rumah, 1 anak masih dicari", "kebakaran"),
+        ("gempa, 1 org masih hilang", "gempa"),
+        # ... unless swept away, drowned or on a boat, or when no hazard is named
+        ("banjir, anak terseret arus, belum ditemukan", "sar"),
+        ("perahu terbalik di laut, 2 nelayan masih hilang", "sar"),
+        ("1 org masih hilang di hutan", "sar"),
+        # water entering houses from a burst dam is a flood; "*" stands for one or two words but never
+        # for a keyword of its own ("air banjir masuk" is the flood, not "air * masuk")
+        ("embung desa jebol, air masuk rumah warga", "banjir"),
+        ("tanah di kebun sudah turun", "longsor"),
+        ("air banjir masuk puskesmas, pasien dipindah", "banjir"),
+    ],
+)
+def test_blind4_rules(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # KK, kepala keluarga, keluarga, rumah tangga: households, never people
+        ("25 KK mengungsi ke balai desa", {}),
+        ("lima belas kepala keluarga mengungsi krn longsor", {}),
+        ("tiga keluarga mengungsi ke gereja", {}),
+        ("sebelas jiwa dari 3 KK mengungsi", {"affected": 11}),
+        # vehicles and animals are never people
+        ("longsor timbun 2 oto di jln kefa, sopir selamat", {}),
+        ("3 kendaraan tertimbun longsor", {}),
+        ("1 pick up hanyut di kali", {}),
+        ("2 org dan 3 sapi hanyut di kali", {"missing": 2}),
+        # a count takes the one state word further on in its own clause ...
+        ("tiga org nenek dan cucu terjebak di dapur, api besar", {"affected": 3}),
+        ("longsor di bukit, 4 org petani dan anaknya tertimbun", {"affected": 4}),
+        # ... but not one in another clause
+        ("2 org dari desa sebelah, kakek luka di kepala", {}),
+        # a bare count takes the message's one state word, and no guess when it names two
+        ("anak2 sd muntah setelah makan jajan, 14 org", {"affected": 14}),
+        ("keracunan makanan di pesta, ada 23 org", {"affected": 23}),
+        ("api besar, 2 org luka, 1 pingsan, 5 org", {"injured": 2, "affected": 1}),
+        # fever, waiting for evacuation, sleeping in tents: affected
+        ("5 balita demam tinggi di posyandu", {"affected": 5}),
+        ("gempa semalam, 45 org tidur di tenda darurat", {"affected": 45}),
+        ("8 warga termasuk lansia menunggu evakuasi", {"affected": 8}),
+        # still being searched for is missing
+        ("kebakaran rumah, 1 anak masih dicari", {"missing": 1}),
+    ],
+)
+def test_blind4_casualty_rules(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+def test_tokens_keep_their_clauses() -> None:
+    clf = default_classifier()
+    # "." and "," between digits are part of a number, not clause separators
+    assert clf._tokens_and_clauses("1.500 jiwa, 2 luka; aman")[1] == [0, 0, 0, 1, 1, 2]
+    assert clf.tokens("1.500 jiwa, 2 luka; aman") == ["1", "500", "jiwa", "2", "luka", "aman"]
+
+
+def test_primary_yields_and_word_lists_are_validated(tmp_path: Path) -> None:
+    ext = tmp_path / "meto.toml"
+    ext.write_text("[categories.sar]\nprimary_yields = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "categories.sar.primary_yields" in info.value.key
+    ext.write_text('[words]\ndrills = ["latihan", 3]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "words.drills[1]" in info.value.key
+    # a regency adds its own drill word ("lat" is what officers type)
+    ext.write_text('[words]\ndrills = ["lat"]\n[categories.lainnya]\nkeywords = ["lat"]\n', encoding="utf-8")
+    assert Classifier.load([ext]).classify("lat kebakaran di sd kefa").category == "lainnya"
+    assert classify("lat kebakaran di sd kefa").category == "kebakaran"
 
 
 def test_cleared_by_only_for_hazards(tmp_path: Path) -> None:

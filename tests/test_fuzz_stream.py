@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from meshtastic.protobuf import channel_pb2, config_pb2, mesh_pb2, portnums_pb2
 
 from edge.daemon import Post
+from edge.radio import RadioTuning
 from edge.stream import Frame, FrameDecoder, encode_frame
 from tests.radio_rig import post_config, report_with_text, running_post, wait_until
 
@@ -39,6 +40,8 @@ class EvilDevice:
         self._client: socket.socket | None = None
         self._lock = threading.Lock()
         self._stopping = False
+        #: A link that silently stopped working (python#765/#727): nothing answered, no close either.
+        self.silent = False
         self.handshakes = 0
         self._thread = threading.Thread(target=self._serve, name="evil-device", daemon=True)
         self._thread.start()
@@ -65,7 +68,7 @@ class EvilDevice:
             if not data:
                 return
             for item in decoder.feed(data):
-                if not isinstance(item, Frame):
+                if not isinstance(item, Frame) or self.silent:
                     continue
                 msg = mesh_pb2.ToRadio()
                 try:
@@ -233,3 +236,22 @@ def test_hostile_fromradio_stream_is_survived_counted_and_logged(evil_post: tupl
     assert counts["bad.frame"] >= 1, counts
     assert counts.get("bad.utf8", 0) >= 1 and counts.get("bad.utf8_salvaged", 0) >= 1, counts
     assert counts.get("handler_errors", 0) == 0, counts
+
+
+def test_a_link_that_goes_quiet_without_connection_lost_is_reopened(tmp_path: Path) -> None:
+    """python#765/#727: a broken pipe the library never notices.  The heartbeat goes unanswered: reopen."""
+    device = EvilDevice()
+    tuning = RadioTuning(backoff_first_s=0.2, backoff_max_s=1.0, heartbeat_s=1.0, dead_after_s=1.5)
+    try:
+        cfg = post_config(tmp_path, radio={"host": f"127.0.0.1:{device.port}"}, receipts=False)
+        with running_post(cfg, tuning=tuning) as post:
+            assert post.radio is not None
+            device.silent = True
+            wait_until(lambda: post.counters().get("link.dead", 0) >= 1, 15, "the watchdog to give up on the link")
+            device.silent = False
+            wait_until(lambda: post.radio is not None and post.radio.connects >= 2 and post.radio.connected, 15)
+            device.write(frame_raw(text_packet(b"KEBAKARAN setelah sunyi", 0x5151)))
+            wait_until(lambda: report_with_text(post, "setelah sunyi"), 10, "a report on the new link")
+            assert post.counters().get("link.lost", 0) == 0, "the library never said the link was lost"
+    finally:
+        device.stop()
