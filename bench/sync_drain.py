@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python bench/sync_drain.py [--n 10000] [--slow-n 1000] [--naive-n 1000] [--skip-slow]
 
-Every run starts its own Mosquitto on a free port (tests/mosquitto.py), a center (CenterService with
-SQLite, synchronous=FULL) and a post store in a temporary directory, and queues the same reports first.
+Every run starts its own Mosquitto on a free port (tests/mosquitto.py), a center in its own process (as on
+its own machine: tests/center_proc.py, CenterService with SQLite, synchronous=FULL) and a post store in a
+temporary directory, and queues the same reports first.
 
 1. Drain of N queued reports on loopback, "reports/s acknowledged":
    (a) ours: sync.uplink.Uplink — claim, batches ≤ 16 KiB, 20 batches in flight, delivered on the center's ack;
@@ -22,7 +23,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,11 +43,11 @@ from sync import protocol  # noqa: E402
 from sync.linkproxy import LinkProxy  # noqa: E402
 from sync.mqtt import BrokerAddress, Message, MqttLink  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
-from tests.synctools import Center, Post, make_reports, post_config, wait_for  # noqa: E402
+from tests.synctools import Post, make_reports, post_config, wait_for  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- (a) ours
-def run_ours(base: Path, broker_url: str, center: Center, n: int, *, compress: bool = False, cut: LinkProxy | None = None,
+def run_ours(base: Path, broker_url: str, n: int, *, compress: bool = False, cut: LinkProxy | None = None,
              timeout: float = 900) -> dict[str, float]:
     post = Post(post_config(base, [broker_url], compress=compress, ack_timeout_s=300, keepalive_s=10))
     post.put(make_reports(n))
@@ -144,9 +148,24 @@ def run_raw(broker_url: str, n: int, window: int = 20) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- recovery
+def start_center(db_url: str, broker_url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.center_proc", db_url, broker_url], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def stop_center(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def run_recovery(base: Path, down_s: float) -> float:
     broker = Mosquitto(base / "broker").start()
-    center = Center(f"sqlite:///{base}/center.db", [broker.url], client_id="bench-center-rec").start()
+    center = start_center(f"sqlite:///{base}/center.db", broker.url)
     post = Post(post_config(base / "post", [broker.url], ack_timeout_s=300))
     try:
         post.start()
@@ -161,7 +180,7 @@ def run_recovery(base: Path, down_s: float) -> float:
         return time.monotonic() - t0
     finally:
         post.stop()
-        center.stop()
+        stop_center(center)
         broker.stop(kill=True)
 
 
@@ -184,10 +203,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
         broker = Mosquitto(base / "broker").start()
-        center = Center(f"sqlite:///{base}/center.db", [broker.url], client_id="bench-center").start()
+        center = start_center(f"sqlite:///{base}/center.db", broker.url)
         try:
             print(f"1. Drain on loopback (Mosquitto {broker.url}, center SQLite synchronous=FULL)")
-            a = run_ours(base / "a", broker.url, center, args.n)
+            a = run_ours(base / "a", broker.url, args.n)
             print(fmt("(a) ours: batches, window 20, center ack", a))
             b = run_naive(base / "b", broker.url, args.naive_n)
             print(fmt("(b) naive stop-and-wait, 1 report/message", b))
@@ -200,7 +219,7 @@ def main() -> None:
                                  ("(a) ours, zlib off", {"compress": False})):
                     with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
                         url = f"mqtt://127.0.0.1:{proxy.port}"
-                        r = run_ours(base / f"slow-{name[:8]}-{kw['compress']}", url, center, args.slow_n,
+                        r = run_ours(base / f"slow-{name[:8]}-{kw['compress']}", url, args.slow_n,
                                      compress=bool(kw["compress"]), cut=proxy if kw.get("cut") else None)
                         wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
                     print(fmt(name, r, wire))
@@ -212,7 +231,7 @@ def main() -> None:
                 print(fmt("(b) naive stop-and-wait", r, wire))
                 print(f"  ratio ours (zlib, with the cut) / naive = {slow_a['rps'] / r['rps']:.1f}")
         finally:
-            center.stop()
+            stop_center(center)
             broker.stop(kill=True)
         print("3. Recovery: broker back -> first center ack at the post")
         for down in [float(x) for x in args.recovery.split(",") if x]:

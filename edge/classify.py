@@ -49,7 +49,7 @@ _WEIGHTS = {"primary": 3.0, "strong": 3.0, "keywords": 2.0, "weak": 1.0}
 _STRONG = 3.0
 #: A primary need wins a tie with the hazard around it ("ibu melahirkan, jalan putus karena longsor").
 _PRIMARY_EDGE = 0.5
-_TOP_KEYS = ("version", "categories", "synonyms", "numbers", "casualties", "canned", "words")
+_TOP_KEYS = ("version", "categories", "synonyms", "numbers", "casualties", "canned", "words", "subjects")
 _CATEGORY_KEYS = (
     "event",
     "urgency",
@@ -63,6 +63,7 @@ _CATEGORY_KEYS = (
     "weak",
     "cleared_by",
     "primary_yields",
+    "said_of",
 )
 _NUMBER_KEYS = ("vague", "words", "multipliers")
 _CASUALTY_KEYS = (
@@ -79,8 +80,24 @@ _CASUALTY_KEYS = (
     "aboard",
     "found_words",
     "count_words",
+    "subset",
 )
-_WORD_KEYS = ("negations", "hedges", "intensifiers", "expected", "protect", "fillers", "drills", "risks", "history")
+_WORD_KEYS = (
+    "negations",
+    "hedges",
+    "intensifiers",
+    "expected",
+    "protect",
+    "fillers",
+    "drills",
+    "risks",
+    "history",
+    "after",
+    "prepositions",
+)
+#: The subject class of a clause whose subject is one of [casualties] people.
+_PEOPLE = "people"
+_SUBJECT_NAME_RE = re.compile(r"^[a-z][a-z_]{0,30}$")
 #: A phrase word that matches any one word ("sungai * meluap": the river's name sits in between).
 _ANY = "*"
 #: At most this many filler words ("sudah", "mulai") may sit between the words of a phrase.
@@ -265,6 +282,9 @@ class _Data:
         self.aboard: list[str] = []
         self.found_words: list[str] = []
         self.count_words: list[str] = []
+        self.subset: list[str] = []
+        self.subjects: dict[str, list[str]] = {}
+        self.said_of: list[tuple[str, str, str]] = []  # (phrase, subject class, category)
         self.skip_after: list[str] = []
         self.canned: dict[str, str] = {}
         self.words: dict[str, list[str]] = {name: [] for name in _WORD_KEYS}
@@ -274,6 +294,16 @@ class _Data:
         _check_keys(doc, p, _TOP_KEYS)
         if "version" in doc and (isinstance(doc["version"], bool) or doc["version"] != 1):
             raise ConfigError(f"{p}version", doc["version"], "must be 1")
+        # subjects before categories: a category's said_of names subject classes
+        subjects = _check_table(doc.get("subjects", {}), f"{p}subjects")
+        for name, nouns in subjects.items():
+            key = f"{p}subjects.{name}"
+            if not _SUBJECT_NAME_RE.match(name):
+                raise ConfigError(key, name, "must be a lower-case name (letters and _)")
+            for i, noun in enumerate(_check_words(nouns, key)):
+                if len(_raw_tokens(noun)) != 1:
+                    raise ConfigError(f"{key}[{i}]", noun, "must be a single word")
+                self.subjects.setdefault(name, []).append(noun)
         cats = _check_table(doc.get("categories", {}), f"{p}categories")
         for cat, body in cats.items():
             self._merge_category(p, cat, body)
@@ -302,6 +332,7 @@ class _Data:
         self.aboard += _check_words(cas.get("aboard", []), f"{p}casualties.aboard")
         self.found_words += _check_words(cas.get("found_words", []), f"{p}casualties.found_words")
         self.count_words += _check_words(cas.get("count_words", []), f"{p}casualties.count_words")
+        self.subset += _check_words(cas.get("subset", []), f"{p}casualties.subset")
         self.other_units += _check_words(cas.get("other_units", []), f"{p}casualties.other_units")
         self.skip_after += _check_words(cas.get("skip_after", []), f"{p}casualties.skip_after")
         canned = _check_table(doc.get("canned", {}), f"{p}canned")
@@ -346,6 +377,13 @@ class _Data:
                 self.keywords.append((phrase, cat, weight))
                 if weight_key == "primary":
                     self.primary.append((phrase, cat))
+        said_of = _check_table(table.get("said_of", {}), f"{key}.said_of")
+        for name, phrases in said_of.items():
+            if name != _PEOPLE and name not in self.subjects:
+                known = ", ".join([_PEOPLE, *self.subjects])
+                raise ConfigError(f"{key}.said_of.{name}", name, f"is not a subject class; known: {known}")
+            for phrase in _check_words(phrases, f"{key}.said_of.{name}"):
+                self.said_of.append((phrase, name, cat))
         if "cleared_by" in table and cat in ("aman", "lainnya"):
             raise ConfigError(f"{key}.cleared_by", table["cleared_by"], "only a hazard category can be cleared")
         for phrase in _check_words(table.get("cleared_by", []), f"{key}.cleared_by"):
@@ -410,6 +448,22 @@ class Classifier:
         self._update_words = self._phrase_set(data.update_words)
         self._aboard = self._phrase_set(data.aboard)
         self._found_words = {t for w in data.found_words for t in self._canon_phrase(w)}
+        self._subset = self._phrase_set(data.subset)
+        self._after = self._phrase_set(data.words["after"])
+        self._prepositions = {self._canon_phrase(w)[0] for w in data.words["prepositions"]}
+        # noun -> subject class; people last, so that a regency's own class wins a shared word
+        self._subject_of: dict[str, str] = {}
+        for name, nouns in data.subjects.items():
+            for noun in nouns:
+                self._subject_of.setdefault(self._canon_phrase(noun)[0], name)
+        for noun in self._people:
+            self._subject_of.setdefault(noun, _PEOPLE)
+        # phrases whose meaning depends on what they are said of: phrase -> ((subject class, category), ...)
+        said_of: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        for phrase, name, cat in data.said_of:
+            said_of.setdefault(self._canon_phrase(phrase), []).append((name, cat))
+        self._said_of = {toks: tuple(pairs) for toks, pairs in said_of.items()}
+        self._said_of_index = self._phrase_set(phrase for phrase, _, _ in data.said_of)
 
         # keyword phrases: first token -> [(tokens, ((category, weight), ...))], longest first
         merged: dict[tuple[str, ...], dict[str, float]] = {}
@@ -440,7 +494,7 @@ class Classifier:
         vocab: set[str] = set()
         for toks in merged:
             vocab.update(toks)
-        for index in (self._casualty, self._hurt_verbs):
+        for index in (self._casualty, self._hurt_verbs, self._said_of_index, self._subset):
             for entries in index.values():
                 for toks, _ in entries:
                     vocab.update(toks)
@@ -458,6 +512,9 @@ class Classifier:
             | {t for key in ("drills", "risks", "history") for w in data.words[key] for t in self._canon_phrase(w)}
             | self._skip_after
             | set(self._person_units)
+            | set(self._subject_of)
+            | self._prepositions
+            | {t for w in data.words["after"] for t in self._canon_phrase(w)}
         )
         self._fuzzy: dict[str, list[str]] = {}
         skeletons: dict[str, set[str]] = {}
@@ -662,6 +719,19 @@ class Classifier:
         # "sdh 2 motor jatuh minggu ini" cites past events to make a point about something else (the
         # road): in a clause with such a time span every keyword counts as a weak one
         past = {clauses[k] for k in range(len(toks)) if self._match(self._history, toks, k) is not None}
+        subjects = self._clause_subjects(toks, clauses) if self._said_of and toks else []
+        # "kambing hilang": the goat is what went missing, not an animal danger, so the subject noun
+        # of a said_of hit is no keyword of its own
+        nouns_said_of = {
+            subjects[clauses[k]][1]
+            for k in range(len(toks))
+            if subjects and self._said_of_hit(toks, k, subjects[clauses[k]][0]) is not None
+        }
+        # the last clause, when it is an all-clear word alone ("anjing rabies su ditangkap, aman"),
+        # clears the whole message: the officer's final word on it
+        tail = len(toks)
+        while tail > 0 and clauses[tail - 1] == clauses[-1]:
+            tail -= 1
         i = 0
         while i < len(toks):
             tok = toks[i]
@@ -672,7 +742,19 @@ class Classifier:
             risk = self._match(self._risks, toks, i)
             if risk is not None:
                 risked = self._next_word(toks, clauses, risk[1])
+            if (i == 0 or clauses[i - 1] != clauses[i]) and (after := self._match(self._after, toks, i)) is not None:
+                # "abis angin ribut, ada org jarah toko": a hazard opening the message as what came
+                # before is the background of the need that follows, so it counts as a weak word
+                risked = self._next_word(toks, clauses, after[1])
             found = self._match(self._keywords, toks, i)
+            said = self._said_of_hit(toks, i, subjects[clauses[i]][0]) if subjects else None
+            if said is not None and (found is None or said[1] >= found[1]):
+                # "sawah ... tenggelam" is a flood, "kambing ... hilang" a lost goat, not a drowned or
+                # missing person: the clause's subject decides what the word means
+                # (no phrase key: a said_of hit is neither a hazard's all-clear nor a primary need)
+                found = (((), ((said[0], _WEIGHTS["keywords"]),)), said[1])
+            if found is not None and i in nouns_said_of and found[1] == i + 1:
+                found = None
             if found is None:
                 if tok in self._negations:
                     # "tidak ada korban", "belum aman": the next keyword (after an optional "ada") is void
@@ -686,6 +768,13 @@ class Classifier:
                 for cat, weight in cats:
                     if clauses[i] in past or i == risked:
                         weight = min(weight, _WEIGHTS["weak"])
+                    if (
+                        cat == "aman"
+                        and 0 < tail <= i
+                        and all(t in self._fillers for t in toks[tail:i])
+                        and all(t in self._fillers for t in toks[end:])
+                    ):
+                        weight = _STRONG
                     scores[cat] = scores.get(cat, 0.0) + weight
                     if cat == "aman":
                         if phrase in self._clears:
@@ -735,6 +824,68 @@ class Classifier:
                 scores[cat] += _PRIMARY_EDGE
         return scores
 
+    def _clause_subjects(self, toks: Sequence[str], clauses: Sequence[int]) -> list[tuple[str | None, int]]:
+        """The subject class of each clause: that of its nouns ("sawah", "kambing", "badan"), or None
+        when nouns of two classes compete.  A noun right after another noun, or two words after it with
+        no event word between, is its owner or its kind ("kambing bpk lukas", "kebun jagung warga");
+        one within two words after a preposition is a place ("di belakang rumah"), and so are the
+        nouns chained to it ("di pinggir kebun kopi bapak Yosef"): none of them is a subject.  A
+        clause without a noun of its own goes on about the subject of the clause before it ("sapi
+        lepas, su cari 2 hari").  Each clause gets (class, position of its first subject noun)."""
+        count = clauses[-1] + 1
+        found: list[set[str]] = [set() for _ in range(count)]
+        first: list[int] = [-1] * count
+        modifier_until = -1  # nouns up to here belong to a place or an owner
+        for k, tok in enumerate(toks):
+            if tok in self._prepositions:
+                modifier_until = k + 2
+                continue
+            name = self._subject_of.get(tok)
+            if name is None:
+                continue
+            same = k > 0 and clauses[k - 1] == clauses[k]
+            owner = same and (
+                toks[k - 1] in self._subject_of
+                or (
+                    k > 1
+                    and clauses[k - 2] == clauses[k]
+                    and toks[k - 2] in self._subject_of
+                    and not self._event_word(toks, k - 1)
+                )
+            )
+            if owner or (k <= modifier_until and same):
+                modifier_until = k + 2
+                continue
+            found[clauses[k]].add(name)
+            if first[clauses[k]] < 0:
+                first[clauses[k]] = k
+        out: list[tuple[str | None, int]] = []
+        current: tuple[str | None, int] = (None, -1)
+        for names, at in zip(found, first, strict=True):
+            if names:
+                current = (next(iter(names)) if len(names) == 1 else None, at)
+            out.append(current)
+        return out
+
+    def _event_word(self, toks: Sequence[str], k: int) -> bool:
+        """Whether ``toks[k]`` starts a keyword, casualty or hurt-verb phrase (a verb, not a noun)."""
+        return any(
+            self._match(index, toks, k) is not None
+            for index in (self._keywords, self._casualty, self._hurt_verbs, self._said_of_index)
+        )
+
+    def _said_of_hit(self, toks: Sequence[str], i: int, subject: str | None) -> tuple[str, int] | None:
+        """(category, end) when a said_of phrase starts at ``toks[i]`` and is said of its clause's subject."""
+        if subject is None:
+            return None
+        hit = self._match(self._said_of_index, toks, i)
+        if hit is None:
+            return None
+        for name, cat in self._said_of[hit[0][0]]:
+            if name == subject:
+                return cat, hit[1]
+        return None
+
     def _next_word(self, toks: Sequence[str], clauses: Sequence[int], k: int) -> int:
         """The first word from ``toks[k]`` on that is not an aspect word, if in the clause of ``toks[k-1]``."""
         start = k
@@ -754,6 +905,8 @@ class Classifier:
         used_keywords: set[int] = set()
         # (position of number, value, a person word counted, index after the count and its units)
         pending: list[tuple[int, int, bool, int]] = []
+        # counts whose state is part of a group counted before ("9 anak sakit, 2 dirawat")
+        subset: set[int] = set()
         i = 0
         n = len(toks)
         while i < n:
@@ -766,6 +919,8 @@ class Classifier:
                 continue
             if i < n and self._match(self._other_units, toks, i) is not None:
                 continue  # "2 rumah", "40 KK" (households), "1 pick up": not a count of people
+            if self._counts_thing_before(toks, clauses, start, i):
+                continue  # "rumah dibakar 2, ada yg luka": the 2 are houses
             j = i
             saw_unit = False
             saw_korban = False
@@ -781,6 +936,8 @@ class Classifier:
                 if cas is not None and cas[0][0] != ("korban",):
                     kind, end = self._gravest_state(toks, j, used_keywords)
                     found_dead = kind == "dead" and any(t in self._found_words for t in toks[j:end])
+                    if self._any_in(self._subset, toks, j, end):
+                        subset.add(start)
                     break
                 unit = self._match(self._person_units, toks, j)
                 if unit is not None:
@@ -832,6 +989,8 @@ class Classifier:
                     kind = cas[0][1][0][0]
                     found_dead = kind == "dead" and any(t in self._found_words for t in toks[back : cas[1]])
                     found.append((pos, kind, value, cas[0][0] == ("korban",), update, found_dead))
+                    if self._any_in(self._subset, toks, back, cas[1]):
+                        subset.add(pos)
                 linked = True
                 break
             if not linked and person and value >= 0:
@@ -841,6 +1000,8 @@ class Classifier:
                 if state is not None:
                     found.append((pos, state[0], value, False, False, False))
                     used_keywords.add(state[1])
+                    if self._any_in(self._subset, toks, state[1], state[1] + 1):
+                        subset.add(pos)
                     linked = True
                 elif self._bare_count(toks, clauses, pos):
                     bare.append((pos, value))
@@ -860,8 +1021,17 @@ class Classifier:
                 assert state is not None
                 found += [(pos, state[0], value, False, False, False) for pos, value in bare]
         found.sort()
+        if found:
+            # "tertimbun 2 org ibu, su dikeluarkan tp meninggal": a graver state said later, in clauses
+            # with no count and no person of their own, is what became of the people counted last
+            pos, kind, value, generic, update, found_dead = found[-1]
+            became = self._later_state(toks, clauses, pos, used_keywords)
+            if became is not None and _GRAVITY.index(became) > _GRAVITY.index(kind):
+                found[-1] = (pos, became, value, generic, update, found_dead)
         counts: dict[str, int] = {}
-        for k, (_, kind, value, generic, update, _found) in enumerate(found):
+        for k, (pos, kind, value, generic, update, _found) in enumerate(found):
+            if pos in subset and any(e[1] == kind and e[2] >= value for e in found[:k] if e[0] not in subset):
+                continue  # "9 anak sakit, 2 dirawat di pkm": the 2 treated are among the 9
             # "anak 2 org tenggelam, 1 ditemukan meninggal, 1 blm ketemu": a total followed by its
             # breakdown is counted once, in the breakdown
             later = found[k + 1 :]
@@ -880,6 +1050,50 @@ class Classifier:
             # "3 org keracunan ... su jadi 18 org": a new total replaces the count it updates
             counts[kind] = value if update else counts.get(kind, 0) + value
         return Casualties(**{k: min(v, 100_000) for k, v in counts.items()})
+
+    def _later_state(self, toks: Sequence[str], clauses: Sequence[int], pos: int, used: set[int]) -> str | None:
+        """The gravest state said after the clause of the count at ``pos`` in clauses that have no
+        count and name no person (up to the first that does), not taken by a count."""
+        gravest: str | None = None
+        k = pos
+        while k < len(toks) and clauses[k] == clauses[pos]:
+            k += 1
+        while k < len(toks):
+            clause = clauses[k]
+            end = k
+            while end < len(toks) and clauses[end] == clause:
+                end += 1
+            if any(self._number_at(toks, m)[1] != m or toks[m] in self._people for m in range(k, end)):
+                break  # the clause is about people of its own
+            for m in range(k, end):
+                state = self._state_at(toks, m) if m not in used else None
+                if state is not None and (gravest is None or _GRAVITY.index(state[0]) > _GRAVITY.index(gravest)):
+                    gravest = state[0]
+            k = end
+        return gravest
+
+    def _counts_thing_before(self, toks: Sequence[str], clauses: Sequence[int], start: int, after: int) -> bool:
+        """Whether the count at ``toks[start:after]`` follows "<thing> <verb>" in its clause ("rumah dibakar
+        2"), with no person unit after it: then it counts the thing."""
+        if start < 2 or clauses[start - 2] != clauses[start]:
+            return False
+        noun, verb = toks[start - 2], toks[start - 1]
+        if noun not in self._things and self._match(self._other_units, toks, start - 2) is None:
+            return False
+        if verb in self._subject_of or verb in self._fillers or self._number_at(toks, start - 1)[1] != start - 1:
+            return False
+        if self._match(self._casualty, toks, start - 1) or self._match(self._hurt_verbs, toks, start - 1):
+            return False
+        return after >= len(toks) or self._match(self._person_units, toks, after) is None
+
+    def _any_in(
+        self,
+        index: Mapping[str, list[tuple[tuple[str, ...], tuple[tuple[str, float], ...]]]],
+        toks: Sequence[str],
+        start: int,
+        end: int,
+    ) -> bool:
+        return any(self._match(index, toks, k) is not None for k in range(start, min(end, len(toks))))
 
     def _state_at(self, toks: Sequence[str], k: int) -> tuple[str, int] | None:
         """The casualty state said of people at ``toks[k]`` (the gravest of a run), and where it ends."""

@@ -244,6 +244,8 @@ class RadioTuning:
     dead_after_s: float = 20.0
     #: A library that lost its handshake (reboot) and did not get it back within this is reopened.
     reconfig_grace_s: float = 40.0
+    #: Packets waiting while ``radio-in`` has not finished one for this long: it is stuck (watchdog).
+    stuck_after_s: float = STUCK_AFTER_S
 
 
 class _LibraryLogCounter(logging.Handler):
@@ -383,7 +385,7 @@ class RadioBridge:
         """Our threads are alive and ``radio-in`` keeps up (a disconnected radio is a state, not ill health:
         a restart does not plug a cable back in)."""
         alive = bool(self._threads) and all(t.is_alive() for t in self._threads)
-        stuck = self._inbox.qsize() > 0 and time.monotonic() - self._last_handled > STUCK_AFTER_S
+        stuck = self._inbox.qsize() > 0 and time.monotonic() - self._last_handled > self._tuning.stuck_after_s
         return alive and not stuck
 
     def known_nodes(self) -> dict[int, tuple[str, str]]:

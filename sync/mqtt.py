@@ -188,6 +188,13 @@ class MqttLink:
             _close_sockets_of(exc)
             raise SyncError(f"{self.broker.url}: cannot connect: {_os_reason(exc)}") from None
         _check_rc(rc, f"{self.broker.url}: connect")
+        # paho leaves Nagle on: a small PUBACK or ack would wait for the peer's delayed ACK (~40 ms each)
+        setsockopt = getattr(self._client.socket(), "setsockopt", None)
+        if setsockopt is not None and not self.broker.websockets:
+            try:
+                setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         self._client.loop_start()
         if not self._connack.wait(timeout):
             self.abort()

@@ -454,9 +454,13 @@ def encode_center_state(state: str, *, at: datetime | None = None) -> bytes:
     return encode(message)
 
 
-def decode_center_state(payload: bytes) -> str:
+def decode_center_state(payload: bytes) -> tuple[str, str | None]:
+    """(state, at): ``at`` marks one center connection — a new value means a receiver (re)subscribed."""
     message = decode(payload, expect="center_state")
     state = message.get("state")
     if state not in ("online", "offline"):
         raise ProtocolError("schema", "center state must be online or offline")
-    return str(state)
+    at = message.get("at")
+    if at is not None and (not isinstance(at, str) or len(at) > 40):
+        raise ProtocolError("schema", "center state 'at' must be a time string")
+    return str(state), at

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -68,6 +68,15 @@ class UplinkEvents(Protocol):
 
     def on_command(self, command: dict[str, Any]) -> None:
         """A validated cmd from the center: {"cmd_id", "type": "reply", "report_id", "to", "text"}."""
+
+
+@dataclass
+class _Turn:
+    """What one turn of the drain loop collected from the broker, applied in as few transactions as possible."""
+
+    sent: list[str] = field(default_factory=list)
+    acks: list[protocol.Ack] = field(default_factory=list)
+    pubacks: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +125,7 @@ class Uplink:
         self._tick = time.monotonic()
         self._connected_since: float | None = None
         self._center_state: str | None = None
+        self._center_epoch: str | None = None
         self._avg_report_bytes = 700.0
         self._idle = True
         self.counters: dict[str, int] = {
@@ -310,13 +320,19 @@ class Uplink:
         timeout = IDLE_POLL_S if free <= 0 or self._idle else 0.0
         events = self._take_events(timeout)
         self._idle = False
-        sent_ids: list[str] = []
+        turn = _Turn()
         for event in events:
-            self._apply(event, sent_ids)
+            self._apply(event, turn)
             if self._link is None:
                 break
-        if sent_ids:
-            self._store.mark_sent(sent_ids)
+        if turn.sent:
+            self._store.mark_sent(turn.sent)
+        if turn.acks:
+            # every ack of this turn in one transaction, then PUBACK them to the broker
+            self._apply_acks(turn.acks)
+            if self._link is link:
+                for mid, qos in turn.pubacks:
+                    link.ack(mid, qos)
         if self._link is None:
             return
         if self._probe is not None and time.monotonic() > self._probe[1]:
@@ -338,7 +354,7 @@ class Uplink:
                 break
         return out
 
-    def _apply(self, event: tuple[Any, ...], sent_ids: list[str]) -> None:
+    def _apply(self, event: tuple[Any, ...], turn: _Turn) -> None:
         kind = event[0]
         if kind == "puback":
             _, link, mid, ok, reason = event
@@ -350,7 +366,7 @@ class Uplink:
             if flight is None:
                 return
             if ok:
-                sent_ids.extend(flight.report_ids)
+                turn.sent.extend(flight.report_ids)
             else:
                 # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
                 log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), reason)
@@ -361,7 +377,16 @@ class Uplink:
             _, source, message = event
             if not isinstance(source, MqttLink) or source is not self._link:
                 return
-            self._handle_message(message)
+            if message.topic == self._topics["ack"]:
+                try:
+                    turn.acks.append(protocol.decode_ack(message.payload))
+                    turn.pubacks.append((message.mid, message.qos))
+                    return
+                except ProtocolError as exc:
+                    self.counters["bad_messages"] += 1
+                    log.warning("uplink: ignored a bad ack: %s", exc)
+            else:
+                self._handle_message(message)
             source.ack(message.mid, message.qos)
         elif kind == "down":
             _, source, reason = event
@@ -440,26 +465,42 @@ class Uplink:
 
     def _handle_message(self, message: Message) -> None:
         try:
-            if message.topic == self._topics["ack"]:
-                self._handle_ack(protocol.decode_ack(message.payload))
-            elif message.topic == self._topics["cmd"]:
+            if message.topic == self._topics["cmd"]:
                 self._handle_command(protocol.decode_command(message.payload))
             elif message.topic == protocol.CENTER_STATE_TOPIC:
-                self._center_state = protocol.decode_center_state(message.payload)
+                self._handle_center_state(*protocol.decode_center_state(message.payload))
             else:
                 raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
         except ProtocolError as exc:
             self.counters["bad_messages"] += 1
             log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
 
-    def _handle_ack(self, ack: protocol.Ack) -> None:
+    def _handle_center_state(self, state: str, at: str | None) -> None:
+        self._center_state = state
+        if state != "online" or at is None or at == self._center_epoch:
+            return
+        first = self._center_epoch is None
+        self._center_epoch = at
+        if first:
+            return
+        # A center receiver has just (re)subscribed.  What we published while no receiver was subscribed
+        # (a broker that lost its sessions, a center down longer than its session) was dropped by the
+        # broker: send every unacknowledged report again now instead of after ack_timeout_s.
+        _, requeued = self._store.release_stale(self._cfg.store.claim_timeout_s, 0.0)
+        self._awaiting.clear()
+        if requeued:
+            log.info("center reconnected: %d unacknowledged reports go again", requeued)
+
+    def _apply_acks(self, acks: list[protocol.Ack]) -> None:
         self._last_ack_mono = time.monotonic()
-        for rid in ack.ids:
+        ids = [rid for ack in acks for rid in ack.ids]
+        rejected = [item for ack in acks for item in ack.rejected]
+        for rid in ids:
             self._awaiting.pop(rid, None)
-        for item in ack.rejected:
+        for item in rejected:
             self._awaiting.pop(item.report_id, None)
-        delivered = self._store.ack(ack.ids) if ack.ids else []
-        for item in ack.rejected:
+        delivered = self._store.ack(ids) if ids else []
+        for item in rejected:
             if self._store.reject(item.report_id, item.reason):
                 self.counters["rejected"] += 1
                 log.error("center REJECTED report %s: %s", item.report_id, item.reason)

@@ -29,6 +29,10 @@ BLIND3 = Path(__file__).resolve().parent / "data" / "blind3_reports.jsonl"
 # 150 more written blind; first run 91.3% category, 95.3% casualties, then the general mechanisms of the
 # blind-4 section below were fixed on its misses: a regression set now, not blind.
 BLIND4 = Path(__file__).resolve().parent / "data" / "blind4_reports.jsonl"
+# 150 more written blind; first run 90.7% category, 95.3% casualties, then the general mechanisms of the
+# blind-5 section below were fixed on its misses (one row relabelled: a singular person with no number is
+# no count, as in the other sets): a regression set now, not blind.
+BLIND5 = Path(__file__).resolve().parent / "data" / "blind5_reports.jsonl"
 # The first rows are the tuning part; the rest were held out (see bench/classifier_accuracy.py).
 TUNING_SIZE = 141
 
@@ -288,7 +292,11 @@ def test_accuracy_on_held_out_part() -> None:
     assert cas >= 0.95, misses
 
 
-@pytest.mark.parametrize("path", [BLIND1, BLIND2, BLIND3, BLIND4], ids=["blind-1", "blind-2", "blind-3", "blind-4"])
+@pytest.mark.parametrize(
+    "path",
+    [BLIND1, BLIND2, BLIND3, BLIND4, BLIND5],
+    ids=["blind-1", "blind-2", "blind-3", "blind-4", "blind-5"],
+)
 def test_accuracy_on_blind_sets(path: Path) -> None:
     rows = _rows(path)
     assert len(rows) == 150
@@ -682,6 +690,125 @@ def test_blind4_rules(text: str, category: str) -> None:
 )
 def test_blind4_casualty_rules(text: str, expected: dict[str, int]) -> None:
     assert classify(text).casualties.to_dict() == expected
+
+
+# -- the general mechanisms behind the blind-5 fixes, on sentences that are in no data set -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # what a word means depends on its clause's subject: fields drown in a flood, people in a search
+        ("kebun jagung warga di oelbiteno dekat kali tenggelam", "banjir"),
+        ("jalan desa ke arah pasar lama terendam, oto son bisa lewat", "banjir"),
+        ("2 anak tenggelam di kali noemuti", "sar"),
+        # ground cracking or sinking is a landslide; a crack alone is no earthquake
+        ("tanah di pinggir kebun kopi bapak yosef retak dan terus turun", "longsor"),
+        ("gempa td mlm, tanah di lapangan retak", "gempa"),
+        ("dinding kantor desa retak", "lainnya"),
+        # a lost animal is a neighbour's question; a lost child, or one taken by an animal, is a search
+        ("kuda bpk markus hilang dari kemarin", "lainnya"),
+        ("3 ekor kerbau lepas dr kandang, su cari seharian son dapat", "lainnya"),
+        ("anak bpk markus hilang dari kemarin", "sar"),
+        ("buaya terkam anak nelayan hingga hilang", "sar"),
+        # livestock dying is an animal report, a burned body a burn, unless a fire is named
+        ("babi2 warga mati mendadak, mulut berbusa", "hewan"),
+        ("petani kena petir di sawah, badan gosong, tdk sadar", "medis"),
+        ("rumah terbakar, badan korban hangus", "kebakaran"),
+        # a hazard opening the message as what came before is background to the need that follows
+        ("setelah gempa tadi ada maling masuk rumah kosong", "kriminal"),
+        ("pasca banjir warga butuh air bersih", "infrastruktur"),
+        ("2 org luka setelah tabrakan motor", "kecelakaan"),
+        ("habis banjir", "banjir"),
+        # ... but the sea drawing back is a tsunami sign, never a flood's all-clear
+        ("abis gempa air laut di pantai ponu surut jauh", "gempa"),
+        # a last clause that is an all-clear alone clears the message; "warga aman" does not
+        ("ular kobra masuk dapur, su dibunuh warga, aman", "aman"),
+        ("ular masuk kamar, sudah ditangkap pawang", "aman"),
+        ("kebakaran di pasar, warga aman", "kebakaran"),
+        ("api masih besar, belum aman", "kebakaran"),
+        # someone trapped with signs of life is a rescue, outranking the work accident ...
+        ("sumur tua runtuh, 1 pekerja terjebak di dalam, masih terdengar suara", "sar"),
+        # ... buried workers alone stay the accident
+        ("galian pipa runtuh, 2 buruh tertimbun, masih dengar suara", "kecelakaan"),
+        # got out alive ends it
+        ("nenek yg jatuh di sumur su diangkat selamat", "aman"),
+        # supplies, routine trips and "not an emergency" are logistics
+        ("persediaan oralit di posyandu tinggal sedikit, kapan dikirim?", "lainnya"),
+        ("mohon oto utk pasien kontrol ke rsud hari kamis, tidak darurat", "lainnya"),
+        ("ibu hamil pendarahan, butuh ambulans sekarang", "medis"),
+        # a road nobody can pass is a road report unless a crash or a flood blocks it
+        ("deker di jln oeolo patah, oto tdk bisa lewat", "infrastruktur"),
+        ("truk terbalik di jln oeolo, tdk bisa lewat", "kecelakaan"),
+        # water measured against the body is a flood, whoever it traps
+        ("air sudah sampai dada di rt 4, 3 keluarga terjebak di loteng", "banjir"),
+        # everyday words are not typos of keywords
+        ("banjir su surut, warga pulang ke rumah masing2", "aman"),
+        ("sangat parah angin semalam, atap terbang", "angin"),
+    ],
+)
+def test_blind5_rules(text: str, category: str) -> None:
+    assert classify(text).category == category
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # moved, got out, taken to a clinic: affected
+        ("air masuk sekolah, 30 murid dipindahkan ke gereja", {"affected": 30}),
+        ("5 anak dibawa ke puskesmas krn diare", {"affected": 5}),
+        ("tembok roboh, 2 tukang su berhasil dikeluarkan", {"affected": 2}),
+        # a graver state said later of the same people, with no count of its own, is their state
+        ("tertimbun 2 org di kebun, su diangkat tp meninggal", {"dead": 2}),
+        ("perahu terbalik 3 org, blm ditemukan", {"missing": 3}),
+        # ... not when the later clause has its own people or count
+        ("2 org tertimbun, sopir oto meninggal", {"affected": 2}),
+        # part of a group counted before is not added
+        ("keracunan di pesta, 12 org muntah, 4 dirawat di pkm", {"affected": 12}),
+        ("6 org luka, 2 luka berat", {"injured": 6}),
+        ("3 org keracunan, 5 org dirawat", {"affected": 8}),
+        # a count right after "<thing> <verb>" counts the thing
+        ("tawuran pemuda, motor dirusak 3, ada yg luka", {}),
+        ("rumah dibakar, 2 org luka", {"injured": 2}),
+        ("motor tabrak 2 anak", {"injured": 2}),
+        # a singular person with no number is no count
+        ("bapak tua luka kena parang", {}),
+    ],
+)
+def test_blind5_casualty_rules(text: str, expected: dict[str, int]) -> None:
+    assert classify(text).casualties.to_dict() == expected
+
+
+def test_common_words_one_letter_from_a_keyword_stay_themselves() -> None:
+    clf = default_classifier()
+    words = ["masing", "sangat", "bantal", "kolong", "tentang", "rendah", "jarang", "kadang", "tampak"]
+    assert clf.tokens(" ".join(words)) == words
+
+
+def test_said_of_is_validated_and_extensible(tmp_path: Path) -> None:
+    ext = tmp_path / "meto.toml"
+    ext.write_text('[categories.lainnya.said_of]\nikan = ["hilang"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "categories.lainnya.said_of.ikan" in info.value.key
+    assert "not a subject class" in info.value.reason
+    ext.write_text('[subjects]\nanimals = ["bijae teun"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "subjects.animals[0]" in info.value.key
+    ext.write_text('[subjects]\n"Ternak" = ["bijae"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Classifier.load([ext])
+    assert "subjects.Ternak" in info.value.key
+    # Uab Meto: "bijae" is a cow, "fafi" a pig; a regency's own subject class works the same way
+    ext.write_text(
+        '[subjects]\nanimals = ["bijae", "fafi"]\nboats = ["sampan"]\n'
+        '[categories.sar.said_of]\nboats = ["belum pulang"]\n',
+        encoding="utf-8",
+    )
+    clf = Classifier.load([ext])
+    assert clf.classify("bijae bpk lukas hilang").category == "lainnya"
+    assert classify("bijae bpk lukas hilang").category == "sar"
 
 
 def test_tokens_keep_their_clauses() -> None:

@@ -280,6 +280,10 @@ def test_event_round_trip() -> None:
 
 
 def test_center_state() -> None:
-    assert protocol.decode_center_state(protocol.encode_center_state("online", at=SENT)) == "online"
+    assert protocol.decode_center_state(protocol.encode_center_state("online", at=SENT)) == (
+        "online",
+        "2026-11-28T07:00:00.000Z",
+    )
+    assert protocol.decode_center_state(protocol.encode_center_state("offline")) == ("offline", None)
     with pytest.raises(ProtocolError):
         protocol.decode_center_state(protocol.encode({"v": 1, "type": "center_state", "state": "maybe"}))
