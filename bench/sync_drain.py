@@ -47,10 +47,18 @@ from tests.synctools import Post, make_reports, post_config, wait_for  # noqa: E
 
 
 # ---------------------------------------------------------------------------- (a) ours
-def run_ours(base: Path, broker_url: str, n: int, *, compress: bool = False, cut: LinkProxy | None = None,
-             timeout: float = 900) -> dict[str, float]:
-    post = Post(post_config(base, [broker_url], compress=compress, ack_timeout_s=300, keepalive_s=10))
-    post.put(make_reports(n))
+def run_ours(
+    base: Path,
+    broker_url: str,
+    n: int,
+    *,
+    post_id: str,
+    compress: bool = False,
+    cut: LinkProxy | None = None,
+    timeout: float = 900,
+) -> dict[str, float]:
+    post = Post(post_config(base, [broker_url], post_id=post_id, compress=compress, ack_timeout_s=300, keepalive_s=10))
+    post.put(make_reports(n, post_id=post_id))
     t0 = time.monotonic()
     post.start()
     try:
@@ -62,8 +70,13 @@ def run_ours(base: Path, broker_url: str, n: int, *, compress: bool = False, cut
         ok = post.wait_delivered(n, timeout)
         elapsed = time.monotonic() - t0
         assert ok, post.store.counts()
-        return {"n": n, "s": elapsed, "rps": n / elapsed, "batches": post.uplink.counters["published_batches"],
-                "reconnects": post.uplink.counters["connects"] - 1}
+        return {
+            "n": n,
+            "s": elapsed,
+            "rps": n / elapsed,
+            "batches": post.uplink.counters["published_batches"],
+            "reconnects": post.uplink.counters["connects"] - 1,
+        }
     finally:
         post.stop()
 
@@ -90,17 +103,22 @@ class _Waiter:
         pass
 
 
-def run_naive(base: Path, broker_url: str, n: int) -> dict[str, float]:
-    cfg = post_config(base, [broker_url])
+def run_naive(base: Path, broker_url: str, n: int, *, post_id: str) -> dict[str, float]:
+    cfg = post_config(base, [broker_url], post_id=post_id)
     store = Store.open(cfg.store_path)
-    for r in make_reports(n):
+    for r in make_reports(n, post_id=post_id):
         store.put(r)
     waiter = _Waiter()
-    link = MqttLink(TlsMqttConfig(urls=(broker_url,)), BrokerAddress.parse(broker_url), client_id="naive-post",
-                    handler=waiter, session_expiry_s=0)
+    link = MqttLink(
+        TlsMqttConfig(urls=(broker_url,)),
+        BrokerAddress.parse(broker_url),
+        client_id="naive-post",
+        handler=waiter,
+        session_expiry_s=0,
+    )
     link.open(10)
-    link.subscribe([(protocol.topic("ttu", "oebubun", "ack"), 1)])
-    topic = protocol.topic("ttu", "oebubun", "report")
+    link.subscribe([(protocol.topic("ttu", post_id, "ack"), 1)])
+    topic = protocol.topic("ttu", post_id, "report")
     t0 = time.monotonic()
     done = 0
     try:
@@ -110,7 +128,7 @@ def run_naive(base: Path, broker_url: str, n: int) -> dict[str, float]:
                 break
             sr = claimed[0]
             wire = protocol.WireReport(sr.report, store.age_s(sr.boot_id, sr.boot_stored, sr.stored_ts), "boot")
-            [batch] = protocol.encode_report_batches("oebubun", [wire], sent_at=utcnow(), max_bytes=65536)
+            [batch] = protocol.encode_report_batches(post_id, [wire], sent_at=utcnow(), max_bytes=65536)
             link.publish(topic, batch.payload, qos=1)
             with waiter.cv:
                 assert waiter.cv.wait_for(lambda rid=sr.report_id: rid in waiter.acked, 60)
@@ -126,13 +144,20 @@ def run_naive(base: Path, broker_url: str, n: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------- (c) raw pipelined QoS 1
 def run_raw(broker_url: str, n: int, window: int = 20) -> dict[str, float]:
     payloads = [
-        protocol.encode_report_batches("rawpost", [protocol.WireReport(r, 1.0, "boot")], sent_at=utcnow(),
-                                       max_bytes=65536)[0].payload
+        protocol.encode_report_batches(
+            "rawpost", [protocol.WireReport(r, 1.0, "boot")], sent_at=utcnow(), max_bytes=65536
+        )[0].payload
         for r in make_reports(n, post_id="rawpost")
     ]
     waiter = _Waiter()
-    link = MqttLink(TlsMqttConfig(urls=(broker_url,)), BrokerAddress.parse(broker_url), client_id="raw-post",
-                    handler=waiter, session_expiry_s=0, max_inflight=window)
+    link = MqttLink(
+        TlsMqttConfig(urls=(broker_url,)),
+        BrokerAddress.parse(broker_url),
+        client_id="raw-post",
+        handler=waiter,
+        session_expiry_s=0,
+        max_inflight=window,
+    )
     link.open(10)
     topic = protocol.topic("ttu", "rawpost", "report")  # the center drops rawpost's (post_id mismatch): no store
     t0 = time.monotonic()
@@ -150,8 +175,13 @@ def run_raw(broker_url: str, n: int, window: int = 20) -> dict[str, float]:
 # ---------------------------------------------------------------------------- recovery
 def start_center(db_url: str, broker_url: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.center_proc", db_url, broker_url], stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.center_proc", db_url, broker_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
     return proc
 
@@ -199,34 +229,46 @@ def main() -> None:
     parser.add_argument("--recovery", type=str, default="1,5,15", help="broker down times to test, seconds")
     parser.add_argument("--dir", default=None, help="working directory (default: a temporary one)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
         broker = Mosquitto(base / "broker").start()
         center = start_center(f"sqlite:///{base}/center.db", broker.url)
         try:
             print(f"1. Drain on loopback (Mosquitto {broker.url}, center SQLite synchronous=FULL)")
-            a = run_ours(base / "a", broker.url, args.n)
+            a = run_ours(base / "a", broker.url, args.n, post_id="pos-a")
             print(fmt("(a) ours: batches, window 20, center ack", a))
-            b = run_naive(base / "b", broker.url, args.naive_n)
+            b = run_naive(base / "b", broker.url, args.naive_n, post_id="pos-b")
             print(fmt("(b) naive stop-and-wait, 1 report/message", b))
             c = run_raw(broker.url, args.n)
             print(fmt("(c) raw paho QoS1 pipelined, no center", c))
             print(f"  ratios: (a)/(b) = {a['rps'] / b['rps']:.1f}   (a)/(c) = {a['rps'] / c['rps']:.2f}")
             if not args.skip_slow:
                 print("2. Slow link: ~64 kbit/s each way, 300 ms one way (RTT ~600 ms)")
-                for name, kw in (("(a) ours, zlib on, 5 s silent cut", {"compress": True, "cut": True}),
-                                 ("(a) ours, zlib off", {"compress": False})):
+                for name, kw in (
+                    ("(a) ours, zlib on, 5 s silent cut", {"compress": True, "cut": True}),
+                    ("(a) ours, zlib off", {"compress": False}),
+                ):
                     with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
                         url = f"mqtt://127.0.0.1:{proxy.port}"
-                        r = run_ours(base / f"slow-{name[:8]}-{kw['compress']}", url, args.slow_n,
-                                     compress=bool(kw["compress"]), cut=proxy if kw.get("cut") else None)
+                        pid = f"slow-{'z' if kw['compress'] else 'p'}"
+                        r = run_ours(
+                            base / pid,
+                            url,
+                            args.slow_n,
+                            post_id=pid,
+                            compress=bool(kw["compress"]),
+                            cut=proxy if kw.get("cut") else None,
+                        )
                         wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
                     print(fmt(name, r, wire))
                     if kw.get("cut"):
                         slow_a = r
                 with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
-                    r = run_naive(base / "slow-naive", f"mqtt://127.0.0.1:{proxy.port}", args.slow_naive_n)
+                    r = run_naive(
+                        base / "slow-naive", f"mqtt://127.0.0.1:{proxy.port}", args.slow_naive_n, post_id="slow-naive"
+                    )
                     wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
                 print(fmt("(b) naive stop-and-wait", r, wire))
                 print(f"  ratio ours (zlib, with the cut) / naive = {slow_a['rps'] / r['rps']:.1f}")
@@ -236,8 +278,10 @@ def main() -> None:
         print("3. Recovery: broker back -> first center ack at the post")
         for down in [float(x) for x in args.recovery.split(",") if x]:
             times = [run_recovery(base / f"rec-{down}-{i}", down) for i in range(3)]
-            print(f"  broker down {down:4.0f} s: first ack after {min(times):.2f} / {statistics.median(times):.2f} / "
-                  f"{max(times):.2f} s (min / median / max of 3)")
+            print(
+                f"  broker down {down:4.0f} s: first ack after {min(times):.2f} / {statistics.median(times):.2f} / "
+                f"{max(times):.2f} s (min / median / max of 3)"
+            )
 
 
 if __name__ == "__main__":

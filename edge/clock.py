@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,10 +44,7 @@ class SystemClock:
         return time.clock_gettime(time.CLOCK_BOOTTIME)
 
     def boot_id(self) -> str:
-        try:
-            return _BOOT_ID_FILE.read_text().strip()
-        except OSError:
-            return "unknown"
+        return _boot_id()
 
     def source(self) -> str:
         """``ntp`` when the kernel says the clock is synchronised, else ``unsynced``."""
@@ -66,6 +64,15 @@ class OffsetClock(SystemClock):
 
     def source(self) -> str:
         return "unsynced" if self.offset_s else super().source()
+
+
+@functools.cache
+def _boot_id() -> str:
+    # fixed for the life of the process (a reboot ends it); read once, not per report drained
+    try:
+        return _BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 class _Timex(ctypes.Structure):

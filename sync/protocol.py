@@ -172,6 +172,21 @@ class WireReport:
     age_s: float
     age_source: str  # "boot": exact (no reboot since stored) | "wall": from the post's wall clock
 
+    @property
+    def report_id(self) -> str:
+        return self.report.report_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWireReport:
+    """The post's side of a :class:`WireReport`: the report's JSON exactly as the store keeps it (validated
+    when it was stored), sent without parsing and re-serialising it — that dominated the drain's cost."""
+
+    report_id: str
+    body: str
+    age_s: float
+    age_source: str
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -195,8 +210,10 @@ class ReportBatch:
     unreadable: int  # entries without even a usable id
 
 
-def _item(wire: WireReport) -> str:
+def _item(wire: WireReport | StoredWireReport) -> str:
     age = round(min(max(wire.age_s, 0.0), MAX_AGE_S), 3)
+    if isinstance(wire, StoredWireReport):
+        return f'{{"age_s":{age!r},"age_src":{json.dumps(wire.age_source)},"report":{wire.body}}}'
     return json.dumps(
         {"age_s": age, "age_src": wire.age_source, "report": wire.report.to_dict()},
         ensure_ascii=False,
@@ -207,7 +224,7 @@ def _item(wire: WireReport) -> str:
 
 def encode_report_batches(
     post_id: str,
-    reports: Sequence[WireReport],
+    reports: Sequence[WireReport | StoredWireReport],
     *,
     sent_at: datetime,
     max_bytes: int,
@@ -222,7 +239,7 @@ def encode_report_batches(
         f'{{"v":{VERSION},"type":"reports","post_id":{json.dumps(post_id)},'
         f'"sent_at":"{format_time(sent_at)}","reports":['
     )
-    items = [(w.report.report_id, _item(w).encode("utf-8")) for w in reports]
+    items = [(w.report_id, _item(w).encode("utf-8")) for w in reports]
     # with compression, pack by the uncompressed size a typical ratio allows, then split if it overshoots
     budget = min(max_bytes * 4, MAX_JSON_BYTES // 2) if compress else max_bytes
     batches: list[Batch] = []

@@ -163,7 +163,8 @@ class Receiver:
             return False
         try:
             subs = protocol.center_subscriptions(self._settings.regency, self._settings.share_group)
-            link.subscribe([(t, 1) for t in subs])
+            # always (the configured regency or group may have changed); the SUBACK may queue behind a backlog
+            link.subscribe([(t, 1) for t in subs], timeout=60.0)
             link.publish(
                 protocol.CENTER_STATE_TOPIC,
                 protocol.encode_center_state("online", at=datetime.now(UTC)),

@@ -278,13 +278,17 @@ class Uplink:
             self._connect_failed(str(exc))
             return False
         try:
-            link.subscribe(
-                [
-                    (self._topics["ack"], 1),
-                    (self._topics["cmd"], 1),
-                    (protocol.CENTER_STATE_TOPIC, 1),
-                ]
-            )
+            # A resumed session keeps its subscriptions.  Subscribing again would also put the SUBACK behind
+            # everything the broker queued for us while we were away — on a slow link, longer than any SUBACK
+            # timeout, and the link would be dropped and retried forever.
+            if not session:
+                link.subscribe(
+                    [
+                        (self._topics["ack"], 1),
+                        (self._topics["cmd"], 1),
+                        (protocol.CENTER_STATE_TOPIC, 1),
+                    ]
+                )
         except SyncError as exc:
             link.abort()
             self._connect_failed(str(exc))
@@ -422,8 +426,9 @@ class Uplink:
                 return
             boot_id = self._clock.boot_id()
             wire = [
-                protocol.WireReport(
-                    sr.report,
+                protocol.StoredWireReport(
+                    sr.report_id,
+                    sr.body,
                     self._store.age_s(sr.boot_id, sr.boot_stored, sr.stored_ts),
                     "boot" if sr.boot_id == boot_id else "wall",
                 )

@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 
 from center.storage import CenterStorage, open_storage
+from edge.config import TlsMqttConfig
 from edge.store import Store
+from sync import protocol
 from sync.linkproxy import LinkProxy
+from sync.mqtt import BrokerAddress, Message, MqttLink
 from tests.conftest import REPO
 from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
 from tests.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
@@ -185,5 +188,53 @@ def test_tcp_path_cut_without_close(tmp_path: Path, mosquitto: Mosquitto, center
             assert post.wait_delivered(3000, 30), post.store.counts()
             assert_exactly_once(center.storage, ids)
             assert noticed_s > 1  # sanity: it really was the keepalive, not a close
+        finally:
+            post.stop()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.pubacks = 0
+
+    def on_message(self, link: MqttLink, message: Message) -> None: ...
+
+    def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
+        self.pubacks += 1
+
+    def on_disconnected(self, link: MqttLink, reason: str) -> None: ...
+
+
+@pytest.mark.slow
+def test_reconnect_over_a_slow_link_with_a_full_session(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+    """While the post was away its broker session filled up (acks, replies); over 32 kbit/s they take longer to
+    arrive than any SUBACK timeout.  The post must not re-subscribe and drop the link in a loop."""
+    cfg = post_config(tmp_path / "post", [mosquitto.url])
+    first = Post(cfg).start()
+    assert wait_for(lambda: first.uplink.state()["connected"], 10)
+    first.stop()  # the session (and its subscriptions) stays at the broker
+    backlog = MqttLink(
+        TlsMqttConfig(urls=(mosquitto.url,)),
+        BrokerAddress.parse(mosquitto.url),
+        client_id="backlog",
+        handler=(sink := _Sink()),
+        session_expiry_s=0,
+    )
+    backlog.open(10)
+    try:
+        stale = protocol.encode_ack([f"stale-report-{i:06d}" for i in range(40)])
+        for _ in range(60):  # ~60 KB queued for the post: ~15 s at 32 kbit/s
+            backlog.publish(protocol.topic("ttu", "oebubun", "ack"), stale)
+        assert wait_for(lambda: sink.pubacks == 60, 10)
+    finally:
+        backlog.close()
+    with LinkProxy("127.0.0.1", mosquitto.port, delay_s=0.1, bandwidth_bps=32_000) as proxy:
+        slow = post_config(tmp_path / "post", [f"mqtt://127.0.0.1:{proxy.port}"], keepalive_s=30)
+        post = Post(slow)
+        try:
+            [rid] = post.put(make_reports(1))
+            post.start()
+            assert post.wait_delivered(1, 45), post.uplink.state()
+            assert post.uplink.counters["connect_failures"] == 0 and post.uplink.counters["connects"] == 1
+            assert center.storage.get_report(rid) is not None
         finally:
             post.stop()
