@@ -14,7 +14,7 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import FrameType
 from typing import Any, Protocol
@@ -22,8 +22,7 @@ from typing import Any, Protocol
 from center.storage import CenterStorage, IncomingReport, Reply, open_storage
 from edge.config import Config
 from edge.errors import CenterError, ProtocolError, SyncError
-from sync import protocol
-from sync.receiver import Receiver
+from sync.receiver import ReceivedBatch, Receiver
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +48,21 @@ class StorageSink:
     def __init__(self, storage: CenterStorage) -> None:
         self._storage = storage
 
-    def store_reports(self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime) -> None:
+    def store_reports(self, batches: Sequence[ReceivedBatch]) -> None:
+        """Every batch in one transaction (one fsync): a group commit when posts send faster than fsyncs."""
         self._storage.ingest(
             [
                 IncomingReport(
                     report=w.report,
-                    post_id=post_id,
-                    received_at=received_at,
+                    post_id=item.post_id,
+                    received_at=item.received_at,
                     age_s=w.age_s,
                     age_source=w.age_source,
-                    post_sent_at=batch.sent_at,
-                    regency=regency,
+                    post_sent_at=item.batch.sent_at,
+                    regency=item.regency,
                 )
-                for w in batch.reports
+                for item in batches
+                for w in item.batch.reports
             ]
         )
 

@@ -109,7 +109,13 @@ class Casualties:
     missing: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # explicit rather than dataclasses.asdict: this runs for every report the center ingests
+        out = {}
+        for key in ("affected", "injured", "dead", "missing"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Casualties:
@@ -129,7 +135,7 @@ class Casualties:
         return cls(**values)
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in dataclasses.astuple(self))
+        return any(v is not None for v in (self.affected, self.injured, self.dead, self.missing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,12 @@ class Callback:
     phone: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        out = {}
+        for key in ("handset", "officer", "village", "phone"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Callback:

@@ -388,7 +388,7 @@ class Store:
                 _update_ids(
                     conn,
                     "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, claim_token = NULL,"
-                    " claim_boot = NULL WHERE state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
+                    " claim_boot = NULL WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
                     (now, boot),
                     report_ids,
                 )
@@ -432,7 +432,7 @@ class Store:
                 _update_ids(
                     conn,
                     "UPDATE reports SET claim_token = NULL, claim_boot = NULL"
-                    " WHERE state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
+                    " WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
                     (),
                     report_ids,
                 )
@@ -580,7 +580,11 @@ _ID_CHUNK = 500
 
 
 def _update_ids(conn: sqlite3.Connection, sql: str, params: Sequence[Any], report_ids: Iterable[str]) -> list[str]:
-    """Run ``sql`` (with an ``{ids}`` placeholder list and RETURNING report_id) over ids in chunks."""
+    """Run ``sql`` (with an ``{ids}`` placeholder list and RETURNING report_id) over ids in chunks.
+
+    Write the state test as ``+state``: a plain ``state = ?`` lets SQLite pick the drain index and scan
+    every pending row for each update (measured: the drain's main cost with a 20,000-report backlog).
+    """
     ids = list(report_ids)
     changed: list[str] = []
     for start in range(0, len(ids), _ID_CHUNK):

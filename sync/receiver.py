@@ -4,7 +4,8 @@ Subscriptions (protocol.center_subscriptions): reports and reply events through 
 (``$share/<group>/...``) so several receivers split the load; post status through a normal one, because
 Mosquitto sends retained messages only to normal subscriptions.
 
-Order for a report batch: validate → ``sink.store_reports`` (one commit) → publish the ``ack`` (QoS 1) →
+Order for report batches: validate → ``sink.store_reports`` (one commit for every batch waiting, a group
+commit under load) → publish each batch's ``ack`` (QoS 1) →
 only then PUBACK the incoming message.  A receiver killed anywhere in between leaves the message unacked at
 the broker (redelivered to the persistent session) or the post without an ack (it resends after its ack
 timeout); either way the report is stored once, because storage is idempotent on ``report_id``.
@@ -26,6 +27,8 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -41,10 +44,22 @@ RECONNECT_MAX_S = 2.0
 SESSION_EXPIRY_S = 86400
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedBatch:
+    regency: str
+    post_id: str
+    batch: protocol.ReportBatch
+    received_at: datetime
+
+
+#: Report messages committed together at most (one transaction, one fsync) when they queue up.
+GROUP_COMMIT_MAX = 64
+
+
 class ReceiverSink(Protocol):
     """Where received messages go (the center's storage).  Returning means committed."""
 
-    def store_reports(self, regency: str, post_id: str, batch: protocol.ReportBatch, received_at: datetime) -> None: ...
+    def store_reports(self, batches: Sequence[ReceivedBatch]) -> None: ...
 
     def store_status(
         self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool
@@ -134,13 +149,34 @@ class Receiver:
                 event = self._q.get(timeout=1.0)
             except queue.Empty:
                 continue
+            events = [event]
+            while len(events) < GROUP_COMMIT_MAX:
+                try:
+                    events.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._apply(event)
+                self._apply_all(events)
             except Exception as exc:
                 log.exception("receiver error: %s", exc)
                 self.last_error = str(exc)[:200]
                 self._drop("error")
         self._drop("stopping", polite=True)
+
+    def _apply_all(self, events: list[tuple[Any, ...]]) -> None:
+        """Report messages of the current link are committed together; everything else in order after."""
+        reports: list[Message] = []
+        rest: list[tuple[Any, ...]] = []
+        link = self._link
+        for event in events:
+            if event[0] == "msg" and event[1] is link and event[2].topic.endswith("/report"):
+                reports.append(event[2])
+            else:
+                rest.append(event)
+        if reports and isinstance(link, MqttLink):
+            self._handle_report_messages(link, reports)
+        for event in rest:
+            self._apply(event)
 
     def _connect(self) -> bool:
         def make(broker: BrokerAddress) -> MqttLink:
@@ -208,12 +244,71 @@ class Receiver:
                 log.warning("receiver: connection lost (%s)", reason)
                 self._drop(reason)
 
+    def _handle_report_messages(self, link: MqttLink, messages: list[Message]) -> None:
+        """Validate every message, commit all valid batches in one transaction, then ack each."""
+        received_at = datetime.now(UTC)
+        good: list[tuple[Message, ReceivedBatch]] = []
+        for message in messages:
+            try:
+                regency, post_id, kind = protocol.parse_topic(message.topic)
+                if kind != "report":
+                    raise ProtocolError("topic", f"not a report topic: {message.topic[:100]!r}")
+                batch = protocol.decode_report_batch(message.payload, post_id)
+            except ProtocolError as exc:
+                self._reject(message, exc)
+                link.ack(message.mid, message.qos)
+                continue
+            good.append((message, ReceivedBatch(regency, post_id, batch, received_at)))
+        if not good:
+            return
+        try:
+            batches = [item for _, item in good if item.batch.reports]
+            if batches:
+                self._sink.store_reports(batches)
+            for _message, item in good:
+                self._count_and_ack_reports(link, item)
+        except SiagaError as exc:
+            # storage (or an ack publish) failed: do NOT acknowledge; reconnect so the broker delivers again
+            self.counters["handle_failures"] += 1
+            log.error("receiver: could not store %d report messages: %s", len(good), exc)
+            self.last_error = str(exc)[:200]
+            self._drop("storage failure")
+            return
+        for message, _ in good:
+            link.ack(message.mid, message.qos)
+
+    def _count_and_ack_reports(self, link: MqttLink, item: ReceivedBatch) -> None:
+        batch = item.batch
+        self.counters["reports"] += len(batch.reports)
+        self.counters["batches"] += 1
+        for rejected in batch.rejected:
+            self.rejects["report_invalid"] += 1
+            log.warning("receiver: refused report %s from %s: %s", rejected.report_id, item.post_id, rejected.reason)
+        if batch.unreadable:
+            self.rejects["report_unreadable"] += batch.unreadable
+        ids = [w.report.report_id for w in batch.reports]
+        if ids or batch.rejected:
+            topic = protocol.topic(item.regency, item.post_id, "ack")
+            link.publish(topic, protocol.encode_ack(ids, batch.rejected), qos=1)
+
+    def _reject(self, message: Message, exc: ProtocolError) -> None:
+        self.counters["rejected"] += 1
+        self.rejects[exc.reason] += 1
+        log.warning(
+            "receiver: rejected message on %s (%s): %s; payload %s",
+            message.topic[:100],
+            exc.reason,
+            exc.detail[:200],
+            _preview(message.payload),
+        )
+
     def _handle(self, link: MqttLink, message: Message) -> None:
         received_at = datetime.now(UTC)
         try:
             regency, post_id, kind = protocol.parse_topic(message.topic)
             if kind == "report":
-                self._handle_reports(link, regency, post_id, message, received_at)
+                self._handle_report_messages(link, [message])
+                return
             elif kind == "status":
                 if message.payload:  # an empty retained message clears a post's status: nothing to record
                     status = protocol.decode_status(message.payload, post_id)
@@ -226,15 +321,7 @@ class Receiver:
             else:
                 raise ProtocolError("topic", f"not a topic the center reads: {message.topic[:100]!r}")
         except ProtocolError as exc:
-            self.counters["rejected"] += 1
-            self.rejects[exc.reason] += 1
-            log.warning(
-                "receiver: rejected message on %s (%s): %s; payload %s",
-                message.topic[:100],
-                exc.reason,
-                exc.detail[:200],
-                _preview(message.payload),
-            )
+            self._reject(message, exc)
         except SiagaError as exc:
             # storage (or the ack publish) failed: do NOT acknowledge; reconnect so the broker delivers it again
             self.counters["handle_failures"] += 1
@@ -243,23 +330,6 @@ class Receiver:
             self._drop("storage failure")
             return
         link.ack(message.mid, message.qos)
-
-    def _handle_reports(
-        self, link: MqttLink, regency: str, post_id: str, message: Message, received_at: datetime
-    ) -> None:
-        batch = protocol.decode_report_batch(message.payload, post_id)
-        if batch.reports:
-            self._sink.store_reports(regency, post_id, batch, received_at)
-        self.counters["reports"] += len(batch.reports)
-        self.counters["batches"] += 1
-        for item in batch.rejected:
-            self.rejects["report_invalid"] += 1
-            log.warning("receiver: refused report %s from %s: %s", item.report_id, post_id, item.reason)
-        if batch.unreadable:
-            self.rejects["report_unreadable"] += batch.unreadable
-        ids = [w.report.report_id for w in batch.reports]
-        if ids or batch.rejected:
-            link.publish(protocol.topic(regency, post_id, "ack"), protocol.encode_ack(ids, batch.rejected), qos=1)
 
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:

@@ -50,16 +50,17 @@ def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:  # noqa: F
 def test_broker_killed_and_restarted_mid_drain(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
     post = Post(post_config(tmp_path / "post", [mosquitto.url]))
     try:
-        ids = post.put(make_reports(4000))
+        ids = post.put(make_reports(10000))
         post.start()
         for round_ in range(3):
-            target = 600 * (round_ + 1)
+            target = 1500 * (round_ + 1)
             assert wait_for(lambda target=target: center.storage.counts()["reports"] >= target, 15)
+            assert post.store.counts()["delivered"] < 10000, "the drain finished before the kill: not mid-drain"
             mosquitto.restart(kill=True, down_s=0.3)
-        assert post.wait_delivered(4000, 30), post.store.counts()
+        assert post.wait_delivered(10000, 60), post.store.counts()
         assert_exactly_once(center.storage, ids)
         assert post.uplink.counters["disconnects"] >= 3
-        assert post.store.counts() == {"pending": 0, "sent": 0, "delivered": 4000, "rejected": 0}
+        assert post.store.counts() == {"pending": 0, "sent": 0, "delivered": 10000, "rejected": 0}
     finally:
         post.stop()
 
@@ -141,7 +142,8 @@ def test_center_killed_between_commit_and_ack(tmp_path: Path, mosquitto: Mosquit
     db_url = f"sqlite:///{tmp_path}/center.db"
     open_storage(db_url).close()
     post = Post(post_config(tmp_path / "post", [mosquitto.url], ack_timeout_s=5.0))
-    doomed = _center_proc(db_url, mosquitto.url, "3")
+    # the center commits every waiting batch in one transaction, so the first commit already holds many
+    doomed = _center_proc(db_url, mosquitto.url, "1")
     try:
         ids = post.put(make_reports(500))
         post.start()
@@ -169,6 +171,8 @@ def test_center_killed_between_commit_and_ack(tmp_path: Path, mosquitto: Mosquit
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait()
+        if doomed.stdout is not None:
+            doomed.stdout.close()
 
 
 def test_tcp_path_cut_without_close(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
