@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from center.storage import CenterStorage, IncomingReport, Reply, open_storage
 from edge.config import Config
 from edge.errors import CenterError, ProtocolError, SyncError
+from edge.metrics import MetricsServer, Registry
+from edge.sdnotify import Notifier, Watchdog
 from sync.receiver import ReceivedBatch, Receiver
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,38 @@ class CenterService:
             log.info("reply %s to %s published via post %s", reply.cmd_id, reply.to_node, reply.post_id)
 
 
+def register_metrics(service: CenterService, registry: Registry) -> None:
+    """The center's Prometheus gauges, read at scrape time."""
+
+    def receiver_counts() -> dict[tuple[tuple[str, str], ...], float]:
+        receiver = service.receiver
+        if receiver is None:
+            return {}
+        out: dict[tuple[tuple[str, str], ...], float] = {}
+        for key, value in receiver.counters.items():
+            out[(("kind", key),)] = float(value)
+        return out
+
+    def rejections() -> dict[tuple[tuple[str, str], ...], float]:
+        receiver = service.receiver
+        if receiver is None:
+            return {}
+        return {(("reason", key),): float(value) for key, value in receiver.rejects.items()}
+
+    registry.gauge(
+        "center_reports",
+        "Reports stored at the center (distinct), and copies received",
+        lambda: {(("kind", k),): float(v) for k, v in service.storage.counts().items()},
+    )
+    registry.gauge("center_receiver_events", "Receiver events since start, by kind", receiver_counts)
+    registry.gauge("center_rejections", "Messages rejected since start, by reason", rejections)
+    registry.gauge(
+        "center_receiver_connected",
+        "1 while the receiver is connected to the broker",
+        lambda: float(bool(service.receiver and service.receiver.connected)),
+    )
+
+
 def run_center(cfg: Config) -> int:
     """Run until SIGTERM/SIGINT.  Returns the exit code."""
     for name in COMPONENT_MODULES:
@@ -179,12 +213,22 @@ def run_center(cfg: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    notifier = Notifier()
     service = CenterService(cfg)
+    watchdog = Watchdog(notifier, lambda: {"receiver": service.healthy()})
+    metrics: MetricsServer | None = None
     try:
         service.start()
         for factory in COMPONENT_FACTORIES:
             service.mount(factory(service))
+        if cfg.metrics.listen:
+            registry = Registry()
+            register_metrics(service, registry)
+            metrics = MetricsServer(registry, cfg.metrics.listen)
+            metrics.start()
         log.info("center running: database %s, %d components", service.storage.dialect, len(COMPONENT_FACTORIES))
+        notifier.ready(f"running, database {service.storage.dialect}")
+        watchdog.start()
         while not stop.wait(5.0):
             if not service.healthy():
                 log.error("center receiver is stuck; exiting so that systemd restarts it")
@@ -193,6 +237,10 @@ def run_center(cfg: Config) -> int:
         log.error("center failed: %s", exc)
         return 1
     finally:
+        notifier.stopping()
+        watchdog.stop()
+        if metrics is not None:
+            metrics.stop()
         service.stop()
         log.info("center stopped")
     return 0

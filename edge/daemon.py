@@ -256,6 +256,16 @@ class Post:
             "reports in the post's store by state",
             lambda: {(("state", k),): float(v) for k, v in self.store.counts().items()} if self.store else None,
         )
+        registry.gauge(
+            "post_oldest_pending_age_seconds",
+            "age of the oldest report not yet delivered to the center (absent when none waits)",
+            lambda: self.store.oldest_pending_age_s() if self.store else None,
+        )
+        registry.gauge(
+            "uplink_events",
+            "uplink events since start (published, acked, rejected, connects, disconnects...), by kind",
+            lambda: {(("kind", k),): float(v) for k, v in self.uplink.counters.items()} if self.uplink else None,
+        )
 
     def state(self) -> dict[str, Any]:
         with self._runtime_lock:
