@@ -525,11 +525,14 @@ class Post:
             log.info("%d receipts from before the restart are still to be sent", resumed)
 
     # ------------------------------------------------------------------ uplink events (uplink threads)
-    def on_delivered(self, report_ids: list[str]) -> None:
-        """The center committed these reports (the store is already updated): second receipt."""
+    def on_delivered(self, report_ids: list[str], committed_at: datetime | None = None) -> None:
+        """The center committed these reports (the store is already updated): second receipt.
+
+        The time in it is the center's commit time when the ack carries one: the post's own clock may be
+        years off (no RTC), the center's is kept right."""
         if self.store is None:
             return
-        now = self.clock.now()
+        now = committed_at or self.clock.now()
         for row in self.store.get_many(list(report_ids)):
             report = row.report
             if report.source != "meshtastic" or row.receipt_center is not None:

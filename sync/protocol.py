@@ -328,17 +328,20 @@ def _wire_report(entry: Any, post_id: str) -> WireReport:
 class Ack:
     ids: list[str]
     rejected: list[Rejected]
+    #: when the center committed them, by the center's clock (a post's own clock may be years off)
+    at: datetime | None = None
 
 
-def encode_ack(ids: Iterable[str], rejected: Iterable[Rejected] = ()) -> bytes:
-    return encode(
-        {
-            "v": VERSION,
-            "type": "ack",
-            "ids": list(ids),
-            "rejected": [{"report_id": r.report_id, "reason": r.reason[:REASON_MAX]} for r in rejected],
-        }
-    )
+def encode_ack(ids: Iterable[str], rejected: Iterable[Rejected] = (), *, at: datetime | None = None) -> bytes:
+    message: dict[str, Any] = {
+        "v": VERSION,
+        "type": "ack",
+        "ids": list(ids),
+        "rejected": [{"report_id": r.report_id, "reason": r.reason[:REASON_MAX]} for r in rejected],
+    }
+    if at is not None:
+        message["at"] = format_time(at)
+    return encode(message)
 
 
 def decode_ack(payload: bytes) -> Ack:
@@ -354,7 +357,13 @@ def decode_ack(payload: bytes) -> Ack:
         if not isinstance(item, dict) or not _is_id(item.get("report_id")) or not isinstance(item.get("reason"), str):
             raise ProtocolError("schema", "rejected entries need report_id and reason")
         rejected.append(Rejected(item["report_id"], item["reason"][:REASON_MAX]))
-    return Ack(list(ids), rejected)
+    at = None
+    if message.get("at") is not None:
+        try:
+            at = parse_time(message["at"], "at")
+        except InvalidReport as exc:
+            raise ProtocolError("schema", str(exc)) from None
+    return Ack(list(ids), rejected, at)
 
 
 def _is_id(value: Any) -> bool:

@@ -289,7 +289,7 @@ class Receiver:
         ids = [w.report.report_id for w in batch.reports]
         if ids or batch.rejected:
             topic = protocol.topic(item.regency, item.post_id, "ack")
-            link.publish(topic, protocol.encode_ack(ids, batch.rejected), qos=1)
+            link.publish(topic, protocol.encode_ack(ids, batch.rejected, at=datetime.now(UTC)), qos=1)
 
     def _reject(self, message: Message, exc: ProtocolError) -> None:
         self.counters["rejected"] += 1

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -63,7 +64,7 @@ _MAX_QUEUED_EVENTS = 1000
 
 
 class UplinkEvents(Protocol):
-    def on_delivered(self, report_ids: list[str]) -> None:
+    def on_delivered(self, report_ids: list[str], committed_at: datetime | None = None) -> None:
         """The center committed these; the store is already updated."""
 
     def on_command(self, command: dict[str, Any]) -> None:
@@ -505,6 +506,8 @@ class Uplink:
         for item in rejected:
             self._awaiting.pop(item.report_id, None)
         delivered = self._store.ack(ids) if ids else []
+        stamps = [ack.at for ack in acks if ack.at is not None]
+        committed_at = max(stamps) if stamps else None
         for item in rejected:
             if self._store.reject(item.report_id, item.reason):
                 self.counters["rejected"] += 1
@@ -513,7 +516,7 @@ class Uplink:
             self.counters["acked"] += len(delivered)
             log.debug("center committed %d reports", len(delivered))
             try:
-                self._events.on_delivered(delivered)
+                self._events.on_delivered(delivered, committed_at)
             except Exception:
                 log.exception("on_delivered handler failed")
 

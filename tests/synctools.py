@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ class RecordingEvents:
         self.commands: list[dict[str, Any]] = []
         self._cv = threading.Condition()
 
-    def on_delivered(self, report_ids: list[str]) -> None:
+    def on_delivered(self, report_ids: list[str], committed_at: datetime | None = None) -> None:
         with self._cv:
             self.delivered.extend(report_ids)
             self._cv.notify_all()

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,10 +293,13 @@ def test_second_receipt_and_staff_reply_from_the_uplink(tmp_path: Path) -> None:
         assert uplink.woken == 1
         assert post.store is not None
         post.store.ack([row.report_id])
-        post.on_delivered([row.report_id])
-        post.on_delivered([row.report_id])  # twice: still one second receipt
+        # the time shown is the center's commit time (05:07 UTC = 13:07 WITA), not the post's clock
+        committed = datetime(2026, 11, 28, 5, 7, 30, tzinfo=UTC)
+        post.on_delivered([row.report_id], committed)
+        post.on_delivered([row.report_id], committed)  # twice: still one second receipt
         ref = row.report.ref
-        wait_until(lambda: acked_receipts(dev, ref, "112 PUSAT TERIMA"), 10, "the center receipt")
+        receipts = wait_until(lambda: acked_receipts(dev, ref, "112 PUSAT TERIMA"), 10, "the center receipt")
+        assert receipts[0].text == f"112 PUSAT TERIMA #{ref} 13:07"
         wait_until(lambda: post.store.get(row.report_id).receipt_center == "acked", 10)  # type: ignore[union-attr]
         command = {
             "cmd_id": "c-1",

@@ -287,3 +287,12 @@ def test_center_state() -> None:
     assert protocol.decode_center_state(protocol.encode_center_state("offline")) == ("offline", None)
     with pytest.raises(ProtocolError):
         protocol.decode_center_state(protocol.encode({"v": 1, "type": "center_state", "state": "maybe"}))
+
+
+def test_ack_carries_the_center_commit_time() -> None:
+    at = datetime(2026, 11, 28, 6, 2, 11, 204000, tzinfo=UTC)
+    ack = protocol.decode_ack(protocol.encode_ack(["ma1b2c3d4-0000002a-20261128"], at=at))
+    assert ack.at == at and ack.ids == ["ma1b2c3d4-0000002a-20261128"]
+    assert protocol.decode_ack(protocol.encode_ack(["ma1b2c3d4-0000002a-20261128"])).at is None
+    with pytest.raises(ProtocolError):
+        protocol.decode_ack(b'{"v": 1, "type": "ack", "ids": [], "rejected": [], "at": "yesterday"}')
