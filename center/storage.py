@@ -867,6 +867,10 @@ def _pg_sql(sql: str) -> str:
 
 def open_storage(url: str) -> CenterStorage:
     """Open (and migrate) the storage named by ``url``.  Raises :class:`CenterError`."""
+    # Every center process gets the same schema, whichever commands it imported: the staff tables'
+    # migration registers itself on import.
+    import center.staffdb  # noqa: F401
+
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         storage: CenterStorage = SqliteStorage(Path(url[len("sqlite:///") - 1 :]))
     elif url.startswith(("postgresql://", "postgres://")):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from center import storage as storage_mod
 from center.storage import CenterStorage, IncomingReport, ReportFilter, estimate_observed, open_storage
 from edge.errors import CenterError
 from edge.report import PathHop, Report, mesh_report_id
@@ -243,7 +244,8 @@ class TestSqliteStorage(StorageContract):
             first.ingest([incoming(make_report())])
         with open_storage(storage_url) as second:
             assert second.counts()["reports"] == 1
-            assert [r["name"] for r in second.query("SELECT name FROM schema_migrations")] == ["c001_core"]
+            names = [r["name"] for r in second.query("SELECT name FROM schema_migrations ORDER BY name")]
+            assert names == sorted(m.name for m in storage_mod.MIGRATIONS) == ["c001_core", "s001_staff"]
 
 
 @pytest.mark.postgres

@@ -44,7 +44,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.copies[report.report_id] = 1
         self.reports[report.report_id] = report
 
-    @precondition(lambda self: any(s != "deleted" for s in self.model.values()))
+    @precondition(lambda self: any(rid not in self.deleted for rid in self.model))
     @rule(data=st.data())
     def put_copy(self, data: st.DataObject) -> None:
         live = sorted(rid for rid in self.model if rid not in self.deleted)
