@@ -62,6 +62,20 @@ def test_readme_setup_in_a_fresh_clone(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["report_id"]
+    # the README's main job from the clone: the demo, bounded in time, loses nothing
+    main = _readme_command("main").split(" && ")[1]
+    demo = subprocess.run(
+        f"{main} --duration 80 --json",
+        shell=True,
+        cwd=clone,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    summary = json.loads(demo.stdout)
+    assert summary["lost"] == 0 and summary["delivered"] == summary["generated"]
     # the editable install points at the clone, not at the repo the tests run from
     where = subprocess.run(
         [str(clone / ".venv" / "bin" / "python"), "-c", "import edge; print(edge.__file__)"],
