@@ -445,34 +445,25 @@ class Post:
         return mesh.channels[0] if mesh is not None else 0
 
     def _queue_post_receipt(self, report: Report) -> None:
-        if not self._receipts_on() or not report.origin.startswith("!"):
-            return
-        assert self.outbox is not None
-        rid = report.report_id
-        self.outbox.submit(
-            Outgoing(
-                key=f"post:{rid}",
-                dest=int(report.origin[1:], 16),
-                text=post_receipt_text(self.cfg.node.name, report.ref, report.category),
-                channel=self._reply_channel(report),
-                before_send=lambda: self._mark_receipt(rid, "post", "sending"),
-                on_state=lambda state: self._receipt_state(rid, "post", state),
-            )
-        )
+        self._queue_receipt(report, "post", post_receipt_text(self.cfg.node.name, report.ref, report.category))
 
     def _queue_center_receipt(self, report: Report, when: datetime) -> None:
+        self._queue_receipt(report, "center", center_receipt_text(report.ref, when, self.cfg.node.timezone))
+
+    def _queue_receipt(self, report: Report, which: str, text: str) -> None:
+        """One receipt (``post`` or ``center``) to the handset that sent ``report``, at most once."""
         if not self._receipts_on() or not report.origin.startswith("!"):
             return
         assert self.outbox is not None
         rid = report.report_id
         self.outbox.submit(
             Outgoing(
-                key=f"center:{rid}",
+                key=f"{which}:{rid}",
                 dest=int(report.origin[1:], 16),
-                text=center_receipt_text(report.ref, when, self.cfg.node.timezone),
+                text=text,
                 channel=self._reply_channel(report),
-                before_send=lambda: self._mark_receipt(rid, "center", "sending"),
-                on_state=lambda state: self._receipt_state(rid, "center", state),
+                before_send=lambda: self._mark_receipt(rid, which, "sending"),
+                on_state=lambda state: self._receipt_state(rid, which, state),
             )
         )
 

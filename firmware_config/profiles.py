@@ -80,18 +80,6 @@ CANNED_MAX_MESSAGES = 50
 #: Detection sensor rate limit: 0 means once an hour in firmware (presses in between are lost).
 DETECTION_MIN_SECS_RANGE = (5, 60)
 
-# Used only until edge/classify.py exists; the check prefers edge.classify.CANNED_MESSAGES.
-_FALLBACK_CANNED: tuple[str, ...] = (
-    "DARURAT MEDIS",
-    "KEBAKARAN",
-    "BANJIR",
-    "LONGSOR",
-    "KECELAKAAN",
-    "KRIMINAL",
-    "BUTUH EVAKUASI",
-    "AMAN / SELESAI",
-)
-
 # The public default channel key: 1-byte index 1 ("AQ==") expands to this 16-byte AES key in firmware.
 _DEFAULT_KEY = base64.b64decode("1PG7OiApB1nwvP+rz05pAQ==")
 
@@ -492,11 +480,9 @@ def _assign(
 
 
 def expected_canned_messages() -> tuple[str, ...]:
-    """The classifier's canned set (edge.classify.CANNED_MESSAGES), or our copy until that module exists."""
-    try:
-        from edge.classify import CANNED_MESSAGES
-    except ImportError:
-        return _FALLBACK_CANNED
+    """The classifier's canned set: the handset offers exactly the texts the classifier knows as canned."""
+    from edge.classify import CANNED_MESSAGES
+
     return tuple(CANNED_MESSAGES)
 
 
