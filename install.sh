@@ -62,6 +62,8 @@ dev_install() {
         # openssl: TLS test certificates; python3-venv: the venv itself; systemd: systemd-analyze verify
         apt_install mosquitto mosquitto-clients chromium chromium-driver openssl ca-certificates systemd
         # The package starts a system-wide broker on 1883; the tests never use it.
+        # Debian's python3 needs python3-venv for "python3 -m venv" (ensurepip)
+        "$PYTHON" -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
     else
         command -v mosquitto >/dev/null || die "mosquitto is missing and apt-get is not available"
     fi
@@ -99,6 +101,9 @@ siaga_ids() {
 
 system_install() {
     [ "$(id -u)" -eq 0 ] || die "system install needs root (sudo ./install.sh), or use --dev"
+    if [ -z "$ROOT" ] && command -v apt-get >/dev/null 2>&1; then
+        "$PYTHON" -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+    fi
     say "installing into ${ROOT:-/}"
     install -d -m 0755 "$ROOT/opt" "$ROOT/etc/siaga" "$ROOT/etc/systemd/system" "$ROOT/etc/udev/rules.d" \
         "$ROOT/usr/local/bin"
