@@ -18,6 +18,10 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# Shared integration fixtures: a broker per test, and a center on it.
+from tests.mosquitto import mosquitto  # noqa: E402, F401
+from tests.synctools import center  # noqa: E402, F401
+
 REPO = Path(__file__).resolve().parent.parent
 SIAGA = [sys.executable, "-m", "edge.cli"]
 

@@ -19,7 +19,11 @@ from edge import config as config_mod
 from tests.centerweb import PASSWORD, LiveServer, add_user
 from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
 from tests.radio_rig import HANDSET, make_device, radio_of, running_post, wait_report, wait_until
-from tests.synctools import Center, Post, post_config
+from tests.synctools import (
+    Center,
+    Post,
+    post_config,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,15 +53,6 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
-
-
-@pytest.fixture
-def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:  # noqa: F811 - fixture
-    c = Center(f"sqlite:///{tmp_path}/center.db", [mosquitto.url]).start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_dashboard_end_to_end(

@@ -26,18 +26,16 @@ from sync.mqtt import publish_once
 from sync.netwatch import NetWatcher
 from tests.mosquitto import Mosquitto, free_port, mosquitto  # noqa: F401 - fixture
 from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
-from tests.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
+from tests.synctools import (
+    Center,
+    Post,
+    center_report_ids,
+    make_reports,
+    post_config,
+    wait_for,
+)
 
 YEARS = 6 * 365 * 86400
-
-
-@pytest.fixture
-def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:  # noqa: F811 - fixture
-    c = Center(f"sqlite:///{tmp_path}/center.db", [mosquitto.url]).start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,14 @@ from sync.linkproxy import LinkProxy
 from sync.mqtt import BrokerAddress, Message, MqttLink
 from tests.conftest import REPO
 from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
-from tests.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
+from tests.synctools import (
+    Center,
+    Post,
+    center_report_ids,
+    make_reports,
+    post_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -36,15 +42,6 @@ def assert_exactly_once(storage: CenterStorage, ids: list[str]) -> None:
     assert len(got) == len(set(got)), "a report is stored twice at the center"
     assert sorted(got) == sorted(ids), f"missing {len(set(ids) - set(got))}, unexpected {len(set(got) - set(ids))}"
     assert storage.counts()["reports"] == len(ids)
-
-
-@pytest.fixture
-def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:  # noqa: F811 - fixture
-    c = Center(f"sqlite:///{tmp_path}/center.db", [mosquitto.url]).start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_broker_killed_and_restarted_mid_drain(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
