@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +60,6 @@ def open_store(cfg: config_mod.Config, *, check: bool = False) -> Any:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
-def _format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} detik"
-    if seconds < 3600:
-        return f"{seconds // 60} menit"
-    if seconds < 86400:
-        return f"{seconds // 3600} jam {seconds % 3600 // 60} menit"
-    return f"{seconds // 86400} hari {seconds % 86400 // 3600} jam"
 
 
 STATE_LABEL = {"pending": "menunggu", "sent": "terkirim", "delivered": "diterima 112", "rejected": "ditolak"}
@@ -273,10 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
-
-
-def format_local(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).astimezone().strftime("%d-%m-%Y %H:%M")
 
 
 if __name__ == "__main__":  # pragma: no cover
