@@ -656,6 +656,22 @@ class SimulatedDevice:
                     raise TimeoutError("no matching packet was sent")
                 self._cond.wait(left)
 
+    def wait_for_in_flight(self, packet_id: int, timeout: float = 10.0) -> None:
+        """Block until the device has taken packet ``packet_id`` from the client and awaits its ACK.
+
+        A client's write returns before the device has read the frame; a test that reboots or cuts the
+        device "while a packet is in flight" must wait for this first, or the fault may come first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            seen: list[bool] = []
+            self._post(lambda: seen.append(packet_id in self._pending_acks))
+            if seen and seen[0]:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"packet {packet_id} never reached the device's TX queue")
+            time.sleep(0.02)
+
     def wait_for_handshake(self, count: int = 1, timeout: float = 10.0) -> None:
         """Block until ``count`` want_config handshakes have completed since start."""
         deadline = time.monotonic() + timeout

@@ -529,6 +529,7 @@ def test_reboot_over_tcp_loses_unacked_packets(tmp_path: Path, open_iface: Any, 
     with make_device(tmp_path, nak_delay_s=1000.0) as dev:
         iface = open_iface(dev)
         pending = iface.sendText("belum terkirim", destinationId="!0badbeef", wantAck=True)
+        dev.wait_for_in_flight(pending.id)  # sendText returns before the device has read the frame
         dev.reboot(0)
         assert dev.wait_for_sent(lambda s: s.id == pending.id).acked is False
         heard.wait_event("lost", iface)
