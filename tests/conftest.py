@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings
@@ -21,6 +23,8 @@ if os.environ.get("CI"):
 # Shared integration fixtures: a broker per test, and a center on it.
 from tests.mosquitto import mosquitto  # noqa: E402, F401
 from tests.synctools import center  # noqa: E402, F401
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SIAGA = [sys.executable, "-m", "edge.cli"]
@@ -80,3 +84,30 @@ def run_siaga() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+# ------------------------------------------------------------------ chaos and fuzz budgets
+# CI runs the chaos and fuzz suites at reduced counts so the whole run stays well inside its time limit;
+# `./check --full` (or SIAGA_FULL=1) runs the counts the reliability figures in docs/RELIABILITY.md quote.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        default=False,
+        help="run the chaos and fuzz suites at their full counts (slow: see docs/RELIABILITY.md)",
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How hard the chaos and fuzz tests push: ``pick(reduced, full)`` chooses by the run's mode."""
+
+    full: bool
+
+    def pick(self, reduced: T, full: T) -> T:
+        return full if self.full else reduced
+
+
+@pytest.fixture(scope="session")
+def budget(pytestconfig: pytest.Config) -> Budget:
+    return Budget(full=bool(pytestconfig.getoption("--full")) or os.environ.get("SIAGA_FULL") == "1")
