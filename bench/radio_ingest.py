@@ -157,12 +157,40 @@ def run_siaga(device: SimulatedDevice, workdir: Path, count: int, rate: float) -
     return timings
 
 
-def summary(name: str, timings: Timings, count: int) -> str:
+def stats(name: str, timings: Timings, count: int) -> dict[str, Any]:
     lat = sorted(timings.latencies_ms())
-    if not lat:
-        return f"| {name} | 0/{count} | - | - | - |"
-    q = statistics.quantiles(lat, n=100, method="inclusive")
-    return f"| {name} | {len(lat)}/{count} | {q[49]:.1f} | {q[98]:.1f} | {lat[-1]:.1f} |"
+    row: dict[str, Any] = {"pipeline": name, "count": count, "committed": len(lat)}
+    if lat:
+        q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+        row.update(p50_ms=round(q[49], 2), p99_ms=round(q[98], 2), max_ms=round(lat[-1], 2))
+    else:
+        row.update(p50_ms=None, p99_ms=None, max_ms=None)
+    return row
+
+
+def measure(count: int = 500, rate: float = 50.0, workdir: str | None = None) -> dict[str, Any]:
+    """The three pipelines on the same burst; one row each (latency in ms from injection to commit)."""
+    base = Path(tempfile.mkdtemp(prefix="siaga-bench-", dir=workdir))
+    rows = []
+    try:
+        for name in ("library only", "naive", "siaga"):
+            with SimulatedDevice(listen=("127.0.0.1", 0), speed=1000, seed=1, offline_queue=2000) as device:
+                device.add_node(HANDSET, "Bench Handset", "BNCH", announce=False)
+                if name == "siaga":
+                    timings = run_siaga(device, base, count, rate)
+                else:
+                    timings = run_library(device, base, count, rate, naive=name == "naive")
+            rows.append(stats(name, timings, count))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"count": count, "rate": rate, "pipelines": rows}
+
+
+def row_text(r: dict[str, Any]) -> str:
+    if not r["committed"]:
+        return f"| {r['pipeline']} | 0/{r['count']} | - | - | - |"
+    done = f"{r['committed']}/{r['count']}"
+    return f"| {r['pipeline']} | {done} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
 
 
 def main() -> int:
@@ -172,27 +200,15 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="directory for the SQLite files (default: a temp dir)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    workdir = Path(tempfile.mkdtemp(prefix="siaga-bench-", dir=args.dir))
-    rows = []
-    try:
-        for name in ("library only", "naive", "siaga"):
-            with SimulatedDevice(listen=("127.0.0.1", 0), speed=1000, seed=1, offline_queue=2000) as device:
-                device.add_node(HANDSET, "Bench Handset", "BNCH", announce=False)
-                if name == "siaga":
-                    timings = run_siaga(device, workdir, args.count, args.rate)
-                else:
-                    timings = run_library(device, workdir, args.count, args.rate, naive=name == "naive")
-            rows.append(summary(name, timings, args.count))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    res = measure(args.count, args.rate, args.dir)
     print(
         f"radio ingest: {args.count} texts at {args.rate:g}/s over TCP, SQLite in {args.dir or tempfile.gettempdir()}"
     )
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
     print("| pipeline | committed | p50 ms | p99 ms | max ms |")
     print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-        print(row)
+    for row in res["pipelines"]:
+        print(row_text(row))
     return 0
 
 

@@ -22,6 +22,7 @@ temporary directory, and queues the same reports first.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -31,7 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -131,7 +134,7 @@ def run_naive(base: Path, broker_url: str, n: int, *, post_id: str) -> dict[str,
             [batch] = protocol.encode_report_batches(post_id, [wire], sent_at=utcnow(), max_bytes=65536)
             link.publish(topic, batch.payload, qos=1)
             with waiter.cv:
-                assert waiter.cv.wait_for(lambda rid=sr.report_id: rid in waiter.acked, 60)
+                assert waiter.cv.wait_for(functools.partial(waiter.acked.__contains__, sr.report_id), 60)
             store.ack([sr.report_id])
             done += 1
         elapsed = time.monotonic() - t0
@@ -219,6 +222,87 @@ def fmt(name: str, r: dict[str, float], wire: float | None = None) -> str:
     return f"  {name:<44} {r['n']:>6} reports {r['s']:8.2f} s {r['rps']:9.1f} reports/s  ({r['batches']} msgs){extra}"
 
 
+def measure(
+    n: int = 10_000,
+    naive_n: int = 2000,
+    slow_n: int = 1000,
+    slow_naive_n: int = 30,
+    *,
+    skip_slow: bool = False,
+    recovery: tuple[float, ...] = (1.0, 5.0, 15.0),
+    repeats: int = 3,
+    workdir: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Run the three parts; return their figures (``say`` gets the progress lines main() prints)."""
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        base = Path(tmp)
+        broker = Mosquitto(base / "broker").start()
+        center = start_center(f"sqlite:///{base}/center.db", broker.url)
+        try:
+            say(f"1. Drain on loopback (Mosquitto {broker.url}, center SQLite synchronous=FULL)")
+            a = run_ours(base / "a", broker.url, n, post_id="pos-a")
+            say(fmt("(a) ours: batches, window 20, center ack", a))
+            b = run_naive(base / "b", broker.url, naive_n, post_id="pos-b")
+            say(fmt("(b) naive stop-and-wait, 1 report/message", b))
+            c = run_raw(broker.url, n)
+            say(fmt("(c) raw paho QoS1 pipelined, no center", c))
+            say(f"  ratios: (a)/(b) = {a['rps'] / b['rps']:.1f}   (a)/(c) = {a['rps'] / c['rps']:.2f}")
+            res["loopback"] = {
+                "ours": a,
+                "naive": b,
+                "raw_paho": c,
+                "ours_over_naive": a["rps"] / b["rps"],
+                "ours_over_raw": a["rps"] / c["rps"],
+            }
+            if not skip_slow:
+                say("2. Slow link: ~64 kbit/s each way, 300 ms one way (RTT ~600 ms)")
+                slow: dict[str, Any] = {}
+                for key, name, kw in (
+                    ("ours_zlib_cut", "(a) ours, zlib on, 5 s silent cut", {"compress": True, "cut": True}),
+                    ("ours_plain", "(a) ours, zlib off", {"compress": False}),
+                ):
+                    with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
+                        url = f"mqtt://127.0.0.1:{proxy.port}"
+                        pid = f"slow-{'z' if kw['compress'] else 'p'}"
+                        r = run_ours(
+                            base / pid,
+                            url,
+                            slow_n,
+                            post_id=pid,
+                            compress=bool(kw["compress"]),
+                            cut=proxy if kw.get("cut") else None,
+                        )
+                        wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
+                    say(fmt(name, r, wire))
+                    slow[key] = {**r, "wire_bytes_per_report": wire}
+                with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
+                    r = run_naive(
+                        base / "slow-naive", f"mqtt://127.0.0.1:{proxy.port}", slow_naive_n, post_id="slow-naive"
+                    )
+                    wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
+                say(fmt("(b) naive stop-and-wait", r, wire))
+                slow["naive"] = {**r, "wire_bytes_per_report": wire}
+                slow["ours_over_naive"] = slow["ours_zlib_cut"]["rps"] / r["rps"]
+                say(f"  ratio ours (zlib, with the cut) / naive = {slow['ours_over_naive']:.1f}")
+                res["slow_link"] = slow
+        finally:
+            stop_center(center)
+            broker.stop(kill=True)
+        say("3. Recovery: broker back -> first center ack at the post")
+        rec = []
+        for down in recovery:
+            times = [run_recovery(base / f"rec-{down}-{i}", down) for i in range(repeats)]
+            rec.append({"down_s": down, "min_s": min(times), "median_s": statistics.median(times), "max_s": max(times)})
+            say(
+                f"  broker down {down:4.0f} s: first ack after {min(times):.2f} / {statistics.median(times):.2f} / "
+                f"{max(times):.2f} s (min / median / max of {repeats})"
+            )
+        res["recovery"] = rec
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000, help="reports for the loopback drain (default 10000)")
@@ -231,57 +315,16 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        base = Path(tmp)
-        broker = Mosquitto(base / "broker").start()
-        center = start_center(f"sqlite:///{base}/center.db", broker.url)
-        try:
-            print(f"1. Drain on loopback (Mosquitto {broker.url}, center SQLite synchronous=FULL)")
-            a = run_ours(base / "a", broker.url, args.n, post_id="pos-a")
-            print(fmt("(a) ours: batches, window 20, center ack", a))
-            b = run_naive(base / "b", broker.url, args.naive_n, post_id="pos-b")
-            print(fmt("(b) naive stop-and-wait, 1 report/message", b))
-            c = run_raw(broker.url, args.n)
-            print(fmt("(c) raw paho QoS1 pipelined, no center", c))
-            print(f"  ratios: (a)/(b) = {a['rps'] / b['rps']:.1f}   (a)/(c) = {a['rps'] / c['rps']:.2f}")
-            if not args.skip_slow:
-                print("2. Slow link: ~64 kbit/s each way, 300 ms one way (RTT ~600 ms)")
-                for name, kw in (
-                    ("(a) ours, zlib on, 5 s silent cut", {"compress": True, "cut": True}),
-                    ("(a) ours, zlib off", {"compress": False}),
-                ):
-                    with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
-                        url = f"mqtt://127.0.0.1:{proxy.port}"
-                        pid = f"slow-{'z' if kw['compress'] else 'p'}"
-                        r = run_ours(
-                            base / pid,
-                            url,
-                            args.slow_n,
-                            post_id=pid,
-                            compress=bool(kw["compress"]),
-                            cut=proxy if kw.get("cut") else None,
-                        )
-                        wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
-                    print(fmt(name, r, wire))
-                    if kw.get("cut"):
-                        slow_a = r
-                with LinkProxy("127.0.0.1", broker.port, delay_s=0.3, bandwidth_bps=64_000) as proxy:
-                    r = run_naive(
-                        base / "slow-naive", f"mqtt://127.0.0.1:{proxy.port}", args.slow_naive_n, post_id="slow-naive"
-                    )
-                    wire = (proxy.stats.up_bytes + proxy.stats.down_bytes) / r["n"]
-                print(fmt("(b) naive stop-and-wait", r, wire))
-                print(f"  ratio ours (zlib, with the cut) / naive = {slow_a['rps'] / r['rps']:.1f}")
-        finally:
-            stop_center(center)
-            broker.stop(kill=True)
-        print("3. Recovery: broker back -> first center ack at the post")
-        for down in [float(x) for x in args.recovery.split(",") if x]:
-            times = [run_recovery(base / f"rec-{down}-{i}", down) for i in range(3)]
-            print(
-                f"  broker down {down:4.0f} s: first ack after {min(times):.2f} / {statistics.median(times):.2f} / "
-                f"{max(times):.2f} s (min / median / max of 3)"
-            )
+    measure(
+        args.n,
+        args.naive_n,
+        args.slow_n,
+        args.slow_naive_n,
+        skip_slow=args.skip_slow,
+        recovery=tuple(float(x) for x in args.recovery.split(",") if x),
+        workdir=args.dir,
+        say=print,
+    )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import CenterError
+from edge.receipts import REPLY_MAX_BYTES, REPLY_PREFIX
 from edge.report import InvalidReport, Report
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ STATUSES = ("baru", "diterima", "diverifikasi", "duplikat", "palsu", "dikirim", 
 REPLY_STATES = ("queued", "published", "received", "sent", "delivered", "failed")
 #: A mesh report with the same (origin, packet id) within this window of estimated time is the same report.
 MESH_MATCH_WINDOW = timedelta(hours=36)
-MAX_REPLY_CHARS = 200  # one LoRa text frame, with "112: " in front
+#: The post sends a reply as "112: <text>" in one LoRa packet of at most REPLY_MAX_BYTES: a longer text
+#: would arrive cut short.  Counted in UTF-8 bytes (an accented letter takes two).
+MAX_REPLY_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,8 +692,8 @@ class CenterStorage(ABC):
     def create_reply(self, report_id: str, text: str, created_by: str) -> Reply:
         """Queue a reply to the handset that sent ``report_id``, via the post that delivered it first."""
         text = text.strip()
-        if not text or len(text) > MAX_REPLY_CHARS or "\x00" in text:
-            raise CenterError(f"teks balasan harus 1-{MAX_REPLY_CHARS} karakter")
+        if not text or len(text.encode("utf-8")) > MAX_REPLY_BYTES or "\x00" in text:
+            raise CenterError(f"teks balasan harus 1-{MAX_REPLY_BYTES} byte (huruf beraksen dihitung 2)")
         found = self.get_report(report_id)
         if found is None:
             raise CenterError(f"laporan {report_id!r} tidak ditemukan")

@@ -9,9 +9,11 @@
 * uplink ``on_delivered`` → second receipt; uplink ``on_command`` (a staff reply) → a DM to the handset,
   its progress published back with ``publish_reply_state``.
 
-Receipt state lives in the store (``set_receipt``): "sending" is committed before the first
-transmission, so a restart resends only receipts that never went out (and only for reports less than
-:data:`RESUME_WINDOW_S` old).  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
+Receipt state lives in the store (``set_receipt``), written with the store's next commit or by
+:meth:`Post.tick` every :data:`RECEIPT_FLUSH_S` (SD-card wear: edge/store.py).  Receipts are at least once:
+after a crash, a receipt whose state was not yet written is sent again (a second "TERIMA" is harmless, a
+missing one makes the officer send the report again); a restart resends only for reports less than
+:data:`RESUME_WINDOW_S` old.  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
 only set a flag; the main loop notices within half a second and stops everything within 5 s.
 """
 
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: After a restart, receipts that never went out are still sent for reports younger than this.
 RESUME_WINDOW_S = 3600
+#: Receipt states not yet written by another commit are written this often (a crash loses at most these).
+RECEIPT_FLUSH_S = 300.0
 #: Reports that could not be stored (disk full) are kept in RAM and retried, at most this many.
 UNSTORED_MAX = 1000
 #: Invalid UTF-8 in a text: kept (with U+FFFD) if at most this share of characters is broken.
@@ -89,11 +93,14 @@ class Post:
         self.uplink: Any = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
-        self._unstored: collections.deque[Report] = collections.deque(maxlen=UNSTORED_MAX)
+        # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
+        self._unstored: collections.deque[Report] = collections.deque()
+        self._unstored_lock = threading.Lock()
         self._seen_commands: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._runtime: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
         self._last_retention = 0.0
+        self._last_receipt_flush = time.monotonic()
         self._stopped = False
         #: Called after every store.put of a radio report (benchmarks, tests): (result, report).
         self.stored_hook: Callable[[PutResult, Report], None] | None = None
@@ -198,6 +205,12 @@ class Post:
             if broker != self._runtime.get("uplink"):
                 self._write_runtime(uplink=broker)
         now = time.monotonic()
+        if self.store is not None and now - self._last_receipt_flush >= RECEIPT_FLUSH_S:
+            self._last_receipt_flush = now
+            try:
+                self.store.flush()
+            except StoreError as exc:
+                log.warning("receipt states not written yet: %s", exc)
         if self.store is not None and now - self._last_retention > 86400:
             self._last_retention = now
             try:
@@ -233,7 +246,8 @@ class Post:
                 checks["uplink"] = bool(self.uplink.healthy())
             except Exception:
                 checks["uplink"] = False
-        checks["store"] = len(self._unstored) == 0
+        # Reports held in memory because the store refuses them (disk full) are not a watchdog failure: a
+        # restart cannot free space, and a killed daemon loses what it holds.  `siaga status` shows them.
         return checks
 
     def healthy(self) -> bool:
@@ -388,10 +402,34 @@ class Post:
             result = self.store.put(report)
         except StoreError as exc:
             self.count("store.errors")
-            self._unstored.append(report)
+            self._hold(report)
             log.error("STORE FAILED for report %s (%s): kept in memory, retrying", report.report_id, exc)
             return
         self._after_put(result, report)
+
+    def _hold(self, report: Report, *, first: bool = False) -> None:
+        """Keep an unstored report for the retry timer (``first``: it was the oldest already).
+
+        Past :data:`UNSTORED_MAX` the oldest is dropped, never silently: a lost emergency report must
+        show in the log and in the ``store.dropped`` counter.  (The radio thread and the main loop's
+        retry both get here: one lock, so a retry never pops a report other than the one it stored.)
+        """
+        with self._unstored_lock:
+            if first:
+                self._unstored.appendleft(report)
+            else:
+                self._unstored.append(report)
+            dropped = self._unstored.popleft() if len(self._unstored) > UNSTORED_MAX else None
+            held = len(self._unstored)
+        if self._runtime.get("held") != held:
+            self._write_runtime(held=held)
+        if dropped is not None:
+            self.count("store.dropped")
+            log.error(
+                "STORE FAILED and %d reports already held in memory: report %s DROPPED (lost)",
+                UNSTORED_MAX,
+                dropped.report_id,
+            )
 
     def _after_put(self, result: PutResult, report: Report) -> None:
         if self.stored_hook is not None:
@@ -423,13 +461,19 @@ class Post:
 
     def _retry_unstored(self) -> None:
         assert self.store is not None
-        while self._unstored:
-            report = self._unstored[0]
+        while True:
+            with self._unstored_lock:
+                if not self._unstored:
+                    return
+                report = self._unstored.popleft()
             try:
                 result = self.store.put(report)
             except StoreError:
+                self._hold(report, first=True)
                 return
-            self._unstored.popleft()
+            with self._unstored_lock:
+                held = len(self._unstored)
+            self._write_runtime(held=held)
             log.info("report %s stored on retry", report.report_id)
             self._after_put(result, report)
 
@@ -469,23 +513,19 @@ class Post:
 
     def _mark_receipt(self, report_id: str, which: str, state: str) -> bool:
         assert self.store is not None
-        try:
-            self.store.set_receipt(report_id, which, state)
-        except StoreError as exc:
-            # Without the record a restart could send it twice: better not to send it now.
-            log.error("receipt %s for %s not sent: cannot record it (%s)", which, report_id, exc)
-            return False
+        self.store.set_receipt(report_id, which, state)
         return True
 
     def _receipt_state(self, report_id: str, which: str, state: str) -> None:
         if state == "sending":
             return
         self.count(f"receipts.{which}.{state}")
+        if state == "sent":
+            # "sending" is on disk already (no resend after a restart) and the outcome follows within
+            # ack_timeout_s: recording the step in between costs a commit (~8 KiB on the SD card) per receipt.
+            return
         if self.store is not None:
-            try:
-                self.store.set_receipt(report_id, which, state)
-            except StoreError as exc:
-                log.warning("receipt state %s/%s for %s not recorded: %s", which, state, report_id, exc)
+            self.store.set_receipt(report_id, which, state)
 
     def _resume_receipts(self) -> None:
         """Receipts that never went out before a restart (none that went out is sent again)."""

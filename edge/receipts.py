@@ -2,10 +2,15 @@
 
 Texts (Bahasa Indonesia, ASCII, short: every byte costs airtime shared by the whole village):
 
-* first receipt, once the report is on disk: ``112 POS OEBUBUN TERIMA #K7Q2 KEBAKARAN. Menunggu sinyal
-  ke pusat.``
+* first receipt, once the report is on disk: ``112 POS OEBUBUN TERIMA #K7Q2 KEBAKARAN``
 * second receipt, when the center has committed it: ``112 PUSAT TERIMA #K7Q2 14:05`` (post local time)
 * a reply typed by 112 staff: ``112: <text>``
+
+Receipts must air within :data:`RECEIPT_AIRTIME_MS` on LONG_FAST (edge/airtime.py): that gives
+:data:`RECEIPT_MAX_BYTES`.  A long post name is shortened first, then left out ("112 POS TERIMA #K7Q2
+INFRASTRUKTUR"): the handset already shows which radio the message came from, while the reference and the
+category are what the officer must read (a wrong category is worth a call).  A reply may use one whole
+packet, PKI's extra bytes included.
 
 :class:`Outbox` is the single sender: one thread, at most one text per ``min_interval_s`` (firmware NAKs a
 client that sends texts faster than one per 2 s), want_ack on every message, our own ACK timers (the
@@ -29,14 +34,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from edge.airtime import max_text_bytes
 from edge.errors import RadioError
 
 log = logging.getLogger(__name__)
 
-#: Receipt texts stay under this many bytes (a LoRa frame carries ~200; shorter is faster on air).
-RECEIPT_MAX_BYTES = 100
-#: A staff reply may use the whole safe payload.
+#: A receipt goes out for every report, often while others are reporting too: it must free the channel
+#: quickly.  700 ms on LONG_FAST is a 60-byte frame (the old 66-byte text took 887 ms).
+RECEIPT_AIRTIME_MS = 700.0
+#: Receipt texts stay within this many bytes: the longest that airs within the budget (PKI DMs are 12 B
+#: longer on air; the budget is taken without them, as the post cannot know which handsets use PKI).
+RECEIPT_MAX_BYTES = max_text_bytes(RECEIPT_AIRTIME_MS)
+#: A post label trimmed to fewer characters than this says nothing: the receipt goes without it.
+MIN_LABEL_CHARS = 4
+#: A staff reply may use the whole safe payload (one packet even as a PKI DM; tests/test_airtime.py).
 REPLY_MAX_BYTES = 200
+#: What the post puts in front of a staff reply.
+REPLY_PREFIX = "112: "
 #: What ``on_state`` is told: "sending" (about to go out the first time), "sent" (the radio took it),
 #: then one of "acked", "relayed" (no ACK from the handset, but a neighbour rebroadcast it), "failed".
 STATES = ("sending", "sent", "acked", "relayed", "failed")
@@ -77,7 +91,15 @@ def post_label(post_name: str) -> str:
 
 
 def post_receipt_text(post_name: str, ref: str, category: str) -> str:
-    text = f"112 POS {post_label(post_name)} TERIMA #{ref} {category.upper()}. Menunggu sinyal ke pusat."
+    tail = f"TERIMA #{ref} {ascii_text(category).upper()}"
+    label = post_label(post_name)
+    room = RECEIPT_MAX_BYTES - len(f"112 POS  {tail}")
+    if len(label) > room:
+        cut = label[: max(room, 0)]
+        if label[len(cut)] != " " and " " in cut:
+            cut = cut.rsplit(" ", 1)[0]  # whole words read better than a word cut short
+        label = cut.strip() if len(cut.strip()) >= MIN_LABEL_CHARS else ""
+    text = f"112 POS {label} {tail}" if label else f"112 POS {tail}"
     return _fit(text, RECEIPT_MAX_BYTES)
 
 
@@ -86,12 +108,12 @@ def center_receipt_text(ref: str, when: datetime, timezone: str) -> str:
         local = when.astimezone(ZoneInfo(timezone))
     except (KeyError, ValueError):  # an unknown zone name: fall back to WITA, the post's own region
         local = when.astimezone(ZoneInfo("Asia/Makassar"))
-    return f"112 PUSAT TERIMA #{ref} {local:%H:%M}"
+    return _fit(f"112 PUSAT TERIMA #{ref} {local:%H:%M}", RECEIPT_MAX_BYTES)
 
 
 def reply_text(text: str) -> str:
     body = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return _fit(f"112: {body}", REPLY_MAX_BYTES)
+    return _fit(f"{REPLY_PREFIX}{body}", REPLY_MAX_BYTES)
 
 
 def _fit(text: str, limit: int) -> str:

@@ -356,7 +356,8 @@ class Report:
         if unknown:
             raise InvalidReport(f"unknown report fields {sorted(unknown)[:5]}")
         for key in ("report_id", "post_id", "origin", "source", "text_raw", "observed_at", "stored_at"):
-            if key not in data:
+            # null counts as missing: a required field left out of kwargs would be a TypeError, not a reason
+            if data.get(key) is None:
                 raise InvalidReport(f"missing field {key!r}")
         kwargs: dict[str, Any] = {}
         for key in (

@@ -601,6 +601,8 @@ class SimulatedDevice:
         self.handshakes = 0
         self.scenario_done = threading.Event()
         self.stats: collections.Counter[str] = collections.Counter()
+        #: Ids of the packets the offline queue dropped (oldest first), so a test can tell them from other losses.
+        self.offline_dropped_ids: list[int] = []
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> SimulatedDevice:
@@ -663,8 +665,9 @@ class SimulatedDevice:
         device "while a packet is in flight" must wait for this first, or the fault may come first.
         """
         deadline = time.monotonic() + timeout
+        seen: list[bool] = []
         while True:
-            seen: list[bool] = []
+            seen.clear()
             self._post(lambda: seen.append(packet_id in self._pending_acks))
             if seen and seen[0]:
                 return
@@ -1451,7 +1454,8 @@ class SimulatedDevice:
         if not delivered:
             if len(self._offline) == self._offline.maxlen:
                 self.stats["offline_dropped"] += 1
-                log.warning("no client: offline queue full, oldest packet dropped")
+                self.offline_dropped_ids.append(self._offline[0].id)
+                log.warning("no client: offline queue full, oldest packet %d dropped", self._offline[0].id)
             self._offline.append(pkt)
             self.stats["offline_queued"] += 1
 

@@ -69,6 +69,9 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         attention.append("daemon_not_running")
     elif cfg.radio.meshtastic is not None and runtime.get("radio") != "connected":
         attention.append("radio_disconnected")
+    held = int((runtime or {}).get("held") or 0)
+    if held:
+        attention.append("reports_held_in_memory")
     if oldest is not None and oldest > PENDING_ALARM_S:
         attention.append("reports_waiting_long")
     return {
@@ -80,6 +83,7 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         "daemon": runtime is not None,
         "radio": (runtime or {}).get("radio", "unknown"),
         "uplink": (runtime or {}).get("uplink"),
+        "held_in_memory": held,
         "attention": attention,
     }
 
@@ -87,6 +91,8 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
 _ATTENTION_ID = {
     "daemon_not_running": "Layanan siaga TIDAK berjalan (jalankan: systemctl start siaga)",
     "radio_disconnected": "Radio TIDAK terhubung: periksa kabel USB radio",
+    "reports_held_in_memory": "Laporan TIDAK bisa disimpan (disk penuh?): ditahan di memori, hilang bila"
+    " listrik padam. Kosongkan ruang disk sekarang",
     "reports_waiting_long": "Ada laporan menunggu lebih dari 30 menit: cari sinyal / periksa uplink",
 }
 

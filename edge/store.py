@@ -7,6 +7,14 @@ Rules this module keeps (docs/RELIABILITY.md explains them):
   ``rejected`` when the center refuses it.  A report leaves ``pending``/``sent`` only on the center's ack.
 * Claims are leases, not deletes: a claimed report stays ``pending`` until it is published, and a claim
   that is never resolved is released after a timeout.
+* SD cards wear by the bytes written, and every commit costs at least a few KiB (WAL frames plus the
+  fsync'd pages around them).  So only what a crash must not undo is committed at once: a report
+  (``put``), ``sent``, ``delivered``, ``rejected``.  Claims live in this process (a new process starts
+  with none, as before), and receipt states are written with the next commit, by :meth:`Store.flush`
+  or at :meth:`Store.close`: a crash can only forget that a receipt went out, so it is sent again
+  (a second "TERIMA" is harmless; a missing one makes the officer send the report again).
+  New files use 1 KiB pages: a commit rewrites whole pages, and a report's row and index entries
+  fit in fewer bytes of small pages (measured in bench/footprint.py).
 * Dedup on ``report_id`` and, for mesh packets, on (origin, packet id) within 24 h: a copy heard over
   another path increments ``copies`` and adds its path, nothing more.
 * Retention removes only ``delivered`` (and old ``rejected``) rows, never a pending or sent one.
@@ -48,6 +56,8 @@ MESH_DEDUP_WINDOW = timedelta(hours=24)
 #: At most this many paths are kept per report (a packet can echo around a mesh for a long time).
 MAX_PATHS = 16
 BUSY_TIMEOUT_MS = 10_000
+#: Page size of new store files (an existing file keeps its own; SQLite cannot change it in WAL mode).
+PAGE_SIZE = 1024
 
 migrations = sqlite_utils.Migrations("siaga-post-store")
 
@@ -197,6 +207,10 @@ class Store:
         self._clock = clock
         self._lock = threading.RLock()
         self._closed = False
+        # Soft state (see the module docstring): leases held by this process, report_id → (token,
+        # CLOCK_BOOTTIME at claim), and receipt states not yet on disk, (report_id, column) → state.
+        self._claims: dict[str, tuple[str, float]] = {}
+        self._unwritten_receipts: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -258,6 +272,10 @@ class Store:
     def close(self) -> None:
         with self._lock:
             if not self._closed:
+                try:
+                    self.flush()
+                except StoreError as exc:
+                    log.warning("receipt states not written at close (they will be sent again): %s", exc)
                 self._closed = True
                 self._conn.close()
 
@@ -279,9 +297,14 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _store_error("begin", exc) from None
+            receipts = self._unwritten_receipts
             try:
+                # receipt states ride along: their rows' pages are usually in this commit already
+                for (report_id, column), state in receipts.items():
+                    conn.execute(f"UPDATE reports SET {column} = ? WHERE report_id = ?", (state, report_id))
                 yield conn
                 conn.execute("COMMIT")
+                self._unwritten_receipts = {}
             except BaseException as exc:
                 try:
                     conn.execute("ROLLBACK")
@@ -364,35 +387,39 @@ class Store:
         timeout given to :meth:`release_stale`.
         """
         token = uuid.uuid4().hex
-        skip = list(exclude)
         boot = self._clock.boottime()
-        with self._write() as conn:
-            placeholders = ",".join("?" * len(skip))
-            extra = f" AND report_id NOT IN ({placeholders})" if skip else ""
-            rows = conn.execute(
-                "UPDATE reports SET claim_token = ?, claim_boot = ?, attempts = attempts + 1 WHERE report_id IN"
-                " (SELECT report_id FROM reports WHERE state = 'pending' AND claim_token IS NULL"
-                f"{extra} ORDER BY priority, stored_ts, report_id LIMIT ?) RETURNING *",
-                (token, boot, *skip, limit),
-            ).fetchall()
-        # RETURNING gives no order: restore the drain order
-        claimed = sorted((_row_to_stored(r) for r in rows), key=lambda r: (r.priority, r.stored_ts, r.report_id))
-        return token, claimed
+        with self._lock:
+            skip = set(exclude) | self._claims.keys()
+            picked: list[str] = []
+            if limit > 0:
+                for row in self._read(
+                    "SELECT report_id FROM reports WHERE state = 'pending' ORDER BY priority, stored_ts, report_id"
+                    " LIMIT ?",
+                    (limit + len(skip),),
+                ):
+                    if row[0] not in skip:
+                        picked.append(row[0])
+                        if len(picked) == limit:
+                            break
+            for report_id in picked:
+                self._claims[report_id] = (token, boot)
+            return token, self.get_many(picked)
 
     def mark_sent(self, report_ids: Iterable[str]) -> int:
         """The broker has these (PUBACK): ``pending`` → ``sent``.  Returns how many changed."""
         now = self._clock.now().timestamp()
         boot = self._clock.boottime()
+        ids = list(report_ids)
         with self._write() as conn:
-            return len(
-                _update_ids(
-                    conn,
-                    "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, claim_token = NULL,"
-                    " claim_boot = NULL WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
-                    (now, boot),
-                    report_ids,
-                )
+            changed = _update_ids(
+                conn,
+                "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, attempts = attempts + 1"
+                " WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
+                (now, boot),
+                ids,
             )
+            self._unclaim(ids)
+            return len(changed)
 
     def ack(self, report_ids: Iterable[str]) -> list[str]:
         """The center committed these: → ``delivered``.  Returns the ids that changed state now.
@@ -406,12 +433,13 @@ class Store:
             changed = set(
                 _update_ids(
                     conn,
-                    "UPDATE reports SET state = 'delivered', delivered_ts = ?, claim_token = NULL, claim_boot = NULL"
+                    "UPDATE reports SET state = 'delivered', delivered_ts = ?"
                     " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
                     (now,),
                     ids,
                 )
             )
+            self._unclaim(ids)
         return [rid for rid in ids if rid in changed]
 
     def reject(self, report_id: str, reason: str) -> bool:
@@ -419,37 +447,30 @@ class Store:
         now = self._clock.now().timestamp()
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE reports SET state = 'rejected', rejected_ts = ?, reject_reason = ?,"
-                " claim_token = NULL, claim_boot = NULL WHERE report_id = ? AND state IN ('pending', 'sent')",
+                "UPDATE reports SET state = 'rejected', rejected_ts = ?, reject_reason = ?"
+                " WHERE report_id = ? AND state IN ('pending', 'sent')",
                 (now, reason[:500], report_id),
             )
+            self._unclaim([report_id])
         return bool(cur.rowcount)
 
     def release(self, report_ids: Iterable[str]) -> int:
         """Give claimed reports back to the queue (publishing failed); they stay ``pending``."""
-        with self._write() as conn:
-            return len(
-                _update_ids(
-                    conn,
-                    "UPDATE reports SET claim_token = NULL, claim_boot = NULL"
-                    " WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
-                    (),
-                    report_ids,
-                )
-            )
+        with self._lock:
+            return self._unclaim(report_ids)
+
+    def _unclaim(self, report_ids: Iterable[str]) -> int:
+        return sum(self._claims.pop(rid, None) is not None for rid in report_ids)
 
     def release_stale(self, claim_timeout_s: float, sent_timeout_s: float) -> tuple[int, int]:
         """Release claims older than ``claim_timeout_s``; return ``sent`` reports unacked for longer
         than ``sent_timeout_s`` to ``pending``.  Returns (claims released, sent returned)."""
         boot = self._clock.boottime()
-        boot_id = self._clock.boot_id()
+        with self._lock:
+            # A claim from before a reboot (the boot clock went back) is stale whatever its age.
+            stale = [rid for rid, (_t, at) in self._claims.items() if at < boot - claim_timeout_s or at > boot]
+            claims = self._unclaim(stale)
         with self._write() as conn:
-            # A claim or send from before this boot is stale whatever its age.
-            claims = conn.execute(
-                "UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL"
-                " AND (claim_boot < ? OR claim_boot > ? OR boot_id != ?)",
-                (boot - claim_timeout_s, boot, boot_id),
-            ).rowcount
             sent = conn.execute(
                 "UPDATE reports SET state = 'pending', sent_ts = NULL, sent_boot = NULL"
                 " WHERE state = 'sent' AND (sent_boot IS NULL OR sent_boot < ? OR sent_boot > ?)",
@@ -460,17 +481,29 @@ class Store:
         return claims, sent
 
     def release_all_claims(self) -> int:
-        """At daemon start: no claim from a previous run is still being worked on."""
+        """Forget every claim (the uplink starts over).  Claims never outlive the process that made them:
+        a file written by an older version may still hold claim columns, which are cleared once here."""
+        with self._lock:
+            n = len(self._claims)
+            self._claims.clear()
         with self._write() as conn:
-            return conn.execute(
-                "UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL"
-            ).rowcount
+            conn.execute("UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL")
+        return n
 
     def set_receipt(self, report_id: str, which: str, state: str) -> None:
-        """Record the receipt state to the handset (``post`` or ``center``)."""
+        """Note the receipt state to the handset (``post`` or ``center``); written with the next commit.
+
+        Never fails for a full disk: the state waits in memory (see the module docstring)."""
         column = {"post": "receipt_post", "center": "receipt_center"}[which]
-        with self._write() as conn:
-            conn.execute(f"UPDATE reports SET {column} = ? WHERE report_id = ?", (state[:64], report_id))
+        with self._lock:
+            self._unwritten_receipts[(report_id, column)] = state[:64]
+
+    def flush(self) -> None:
+        """Write receipt states noted since the last commit (the daemon calls this now and then)."""
+        with self._lock:
+            if self._unwritten_receipts and not self._closed:
+                with self._write():
+                    pass
 
     # ------------------------------------------------------------------ retention
     def retention(self, days: float) -> int:
@@ -499,8 +532,17 @@ class Store:
             chunk = list(report_ids[start : start + 500])
             rows = self._read(f"SELECT * FROM reports WHERE report_id IN ({','.join('?' * len(chunk))})", chunk)
             for row in rows:
-                out[row["report_id"]] = _row_to_stored(row)
+                out[row["report_id"]] = self._stored(row)
         return [out[rid] for rid in report_ids if rid in out]
+
+    def _stored(self, row: sqlite3.Row) -> StoredReport:
+        """A row as this process sees it: with its claims and the receipt states not yet written."""
+        rid = row["report_id"]
+        with self._lock:
+            receipt_post = self._unwritten_receipts.get((rid, "receipt_post"), row["receipt_post"])
+            receipt_center = self._unwritten_receipts.get((rid, "receipt_center"), row["receipt_center"])
+            claimed = rid in self._claims
+        return _row_to_stored(row, claimed, receipt_post, receipt_center)
 
     def list_reports(self, state: str | None = None, limit: int = 1000) -> list[StoredReport]:
         """Reports in drain order (pending first by priority), newest delivered last."""
@@ -513,7 +555,7 @@ class Store:
             " ELSE 2 END, priority, stored_ts LIMIT ?",
             [*params, limit],
         )
-        return [_row_to_stored(r) for r in rows]
+        return [self._stored(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -599,6 +641,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect only while the file is still empty
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path}: journal_mode is {mode!r}, WAL did not take (file system?)")
@@ -614,7 +657,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _row_to_stored(row: sqlite3.Row) -> StoredReport:
+def _row_to_stored(
+    row: sqlite3.Row, claimed: bool, receipt_post: str | None, receipt_center: str | None
+) -> StoredReport:
     return StoredReport(
         report_id=row["report_id"],
         body=row["body"],
@@ -629,9 +674,9 @@ def _row_to_stored(row: sqlite3.Row) -> StoredReport:
         delivered_ts=row["delivered_ts"],
         rejected_ts=row["rejected_ts"],
         reject_reason=row["reject_reason"],
-        claimed=row["claim_token"] is not None,
-        receipt_post=row["receipt_post"],
-        receipt_center=row["receipt_center"],
+        claimed=claimed,
+        receipt_post=receipt_post,
+        receipt_center=receipt_center,
     )
 
 

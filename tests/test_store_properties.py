@@ -124,6 +124,7 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.store.close()
         self.store = Store.open(self.dir / "post.db", clock=self.clock)
+        self.claimed.clear()  # claims belong to the process that made them (a new one starts with none)
 
     @rule()
     def reboot(self) -> None:

@@ -43,7 +43,7 @@ def test_sigkill_store_writer_many_times(tmp_path: Path) -> None:
     acknowledged: list[str] = []
     for round_no in range(20):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.crash_writer", str(path), f"r{round_no}"],
+            [sys.executable, "-m", "tests.chaos.crash_writer", str(path), f"r{round_no}"],
             stdout=subprocess.PIPE,
             env=_env(),
             cwd=REPO,

@@ -1,0 +1,1 @@
+"""Siaga Relay benchmarks: `.venv/bin/python -m bench` runs them all (bench/run_all.py)."""

@@ -1,0 +1,268 @@
+"""Every benchmark in one run: one table (measure, value, goal, naive/alternative, verdict) and a JSON file.
+
+Run: .venv/bin/python -m bench [--json bench/results.json] [--quick] [--only airtime,center_ingest,...]
+     (or .venv/bin/python bench/run_all.py with the same options)
+
+Sections, in order (``--only`` / ``--skip`` take these names):
+
+* ``airtime``        bench/mesh_airtime.py: time on air of every message the post sends (computed);
+* ``center_ingest``  bench/center_ingest.py: center commits, SQLite and PostgreSQL, batched vs one per report;
+* ``radio_ingest``   bench/radio_ingest.py: simulated radio → committed report, latency percentiles;
+* ``sync``           bench/sync_drain.py: drain on loopback and over the slow link, recovery time;
+* ``footprint``      bench/footprint.py: a real ``siaga run``: memory, idle CPU, disk bytes per report.
+
+``--quick`` is a smoke run (a few hundred reports, a 10 s idle window, no slow link): it proves the suite
+works, its figures are not the published ones.  A section that fails is reported as an error row and the
+others still run; the exit code is 1 when any section failed or missed its goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import center_ingest, footprint, mesh_airtime, radio_ingest, sync_drain  # noqa: E402
+
+DEFAULT_JSON = ROOT / "bench" / "results.json"
+SECTIONS = ("airtime", "center_ingest", "radio_ingest", "sync", "footprint")
+
+#: Sizes of each section: (full, quick).
+PARAMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "center_ingest": ({"n": 3000}, {"n": 300}),
+    "radio_ingest": ({"count": 500, "rate": 50.0}, {"count": 100, "rate": 50.0}),
+    "sync": (
+        {"n": 10_000, "naive_n": 2000, "slow_n": 1000, "slow_naive_n": 30, "recovery": (1.0, 5.0, 15.0), "repeats": 3},
+        {"n": 1000, "naive_n": 200, "skip_slow": True, "recovery": (1.0,), "repeats": 1},
+    ),
+    "footprint": ({"reports": 200, "idle_s": 60.0}, {"reports": 20, "idle_s": 10.0}),
+}
+
+Row = dict[str, Any]
+
+
+def row(measure: str, value: str, goal: str, alternative: str, verdict: str) -> Row:
+    return {"measure": measure, "value": value, "goal": goal, "alternative": alternative, "verdict": verdict}
+
+
+def _verdict(ok: bool | None) -> str:
+    return "info" if ok is None else ("ok" if ok else "MISSED")
+
+
+# ---------------------------------------------------------------------------- sections → rows
+def rows_airtime(res: dict[str, Any]) -> list[Row]:
+    out = []
+    old = res["old_receipt"]
+    for m in res["messages"]:
+        goal = f"1 packet, ≤ {m['goal_ms']:.0f} ms" if m["goal_ms"] else "1 packet"
+        alt = f"old receipt {old['airtime_ms']:.0f} ms" if m["kind"].startswith("post receipt") else ""
+        value = f"{m['airtime_ms']:.0f} ms ({m['frame_bytes']} B on air; +PKI {m['airtime_pki_ms']:.0f} ms)"
+        out.append(row(f"airtime: {m['kind']}", value, goal, alt, _verdict(m["ok"])))
+    return out
+
+
+def rows_center_ingest(res: dict[str, Any]) -> list[Row]:
+    out = []
+    for backend, r in res.items():
+        if "error" in r:
+            out.append(row(f"center ingest ({backend})", "-", "> naive", "", f"error: {r['error'][:60]}"))
+            continue
+        out.append(
+            row(
+                f"center ingest ({backend}, {r['reports_per_message']:g} reports/commit)",
+                f"{r['batched_rps']:.0f} reports/s",
+                "> naive",
+                f"1 tx/report: {r['naive_rps']:.0f}/s ({r['speedup']:.1f}x)",
+                _verdict(r["batched_rps"] > r["naive_rps"] and r["stored"] == 2 * r["reports"]),
+            )
+        )
+    return out
+
+
+def rows_radio_ingest(res: dict[str, Any]) -> list[Row]:
+    by = {r["pipeline"]: r for r in res["pipelines"]}
+    ours, naive, floor = by["siaga"], by["naive"], by["library only"]
+    complete = ours["committed"] == ours["count"]
+    p99 = ours["p99_ms"]
+    return [
+        row(
+            f"radio ingest p99 ({res['count']} at {res['rate']:g}/s)",
+            f"{p99:.1f} ms (p50 {ours['p50_ms']:.1f})" if p99 is not None else "-",
+            "≤ 50 ms",
+            f"naive p99 {naive['p99_ms']} ms; library alone {floor['p99_ms']} ms",
+            _verdict(complete and p99 is not None and p99 <= 50.0),
+        )
+    ]
+
+
+def rows_sync(res: dict[str, Any]) -> list[Row]:
+    loop = res["loopback"]
+    a, b, c = loop["ours"], loop["naive"], loop["raw_paho"]
+    out = [
+        row(
+            f"drain loopback ({a['n']} reports)",
+            f"{a['rps']:.0f} reports/s",
+            "≥ 5x naive, ≥ 1x raw paho",
+            f"naive {b['rps']:.0f}/s ({loop['ours_over_naive']:.1f}x); raw paho {c['rps']:.0f}/s "
+            f"({loop['ours_over_raw']:.2f}x)",
+            _verdict(loop["ours_over_naive"] >= 5 and loop["ours_over_raw"] >= 1),
+        )
+    ]
+    slow = res.get("slow_link")
+    if slow:
+        z, n = slow["ours_zlib_cut"], slow["naive"]
+        out.append(
+            row(
+                f"drain slow link, zlib, 5 s cut ({z['n']} reports)",
+                f"{z['rps']:.1f} reports/s, {z['wire_bytes_per_report']:.0f} B/report",
+                "≥ 5x naive",
+                f"naive {n['rps']:.1f}/s, {n['wire_bytes_per_report']:.0f} B/report ({slow['ours_over_naive']:.0f}x); "
+                f"zlib off {slow['ours_plain']['rps']:.1f}/s",
+                _verdict(slow["ours_over_naive"] >= 5),
+            )
+        )
+    for r in res["recovery"]:
+        out.append(
+            row(
+                f"recovery, broker down {r['down_s']:g} s",
+                f"{r['median_s']:.2f} s median (max {r['max_s']:.2f})",
+                "≤ 3 s",
+                "",
+                _verdict(r["max_s"] <= 3.0),
+            )
+        )
+    return out
+
+
+def rows_footprint(res: dict[str, Any]) -> list[Row]:
+    mem = res["memory_kib"]
+    per_report = res["write_bytes_per_report"]
+    return [
+        row(
+            "post memory (VmRSS / VmHWM)",
+            f"{mem['VmRSS'] / 1024:.1f} / {mem['VmHWM'] / 1024:.1f} MiB",
+            "-",
+            f"after start {res['memory_after_start_kib']['VmRSS'] / 1024:.1f} MiB",
+            "info",
+        ),
+        row(
+            f"post idle CPU ({res['idle_window_s']:g} s window)",
+            f"{res['idle_cpu_percent']:.2f} % of one core",
+            "≤ 1 %",
+            f"idle disk writes {res['idle_write_bytes_per_hour'] / 1024:.0f} KiB/h",
+            _verdict(res["idle_cpu_percent"] <= 1.0),
+        ),
+        row(
+            f"post disk written per report ({res['reports']} reports)",
+            f"{per_report / 1024:.1f} KiB",
+            "≤ 32 KiB",
+            f"filesystem {res['data_dir_fs']}",
+            _verdict(per_report <= 32 * 1024),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- running
+def run(
+    sections: list[str], *, quick: bool, pg_dsn: str | None, workdir: str | None, say: Callable[[str], None]
+) -> dict[str, Any]:
+    def params(name: str) -> dict[str, Any]:
+        full, small = PARAMS[name]
+        return dict(small if quick else full)
+
+    runners: dict[str, tuple[Callable[[], Any], Callable[[Any], list[Row]]]] = {
+        "airtime": (mesh_airtime.measure, rows_airtime),
+        "center_ingest": (
+            lambda: center_ingest.measure(**params("center_ingest"), pg_dsn=pg_dsn, workdir=workdir),
+            rows_center_ingest,
+        ),
+        "radio_ingest": (lambda: radio_ingest.measure(**params("radio_ingest"), workdir=workdir), rows_radio_ingest),
+        "sync": (lambda: sync_drain.measure(**params("sync"), workdir=workdir), rows_sync),
+        "footprint": (lambda: footprint.measure(**params("footprint"), workdir=workdir), rows_footprint),
+    }
+    results: dict[str, Any] = {}
+    table: list[Row] = []
+    for name in sections:
+        measure, to_rows = runners[name]
+        say(f"[bench] {name} ...")
+        started = time.monotonic()
+        try:
+            res = measure()
+            rows = to_rows(res)
+        except Exception as exc:
+            say(traceback.format_exc())
+            res = {"error": f"{type(exc).__name__}: {exc}"}
+            rows = [row(name, "-", "-", "", f"error: {type(exc).__name__}: {str(exc)[:80]}")]
+        results[name] = {"seconds": round(time.monotonic() - started, 1), "result": res}
+        table.extend(rows)
+    return {"results": results, "table": table}
+
+
+def render(table: list[Row]) -> str:
+    header = ("measure", "value", "goal", "naive / alternative", "verdict")
+    keys = ("measure", "value", "goal", "alternative", "verdict")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in table:
+        lines.append("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results (bench/results.json)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run: small counts, 10 s idle window")
+    parser.add_argument("--only", default="", help=f"comma-separated sections to run: {','.join(SECTIONS)}")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out")
+    parser.add_argument("--pg", default=center_ingest.DEFAULT_PG, help="PostgreSQL DSN for center_ingest")
+    parser.add_argument("--no-pg", action="store_true", help="center_ingest on SQLite only")
+    parser.add_argument("--dir", default=None, help="working directory for data files (not tmpfs: disk is measured)")
+    args = parser.parse_args(argv)
+    only = [s for s in args.only.split(",") if s]
+    skip = {s for s in args.skip.split(",") if s}
+    unknown = [s for s in [*only, *skip] if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    sections = [s for s in (only or SECTIONS) if s not in skip]
+    logging.basicConfig(level=logging.ERROR, format="%(relativeCreated)d %(name)s %(message)s")
+
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+    out = run(sections, quick=args.quick, pg_dsn=None if args.no_pg else args.pg, workdir=args.dir, say=print)
+    doc = {
+        "meta": {
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "sections": sections,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "table": out["table"],
+        "results": out["results"],
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    print(render(out["table"]))
+    print(f"(load average {doc['meta']['loadavg_before'][0]} → {doc['meta']['loadavg_after'][0]}; JSON: {path})")
+    failed = [r for r in out["table"] if r["verdict"] not in ("ok", "info")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

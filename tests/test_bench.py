@@ -1,0 +1,56 @@
+"""The benchmark suite runs: the quick mode's cheapest sections end to end (no timing is asserted: the
+figures belong to docs/PERFORMANCE.md, taken on a quiet machine)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import center_ingest, run_all
+
+ROW_KEYS = {"measure", "value", "goal", "alternative", "verdict"}
+
+
+def test_quick_run_writes_the_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.json"
+    code = run_all.main(
+        ["--quick", "--only", "airtime,center_ingest", "--no-pg", "--json", str(out), "--dir", str(tmp_path)]
+    )
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert set(doc) == {"meta", "table", "results"}
+    assert doc["meta"]["quick"] is True and doc["meta"]["sections"] == ["airtime", "center_ingest"]
+    assert set(doc["results"]) == {"airtime", "center_ingest"}
+    for row in doc["table"]:
+        assert set(row) == ROW_KEYS
+        assert not row["verdict"].startswith("error"), row
+    measures = [row["measure"] for row in doc["table"]]
+    assert any(m.startswith("airtime: post receipt") for m in measures)
+    assert any(m.startswith("airtime: staff reply") for m in measures)
+    assert any(m.startswith("center ingest (sqlite") for m in measures)
+    airtime = doc["results"]["airtime"]["result"]
+    assert {"kind", "airtime_ms", "frame_bytes", "one_packet", "ok"} <= set(airtime["messages"][0])
+    sqlite = doc["results"]["center_ingest"]["result"]["sqlite"]
+    # both pipelines stored every report in the center database
+    assert sqlite["stored"] == 2 * sqlite["reports"] == 2 * run_all.PARAMS["center_ingest"][1]["n"]
+    # computed airtime is deterministic: its goals hold; the ingest verdict compares speeds and is not asserted
+    assert all(row["verdict"] == "ok" for row in doc["table"] if row["measure"].startswith("airtime"))
+    assert code in (0, 1)
+    printed = capsys.readouterr().out
+    assert "| measure | value | goal | naive / alternative | verdict |" in printed
+
+
+def test_center_ingest_counts_what_it_stored(tmp_path: Path) -> None:
+    res = center_ingest.measure(40, pg_dsn=None, workdir=str(tmp_path))
+    assert set(res) == {"sqlite"}
+    r = res["sqlite"]
+    assert r["stored"] == 80 and r["reports"] == 40 and r["messages"] >= 2
+    assert {"batched_rps", "naive_rps", "speedup", "reports_per_message"} <= set(r)
+
+
+def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_all.main(["--only", "nope", "--json", str(tmp_path / "x.json")])
+    assert exc.value.code == 2
+    assert not (tmp_path / "x.json").exists()
