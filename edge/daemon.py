@@ -506,29 +506,18 @@ class Post:
                 dest=int(report.origin[1:], 16),
                 text=text,
                 channel=self._reply_channel(report),
-                before_send=lambda: self._mark_receipt(rid, which, "sending"),
                 on_state=lambda state: self._receipt_state(rid, which, state),
             )
         )
 
-    def _mark_receipt(self, report_id: str, which: str, state: str) -> bool:
-        assert self.store is not None
-        self.store.set_receipt(report_id, which, state)
-        return True
-
     def _receipt_state(self, report_id: str, which: str, state: str) -> None:
-        if state == "sending":
-            return
-        self.count(f"receipts.{which}.{state}")
-        if state == "sent":
-            # "sending" is on disk already (no resend after a restart) and the outcome follows within
-            # ack_timeout_s: recording the step in between costs a commit (~8 KiB on the SD card) per receipt.
-            return
+        if state != "sending":
+            self.count(f"receipts.{which}.{state}")
         if self.store is not None:
-            self.store.set_receipt(report_id, which, state)
+            self.store.set_receipt(report_id, which, state)  # in memory until the store's next commit
 
     def _resume_receipts(self) -> None:
-        """Receipts that never went out before a restart (none that went out is sent again)."""
+        """Receipts not known to have gone out before a restart (at least once: see the module docstring)."""
         assert self.store is not None
         if not self._receipts_on():
             return

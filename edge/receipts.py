@@ -128,16 +128,14 @@ def _fit(text: str, limit: int) -> str:
 class Outgoing:
     """One message to a handset.  ``key`` makes it unique in the queue (e.g. ``post:<report_id>``).
 
-    ``before_send`` runs on the outbox thread just before the first transmission (the daemon records
-    "sending" in the store there, so that a restart never sends it again); returning False cancels.
-    ``on_state`` receives "sending", "sent", then one final "acked", "relayed" or "failed".
+    ``on_state`` receives "sending" (just before the first transmission), "sent", then one final
+    "acked", "relayed" or "failed".
     """
 
     key: str
     dest: int
     text: str
     channel: int = 0
-    before_send: Callable[[], bool] | None = None
     on_state: Callable[[str], None] | None = None
     started: bool = False
     aired: bool = False
@@ -317,16 +315,6 @@ class Outbox:
     def _transmit(self, item: Outgoing) -> None:
         if not item.started:
             item.started = True
-            try:
-                go = item.before_send() if item.before_send is not None else True
-            except Exception:
-                log.exception("outbox: before_send of %s failed; not sent", item.key)
-                go = False
-            if not go:
-                with self._cond:
-                    self._keys.discard(item.key)
-                    self.counts["cancelled"] += 1
-                return
             self._notify(item, "sending")
         try:
             packet_id = self._send(item.dest, item.text, item.channel)

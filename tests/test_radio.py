@@ -215,8 +215,8 @@ def make_outbox(radio: FakeRadio, **kw: Any) -> Outbox:
     return box
 
 
-def item(key: str, states: list[str], dest: int = HANDSET, before: Any = None) -> Outgoing:
-    return Outgoing(key=key, dest=dest, text=f"112 {key}", before_send=before, on_state=states.append)
+def item(key: str, states: list[str], dest: int = HANDSET) -> Outgoing:
+    return Outgoing(key=key, dest=dest, text=f"112 {key}", on_state=states.append)
 
 
 def test_ack_from_the_destination_finishes_a_message(radio: FakeRadio) -> None:
@@ -307,29 +307,6 @@ def test_sends_are_paced_and_wait_for_the_radio(radio: FakeRadio) -> None:
         box.stop()
 
 
-def test_before_send_can_cancel_and_is_called_once(radio: FakeRadio) -> None:
-    box = make_outbox(radio)
-    calls: list[str] = []
-    try:
-
-        def before(key: str, go: bool) -> Any:
-            def call() -> bool:
-                calls.append(key)
-                return go
-
-            return call
-
-        box.submit(item("no", [], before=before("no", False)))
-        states: list[str] = []
-        box.submit(item("yes", states, before=before("yes", True)))
-        wait_until(lambda: states[-1:] == ["failed"], 10)
-        assert calls == ["no", "yes"], "before_send runs once, before the first transmission only"
-        assert all("no" not in text for *_, text in radio.sent)
-    finally:
-        box.stop()
-
-
-# ------------------------------------------------------------------------------------------ handsets file
 def test_handsets_file_is_read_and_merged(tmp_path: Path) -> None:
     path = tmp_path / "handsets.csv"
     path.write_text(
