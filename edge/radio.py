@@ -261,16 +261,22 @@ class _LibraryLogCounter(logging.Handler):
         except Exception:  # a broken record must not break the library's reader
             return
         if msg.startswith("Error while handling message from radio"):
+            # every frame the library dropped; one it could not even parse also counts bad.fromradio
             self._count("bad.frame")
         elif msg.startswith("Error while parsing FromRadio"):
             self._count("bad.fromradio")
         elif msg.startswith("Malformatted utf8"):
             self._count("bad.utf8_lib")
+        elif msg.startswith("Device returned a packet we sent"):
+            # a packet with `from` 0: the library drops it before we see it; same reason as our own check
+            self._count("ignored.bad.from")
         elif "terminating meshtastic reader" in msg:
             self._count("link.reader_died")
 
 
-_LIBRARY_LOGGERS = ("meshtastic.stream_interface", "meshtastic.mesh_interface", "meshtastic")
+#: The library's loggers are all children of "meshtastic" and propagate to it: one handler there sees each
+#: record once (one on a child as well counted its records twice).
+_LIBRARY_LOGGERS = ("meshtastic",)
 
 
 class RadioBridge:
@@ -481,6 +487,11 @@ class RadioBridge:
                 return
             self._last_handled = time.monotonic()
             _t0, packet, my_num = item
+            if my_num is not None and my_num != self._my_num:
+                # my_info is the handshake's first frame, but radio-link learns it only when waitForConfig
+                # returns; what the device kept for us follows config_complete at once and can be handled
+                # first.  Without this a DM to the post would be taken for a DM to another node and dropped.
+                self._my_num = my_num
             try:
                 event = packet_to_event(packet, my_num)
             except Exception:
