@@ -69,8 +69,14 @@ def _range(lo: float, hi: float) -> Check:
 
 
 def _mqtt_url(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss") or not parts.hostname:
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError:  # urlsplit raises on e.g. an unclosed IPv6 bracket
+        return "is not a valid URL"
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss") or not hostname:
         return "must be a URL like mqtts://host:8883 (scheme mqtt, mqtts, ws or wss)"
     try:
         parts.port  # noqa: B018 - raises on an invalid port
@@ -93,7 +99,8 @@ def _host_port(value: str | None) -> str | None:
     if value is None:
         return None
     host, _, port = value.rpartition(":") if ":" in value else (value, "", "4403")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # isascii: "²".isdigit() is true, but int() refuses it
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         return "must be HOST or HOST:PORT (e.g. 192.168.4.1:4403)"
     return None
 
@@ -121,7 +128,7 @@ def _listen(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         return "must be HOST:PORT (e.g. 127.0.0.1:8112)"
     return None
 
@@ -302,6 +309,8 @@ def load(path: str | os.PathLike[str] | None = None, *, require_post: bool = Tru
         raise ConfigError("config", str(resolved), "is not valid UTF-8")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", str(resolved), f"is not valid TOML: {exc}")
+    except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
+        raise ConfigError("config", str(resolved), "is not valid TOML: nested too deeply")
     return from_dict(data, path=resolved, require_post=require_post)
 
 
@@ -422,6 +431,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(key, value, "must be a non-empty path string")
+        if "\x00" in value:  # every file system call would raise ValueError on it
+            raise ConfigError(key, value, "must not contain a NUL character")
         return Path(value)
     raise ConfigError(key, value, f"has an unsupported type {hint!r}")  # pragma: no cover
 

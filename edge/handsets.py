@@ -61,7 +61,7 @@ def _from_csv(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...
     if not lines:
         return ()
     header_no, header_line = lines[0]
-    header = [h.strip().lower() for h in next(csv.reader([header_line]))]
+    header = [h.strip().lower() for h in _cells(header_line, f"{where}:{header_no}")]
     if "id" not in header:
         raise ConfigError(
             f"{where}:{header_no}",
@@ -77,7 +77,7 @@ def _from_csv(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...
         raise ConfigError(KEY, where, f"has more than {MAX_ROWS} handsets")
     out: list[HandsetConfig] = []
     for number, line in lines[1:]:
-        cells = next(csv.reader(io.StringIO(line)))
+        cells = _cells(line, f"{where}:{number}")
         if len(cells) != len(header):
             raise ConfigError(f"{where}:{number}", line[:60], f"has {len(cells)} fields; the header has {len(header)}")
         row = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
@@ -85,11 +85,20 @@ def _from_csv(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...
     return tuple(out)
 
 
+def _cells(line: str, at: str) -> list[str]:
+    try:
+        return next(csv.reader(io.StringIO(line)))
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        raise ConfigError(at, line[:60], f"is not valid CSV: {exc}") from None
+
+
 def _from_toml(text: str, where: str, seen: set[str]) -> tuple[HandsetConfig, ...]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(KEY, where, f"is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
+        raise ConfigError(KEY, where, "is not valid TOML: nested too deeply") from None
     extra = sorted(set(data) - {"handsets"})
     if extra:
         raise ConfigError(f"{where}:{extra[0]}", data[extra[0]], "is not a known key (only [[handsets]] tables)")

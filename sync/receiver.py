@@ -310,10 +310,12 @@ class Receiver:
                 self._handle_report_messages(link, [message])
                 return
             elif kind == "status":
-                if message.payload:  # an empty retained message clears a post's status: nothing to record
+                if message.payload:
                     status = protocol.decode_status(message.payload, post_id)
                     self._sink.store_status(regency, post_id, status, received_at, message.retain)
                     self.counters["status"] += 1
+                else:  # an empty retained message clears a post's status: nothing to record, but counted
+                    self.counters["status_cleared"] += 1
             elif kind == "event":
                 event = protocol.decode_event(message.payload)
                 self._sink.store_reply_state(regency, post_id, event, received_at)

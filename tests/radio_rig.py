@@ -1,6 +1,6 @@
 """A post (edge.daemon.Post, the real meshtastic library inside) wired to a simulated device, for tests.
 
-Used by tests/test_daemon.py and tests/test_fuzz_stream.py.  Nothing is patched: the post talks to the
+Used by tests/test_daemon.py and tests/fuzz/test_fuzz_radio.py.  Nothing is patched: the post talks to the
 device over a real TCP socket or a real pseudo-terminal.
 """
 
