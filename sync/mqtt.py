@@ -110,6 +110,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._connack: threading.Event = threading.Event()
         self._connack_error: str | None = None
+        self._lost_before_connack: str | None = None
         self._session_present = False
         self._suback: dict[int, list[ReasonCode]] = {}
         self._suback_cv = threading.Condition()
@@ -199,6 +200,9 @@ class MqttLink:
         if not self._connack.wait(timeout):
             self.abort()
             raise SyncError(f"{self.broker.url}: no CONNACK within {timeout:g} s")
+        if self._lost_before_connack is not None:
+            self.abort()
+            raise SyncError(f"{self.broker.url}: connection lost before CONNACK: {self._lost_before_connack}")
         if self._connack_error is not None:
             self.abort()
             raise SyncError(f"{self.broker.url}: broker refused the connection: {self._connack_error}")
@@ -297,6 +301,11 @@ class MqttLink:
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        if not self._connack.is_set():
+            # reset or closed during the handshake (a link that refuses after accepting, a broker going down):
+            # fail open() now rather than after its CONNACK timeout, or a short uplink window is missed
+            self._lost_before_connack = str(reason)
+            self._connack.set()
         with self._suback_cv:
             self._suback_cv.notify_all()
         if was_connected and not self._down_reported:
