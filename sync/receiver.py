@@ -27,10 +27,10 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from edge.config import CenterMqttConfig
 from edge.errors import ProtocolError, SiagaError, SyncError
@@ -38,6 +38,7 @@ from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
@@ -253,7 +254,7 @@ class Receiver:
                 regency, post_id, kind = protocol.parse_topic(message.topic)
                 if kind != "report":
                     raise ProtocolError("topic", f"not a report topic: {message.topic[:100]!r}")
-                batch = protocol.decode_report_batch(message.payload, post_id)
+                batch = _decode(protocol.decode_report_batch, message.payload, post_id)
             except ProtocolError as exc:
                 self._reject(message, exc)
                 link.ack(message.mid, message.qos)
@@ -311,13 +312,13 @@ class Receiver:
                 return
             elif kind == "status":
                 if message.payload:
-                    status = protocol.decode_status(message.payload, post_id)
+                    status = _decode(protocol.decode_status, message.payload, post_id)
                     self._sink.store_status(regency, post_id, status, received_at, message.retain)
                     self.counters["status"] += 1
                 else:  # an empty retained message clears a post's status: nothing to record, but counted
                     self.counters["status_cleared"] += 1
             elif kind == "event":
-                event = protocol.decode_event(message.payload)
+                event = _decode(protocol.decode_event, message.payload)
                 self._sink.store_reply_state(regency, post_id, event, received_at)
                 self.counters["events"] += 1
             else:
@@ -344,6 +345,22 @@ class Receiver:
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
         self._q.put(("down", link, reason))
+
+
+def _decode(decoder: Callable[..., T], *args: Any) -> T:
+    """``decoder(*args)``; anything but ProtocolError it raises is a bug in decoding, not bad input.
+
+    Such a message is refused like bad input (``decoder_bug``, logged with the traceback) and so
+    acknowledged: left unacknowledged, the broker would hand it back first at every reconnect and one
+    message would stall the center for good (a poison message).  The post keeps a report until the
+    center acks it, so nothing is lost."""
+    try:
+        return decoder(*args)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        log.error("receiver: the decoder failed on a message (a bug): %r", exc, exc_info=exc)
+        raise ProtocolError("decoder_bug", f"{type(exc).__name__}: {exc}"[:200]) from exc
 
 
 def _preview(payload: bytes, limit: int = 80) -> str:

@@ -229,6 +229,31 @@ def test_hostile_payloads_are_counted_and_the_receiver_keeps_going(
     assert post.wait_delivered(5, 10)
 
 
+def test_a_decoder_bug_refuses_one_message_and_never_stalls_the_receiver(
+    post: Post,
+    center: Center,
+    mosquitto: Mosquitto,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bug, not bad input: the decoder raises something other than ProtocolError for one payload.  Left
+    # unacknowledged, the broker would hand that message back first at every reconnect (a poison message).
+    real = protocol.decode_report_batch
+
+    def buggy(payload: bytes, post_id: str) -> protocol.ReportBatch:
+        if payload == b"poison":
+            raise KeyError("a bug in decoding")
+        return real(payload, post_id)
+
+    monkeypatch.setattr(protocol, "decode_report_batch", buggy)
+    settings = TlsMqttConfig(urls=(mosquitto.url,))
+    publish_once(settings, protocol.topic("ttu", "oebubun", "report"), b"poison", client_id="buggy-post")
+    assert wait_for(lambda: center.receiver.rejects["decoder_bug"] == 1, 10), center.receiver.state()
+    post.put(make_reports(5))
+    post.start()
+    assert post.wait_delivered(5, 15)
+    assert center.receiver.counters["disconnects"] == 0 and center.receiver.rejects["decoder_bug"] == 1
+
+
 def test_report_refused_by_the_center_is_marked_rejected_at_the_post(post: Post, center: Center) -> None:
     # the center refuses a report whose post_id is not the topic's: the post must stop resending it
     [foreign] = post.put(make_reports(1, post_id="napan"))
