@@ -133,6 +133,46 @@ def store_breakdown(workdir: Path, n: int = 30) -> dict[str, int]:
     return {name: round(sum(v) / len(v)) for name, v in costs.items()}
 
 
+def naive_queue_bytes(workdir: Path, n: int = 30) -> int:
+    """The naive alternative, measured the same way: a straightforward SQLite queue (WAL, synchronous=FULL,
+    the default 4 KiB pages) that commits every state change of a report on its own — stored, claimed,
+    sent, delivered, and both receipts' "sending" and outcome — as a queue does when each step is made
+    durable the moment it happens.  Returns bytes written per report."""
+    import sqlite3
+
+    from tests.synctools import make_reports
+
+    conn = sqlite3.connect(workdir / "naive-queue.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "CREATE TABLE q (id TEXT PRIMARY KEY, state TEXT, priority INT, stored REAL, body TEXT, claim TEXT,"
+        " receipt_post TEXT, receipt_center TEXT)"
+    )
+    conn.execute("CREATE INDEX q_drain ON q (state, priority, stored)")
+    steps = [
+        "UPDATE q SET claim = 'token' WHERE id = ?",
+        "UPDATE q SET state = 'sent', claim = NULL WHERE id = ?",
+        "UPDATE q SET state = 'delivered' WHERE id = ?",
+        "UPDATE q SET receipt_post = 'sending' WHERE id = ?",
+        "UPDATE q SET receipt_post = 'acked' WHERE id = ?",
+        "UPDATE q SET receipt_center = 'sending' WHERE id = ?",
+        "UPDATE q SET receipt_center = 'acked' WHERE id = ?",
+    ]
+    reports = make_reports(20 + n)
+    for r in reports[:20]:  # not an empty file, as in store_breakdown
+        conn.execute("INSERT INTO q VALUES (?, 'delivered', 1, 0, ?, NULL, NULL, NULL)", (r.report_id, "x" * 900))
+    before = _own_write_bytes()
+    for r in reports[20:]:
+        body = json.dumps(r.to_dict(), ensure_ascii=False)
+        conn.execute("INSERT INTO q VALUES (?, 'pending', 1, ?, ?, NULL, NULL, NULL)", (r.report_id, time.time(), body))
+        for sql in steps:
+            conn.execute(sql, (r.report_id,))
+    written = _own_write_bytes() - before
+    conn.close()
+    return round(written / n)
+
+
 # ---------------------------------------------------------------------------- the setup
 def write_config(base: Path, device_port: int, broker_url: str) -> Path:
     path = base / "siaga.toml"
@@ -280,6 +320,7 @@ def measure(
             res["memory_kib"] = memory_kib(pid)
             res["threads"] = len(after)
             res["store_commit_bytes"] = store_breakdown(base)
+            res["naive_queue_bytes_per_report"] = naive_queue_bytes(base)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -318,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| resident memory (VmRSS / VmHWM) | {mem['VmRSS'] / 1024:.1f} / {mem['VmHWM'] / 1024:.1f} MiB | - |")
     print(f"| idle CPU over {res['idle_window_s']:g} s | {res['idle_cpu_percent']:.2f} % of one core | ≤ 1 % |")
     print(f"| disk written per report | {res['write_bytes_per_report'] / 1024:.1f} KiB | ≤ 32 KiB |")
+    print(f"| naive queue (every state its own commit) | {res['naive_queue_bytes_per_report'] / 1024:.1f} KiB | - |")
     print(f"| disk written while idle | {res['idle_write_bytes_per_hour'] / 1024:.0f} KiB/hour | - |")
     print(f"idle writes (s into the window, bytes): {res['idle_write_events']}")
     print("bytes written per store commit (one report at a time; receipts: post and center each):")

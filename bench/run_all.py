@@ -168,7 +168,8 @@ def rows_footprint(res: dict[str, Any]) -> list[Row]:
             f"post disk written per report ({res['reports']} reports)",
             f"{per_report / 1024:.1f} KiB",
             "≤ 32 KiB",
-            f"filesystem {res['data_dir_fs']}",
+            f"naive queue, every state its own commit: {res['naive_queue_bytes_per_report'] / 1024:.1f} KiB"
+            f" (store file system {res['data_dir_fs']})",
             _verdict(per_report <= 32 * 1024),
         ),
     ]
