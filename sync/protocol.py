@@ -147,15 +147,14 @@ def _no_constant(name: str) -> Any:
 
 
 def _check_depth(message: Any) -> None:
-    stack: list[tuple[Any, int]] = [(message, 1)]
+    # Only containers go on the stack: a report batch is mostly scalars, and this runs for every message.
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(message, 1)]
     while stack:
         value, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        children = value.values() if isinstance(value, dict) else value
+        if children and depth >= MAX_DEPTH:  # its children, scalars too, would be deeper than MAX_DEPTH
             raise ProtocolError("too_deep", f"nested deeper than {MAX_DEPTH}")
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _short(value: object, limit: int = 40) -> str:
