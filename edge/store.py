@@ -47,6 +47,7 @@ import sqlite_utils
 from edge.clock import Clock, SystemClock
 from edge.errors import StoreError
 from edge.report import InvalidReport, Report, format_time
+from edge.salvage import table_leaf_records
 
 log = logging.getLogger(__name__)
 
@@ -706,6 +707,8 @@ def _salvage(path: Path, reason: str) -> int:
     fresh = Store(path, _connect(path), SystemClock())
     try:
         fresh._migrate()
+        names = [r["name"] for r in fresh._read("PRAGMA table_info(reports)")]
+        rows += _rows_from_pages(damaged, names, {row["report_id"] for row in rows})
         with fresh._write() as conn:
             for row in rows:
                 columns = [c for c in row if c in _REPORT_COLUMNS]
@@ -790,6 +793,26 @@ def _readable_rows(path: Path) -> list[dict[str, Any]]:
     finally:
         conn.close()
     return out
+
+
+#: When the page scan finds several versions of one row (free pages keep old ones), the furthest along wins.
+_STATE_RANK = {"pending": 0, "sent": 1, "delivered": 2, "rejected": 2}
+
+
+def _rows_from_pages(path: Path, names: list[str], have: set[str]) -> list[dict[str, Any]]:
+    """Report rows SQLite could not reach through the B-tree (a damaged interior page), from the raw pages."""
+    best: dict[str, dict[str, Any]] = {}
+    for values in table_leaf_records(path, len(names)):
+        data = dict(zip(names, values, strict=True))
+        rid = data.get("report_id")
+        if not isinstance(rid, str) or rid in have or not _row_is_sound(data):
+            continue
+        known = best.get(rid)
+        if known is None or _STATE_RANK[data["state"]] > _STATE_RANK[known["state"]]:
+            best[rid] = data
+    if best:
+        log.warning("store salvage: %d reports recovered from pages the B-tree no longer reaches", len(best))
+    return list(best.values())
 
 
 def _row_is_sound(data: dict[str, Any]) -> bool:
