@@ -18,13 +18,11 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,6 +33,7 @@ from edge.errors import CenterError  # noqa: E402
 from edge.report import utcnow  # noqa: E402
 from sync import protocol  # noqa: E402
 from sync.receiver import ReceivedBatch  # noqa: E402
+from tests.pg import fresh_schema  # noqa: E402
 from tests.synctools import make_reports  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -51,18 +50,11 @@ def received_batches(n: int, post_id: str) -> list[ReceivedBatch]:
 
 @contextmanager
 def pg_schema(dsn: str) -> Iterator[str]:
-    """A DSN whose search_path is a fresh schema, dropped afterwards (as tests/pg.py does)."""
+    """A DSN whose search_path is a fresh schema, dropped afterwards."""
     import psycopg
 
-    admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    try:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in dsn else "?"
-        yield f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.close()
+    with fresh_schema(psycopg.connect(dsn, autocommit=True, connect_timeout=3), dsn, "bench") as url:
+        yield url
 
 
 def _run(url: str, n: int) -> dict[str, Any]:

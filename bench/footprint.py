@@ -23,8 +23,6 @@ import argparse
 import functools
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,18 +33,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.radio_ingest import HANDSET, TEXTS  # noqa: E402
 from bench.sync_drain import start_center, stop_center  # noqa: E402
 from edge.simulator import SimulatedDevice  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
+from tests.procs import spawn_siaga_run, stop_process  # noqa: E402
 
-HANDSET = "!a1b2c3d4"
-TEXTS = [
-    "KEBAKARAN rumah warga di RT 03",
-    "BANJIR jalan ke desa putus",
-    "DARURAT MEDIS ibu melahirkan perlu ambulans",
-    "kecelakaan motor 2 orang luka berat",
-    "LONGSOR tutup jalan Oebubun",
-]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -252,17 +244,7 @@ def measure(
         device.start()
         device.add_node(HANDSET, "Bench Handset", "BNCH", announce=False)
         config = write_config(base, device.port, broker.url)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        for key in ("SIAGA_CONFIG", "RUNTIME_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
-            env.pop(key, None)
-        log = (base / "siaga.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn_siaga_run(config, base / "siaga.log")
         pid = proc.pid
         res: dict[str, Any] = {"reports": reports, "idle_s": idle_s, "data_dir_fs": _fs_type(base)}
         try:
@@ -322,14 +304,7 @@ def measure(
             res["store_commit_bytes"] = store_breakdown(base)
             res["naive_queue_bytes_per_report"] = naive_queue_bytes(base)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            log.close()
+            stop_process(proc, 15)
             res["exit_code"] = proc.returncode
             device.stop()
             stop_center(center)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -37,7 +39,15 @@ def pg_url() -> Iterator[str]:
     except psycopg.Error as exc:
         _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise  # unreachable: skip/fail raise
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with fresh_schema(admin, dsn, "t") as url:
+        yield url
+
+
+@contextmanager
+def fresh_schema(admin: Any, dsn: str, prefix: str) -> Iterator[str]:
+    """A DSN whose search_path is a new schema, dropped (and ``admin``, an autocommit connection, closed)
+    afterwards.  Also used by bench/center_ingest.py."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin.execute(f'CREATE SCHEMA "{schema}"')
         sep = "&" if "?" in dsn else "?"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,8 +21,9 @@ from meshtastic.tcp_interface import TCPInterface
 
 from edge.simulator import SimulatedDevice
 from edge.store import Store
-from tests.conftest import REPO, Budget
+from tests.conftest import Budget
 from tests.mosquitto import Mosquitto
+from tests.procs import spawn_siaga_run, stop_process
 from tests.radio_rig import post_config, radio_of, running_post
 from tests.synctools import Center, center_report_ids, wait_for
 
@@ -182,29 +181,6 @@ ack_timeout_s = 5
     )
 
 
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("SIAGA_CONFIG", None)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
-            stdout=out,
-            stderr=out,
-            cwd=REPO,
-            env=env,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
 
@@ -264,7 +240,7 @@ def test_post_daemon_sigkilled_during_a_radio_stream(
         watcher = HandshakeWatcher(device).start()
         store = Store.open(data_dir / "post.db", check=False)
         stream: Stream | None = None
-        daemon = _spawn(config, log)
+        daemon = spawn_siaga_run(config, log)
         try:
 
             def come_back(handshakes_before: int, after: str) -> None:
@@ -301,7 +277,7 @@ def test_post_daemon_sigkilled_during_a_radio_stream(
                 stream.kills_done += 1
                 assert not stream.finished.is_set(), f"the stream ended before kill {kill + 1}: not during it"
                 handshakes_at_spawn = device.handshakes
-                daemon = _spawn(config, log)
+                daemon = spawn_siaga_run(config, log)
             come_back(handshakes_at_spawn, "after the last kill")
             assert stream.finished.wait(600), "the stream did not finish"
             assert len(stream.sent) == total
@@ -331,7 +307,7 @@ def test_post_daemon_sigkilled_during_a_radio_stream(
             if stream is not None:
                 stream.stop()
             watcher.stop()
-            _stop(daemon)
+            stop_process(daemon)
             store.close()
         offline = dict(device.stats)
         device_dropped_ids = list(device.offline_dropped_ids)

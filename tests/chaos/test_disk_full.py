@@ -20,7 +20,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,8 +33,9 @@ from edge import daemon
 from edge.report import report_ref
 from edge.simulator import SimulatedDevice
 from edge.status import post_status, read_runtime
-from tests.conftest import REPO, write_post_config
+from tests.conftest import write_post_config
 from tests.mosquitto import free_port
+from tests.procs import spawn_siaga_run, stop_process
 from tests.radio_rig import HANDSET, SPEED, post_and_device, reports, wait_report, wait_until
 
 pytestmark = pytest.mark.chaos
@@ -145,17 +145,8 @@ listen = "127.0.0.1:{metrics_port}"
         db = cfg.store_path
         run_dir = tmp_path / "run"  # the runtime file lives on /run under systemd, not on the full disk
         run_dir.mkdir()
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RUNTIME_DIRECTORY": str(run_dir)}
-        env.pop("SIAGA_CONFIG", None)
         log_path = tmp_path / "siaga-run.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
-                cwd=REPO,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn_siaga_run(config, log_path, env={"RUNTIME_DIRECTORY": str(run_dir)})
         try:
             wait_until(lambda: radio_state(run_dir) == "connected", 60, "the daemon's radio")
 
@@ -211,9 +202,7 @@ listen = "127.0.0.1:{metrics_port}"
             assert metric(metrics_port, 'siaga_post_events{kind="store.dropped"}') == 0
             assert proc.poll() is None
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+            stop_process(proc, 30)
         log_text = log_path.read_text(errors="replace")
         assert proc.returncode == 0, log_text[-3000:]
         on_retry = log_text.count("stored on retry")

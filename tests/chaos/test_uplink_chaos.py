@@ -41,6 +41,7 @@ from sync.mqtt import BrokerAddress, Message, MqttLink
 from sync.uplink import CONNECT_TIMEOUT_S
 from tests.conftest import REPO, Budget
 from tests.mosquitto import Mosquitto
+from tests.procs import spawn_siaga_run, stop_process
 from tests.synctools import (
     Center,
     Post,
@@ -404,19 +405,6 @@ def test_a_link_that_resets_during_the_handshake_is_retried_within_the_backoff(
 
 
 # ------------------------------------------------------------------ the post daemon killed mid-drain
-def _siaga_run(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("SIAGA_CONFIG", None)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
-            stdout=out,
-            stderr=out,
-            cwd=REPO,
-            env=env,
-        )
-
-
 def test_post_daemon_sigkilled_mid_drain(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     data = tmp_path / "post"
     config = tmp_path / "siaga.toml"
@@ -437,7 +425,7 @@ ack_timeout_s = 5
     with Store.open(data / "post.db") as store:
         ids = [store.put(r).report_id for r in make_reports(6000)]
     log = tmp_path / "daemon.log"
-    daemon = _siaga_run(config, log)
+    daemon = spawn_siaga_run(config, log)
     try:
         assert wait_for(lambda: center.storage.counts()["reports"] >= 800, 20), log.read_text()[-2000:]
         daemon.send_signal(signal.SIGKILL)
@@ -445,7 +433,7 @@ ack_timeout_s = 5
         assert center.storage.counts()["reports"] < 6000, "the drain finished before the kill: nothing tested"
         # the broker saw the socket close without DISCONNECT: the Last Will says offline
         assert wait_for(lambda: (p := center.storage.get_post("oebubun")) is not None and p.state == "offline", 10)
-        daemon = _siaga_run(config, log)
+        daemon = spawn_siaga_run(config, log)
         with Store.open(data / "post.db", check=False) as store:
             assert wait_for(lambda: store.counts()["delivered"] == 6000, 30), store.counts()
             assert store.counts() == _all_delivered(6000)
@@ -453,13 +441,7 @@ ack_timeout_s = 5
         assert wait_for(lambda: center.storage.get_post("oebubun").state == "online", 10)  # type: ignore[union-attr]
         assert center.storage.get_post("oebubun").boot_counter == 2  # type: ignore[union-attr]
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        stop_process(daemon)
 
 
 # ------------------------------------------------------------------ a silent cut, noticed by the keepalive
