@@ -472,15 +472,25 @@ def decode_event(payload: bytes) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- center state
-def encode_center_state(state: str, *, at: datetime | None = None) -> bytes:
+@dataclass(frozen=True, slots=True)
+class CenterState:
+    """``at`` marks one center connection: a new value means a receiver (re)subscribed.  ``resumed``: the
+    broker kept that receiver's session, so it also kept what was published for it meanwhile."""
+
+    state: str
+    at: str | None = None
+    resumed: bool = False
+
+
+def encode_center_state(state: str, *, at: datetime | None = None, resumed: bool = False) -> bytes:
     message: dict[str, Any] = {"v": VERSION, "type": "center_state", "state": state}
     if at is not None:
         message["at"] = format_time(at)
+        message["session"] = "resumed" if resumed else "new"
     return encode(message)
 
 
-def decode_center_state(payload: bytes) -> tuple[str, str | None]:
-    """(state, at): ``at`` marks one center connection — a new value means a receiver (re)subscribed."""
+def decode_center_state(payload: bytes) -> CenterState:
     message = decode(payload, expect="center_state")
     state = message.get("state")
     if state not in ("online", "offline"):
@@ -488,4 +498,7 @@ def decode_center_state(payload: bytes) -> tuple[str, str | None]:
     at = message.get("at")
     if at is not None and (not isinstance(at, str) or len(at) > 40):
         raise ProtocolError("schema", "center state 'at' must be a time string")
-    return str(state), at
+    session = message.get("session", "new")  # absent (an older center): assume nothing was kept
+    if session not in ("new", "resumed"):
+        raise ProtocolError("schema", "center state 'session' must be new or resumed")
+    return CenterState(str(state), at, session == "resumed")

@@ -204,7 +204,7 @@ class Receiver:
             link.subscribe([(t, 1) for t in subs], timeout=60.0)
             link.publish(
                 protocol.CENTER_STATE_TOPIC,
-                protocol.encode_center_state("online", at=datetime.now(UTC)),
+                protocol.encode_center_state("online", at=datetime.now(UTC), resumed=session),
                 qos=1,
                 retain=True,
             )

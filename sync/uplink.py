@@ -474,22 +474,24 @@ class Uplink:
             if message.topic == self._topics["cmd"]:
                 self._handle_command(protocol.decode_command(message.payload))
             elif message.topic == protocol.CENTER_STATE_TOPIC:
-                self._handle_center_state(*protocol.decode_center_state(message.payload))
+                self._handle_center_state(protocol.decode_center_state(message.payload))
             else:
                 raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
         except ProtocolError as exc:
             self.counters["bad_messages"] += 1
             log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
 
-    def _handle_center_state(self, state: str, at: str | None) -> None:
-        self._center_state = state
-        if state != "online" or at is None or at == self._center_epoch:
+    def _handle_center_state(self, center: protocol.CenterState) -> None:
+        self._center_state = center.state
+        if center.state != "online" or center.at is None or center.at == self._center_epoch:
             return
         first = self._center_epoch is None
-        self._center_epoch = at
-        if first:
+        self._center_epoch = center.at
+        if first or center.resumed:
+            # resumed: the broker kept the receiver's session and so every report published meanwhile;
+            # it hands them over itself (resending them too only doubled the uplink traffic)
             return
-        # A center receiver has just (re)subscribed.  What we published while no receiver was subscribed
+        # A center receiver has just subscribed afresh.  What we published while no receiver was subscribed
         # (a broker that lost its sessions, a center down longer than its session) was dropped by the
         # broker: send every unacknowledged report again now instead of after ack_timeout_s.
         _, requeued = self._store.release_stale(self._cfg.store.claim_timeout_s, 0.0)

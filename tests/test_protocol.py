@@ -280,11 +280,19 @@ def test_event_round_trip() -> None:
 
 
 def test_center_state() -> None:
-    assert protocol.decode_center_state(protocol.encode_center_state("online", at=SENT)) == (
-        "online",
-        "2026-11-28T07:00:00.000Z",
+    assert protocol.decode_center_state(protocol.encode_center_state("online", at=SENT)) == protocol.CenterState(
+        "online", "2026-11-28T07:00:00.000Z", resumed=False
     )
-    assert protocol.decode_center_state(protocol.encode_center_state("offline")) == ("offline", None)
+    resumed = protocol.decode_center_state(protocol.encode_center_state("online", at=SENT, resumed=True))
+    assert resumed.resumed is True
+    assert protocol.decode_center_state(protocol.encode_center_state("offline")) == protocol.CenterState("offline")
+    # an older center sends no "session": nothing is assumed kept
+    old = protocol.encode({"v": 1, "type": "center_state", "state": "online", "at": "2026-11-28T07:00:00.000Z"})
+    assert protocol.decode_center_state(old).resumed is False
+    with pytest.raises(ProtocolError):
+        protocol.decode_center_state(
+            protocol.encode({"v": 1, "type": "center_state", "state": "online", "at": "x", "session": 1})
+        )
     with pytest.raises(ProtocolError):
         protocol.decode_center_state(protocol.encode({"v": 1, "type": "center_state", "state": "maybe"}))
 

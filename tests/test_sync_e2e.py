@@ -364,3 +364,37 @@ def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center
             assert len(center_receipts) == 3  # one each, never twice
     finally:
         device.stop()
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["session-kept", "session-lost"])
+def test_a_center_back_with_its_session_gets_what_was_kept_and_nothing_is_resent(
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    kept: bool,
+) -> None:
+    """The center away while the post publishes.  Back with its session, the broker hands it what it kept and
+    the post resends nothing; if the broker lost that session, the post resends at once (not after
+    ack_timeout_s, which is long here)."""
+    db = f"sqlite:///{tmp_path}/center.db"
+    first = Center(db, [mosquitto.url], client_id="siaga-center-a").start()
+    post = Post(post_config(tmp_path / "post", [mosquitto.url], ack_timeout_s=600))
+    try:
+        post.put(make_reports(5))
+        post.start()
+        assert post.wait_delivered(5, 10)
+        first.stop()
+        post.put(make_reports(20))
+        assert wait_for(lambda: post.store.counts()["sent"] == 20, 10), post.store.counts()  # the broker has them
+        if not kept:
+            # the broker loses the center's session and what it held (as one restarted without persistence
+            # does): a client with the center's id takes the session over with expiry 0 and leaves
+            publish_once(TlsMqttConfig(urls=(mosquitto.url,)), "112/v1/ttu/x/noise", b"-", client_id="siaga-center-a")
+        second = Center(db, [mosquitto.url], client_id="siaga-center-a").start()
+        try:
+            assert post.wait_delivered(25, 20), post.store.counts()
+            assert post.uplink.counters["published_reports"] == (25 if kept else 45)
+            assert second.storage.counts()["reports"] == 25
+        finally:
+            second.stop()
+    finally:
+        post.stop()
