@@ -408,29 +408,33 @@ class Store:
 
     def mark_sent(self, report_ids: Iterable[str]) -> int:
         """The broker has these (PUBACK): ``pending`` → ``sent``.  Returns how many changed."""
-        now = self._clock.now().timestamp()
-        boot = self._clock.boottime()
-        ids = list(report_ids)
         with self._write() as conn:
-            changed = _update_ids(
-                conn,
-                "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, attempts = attempts + 1"
-                " WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
-                (now, boot),
-                ids,
-            )
-            self._unclaim(ids)
-            return len(changed)
+            return self._mark_sent(conn, list(report_ids))
 
-    def ack(self, report_ids: Iterable[str]) -> list[str]:
+    def _mark_sent(self, conn: sqlite3.Connection, ids: list[str]) -> int:
+        changed = _update_ids(
+            conn,
+            "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, attempts = attempts + 1"
+            " WHERE +state = 'pending' AND report_id IN ({ids}) RETURNING report_id",
+            (self._clock.now().timestamp(), self._clock.boottime()),
+            ids,
+        )
+        self._unclaim(ids)
+        return len(changed)
+
+    def ack(self, report_ids: Iterable[str], *, sent: Iterable[str] = ()) -> list[str]:
         """The center committed these: → ``delivered``.  Returns the ids that changed state now.
 
         An ack may overtake the PUBACK (the center can be faster than our callback), so it is
-        accepted from ``pending`` as well as ``sent``.
+        accepted from ``pending`` as well as ``sent``.  ``sent``: PUBACKs of the same moment, marked as
+        :meth:`mark_sent` does but in this one commit (a commit costs an fsync and SD-card writes).
         """
         now = self._clock.now().timestamp()
         ids = list(dict.fromkeys(report_ids))
+        sent_ids = list(sent)
         with self._write() as conn:
+            if sent_ids:
+                self._mark_sent(conn, sent_ids)
             changed = set(
                 _update_ids(
                     conn,

@@ -18,6 +18,7 @@ a crash never loses an ack or a command.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import random
@@ -330,14 +331,14 @@ class Uplink:
             self._apply(event, turn)
             if self._link is None:
                 break
-        if turn.sent:
-            self._store.mark_sent(turn.sent)
         if turn.acks:
-            # every ack of this turn in one transaction, then PUBACK them to the broker
-            self._apply_acks(turn.acks)
+            # every ack (and PUBACK) of this turn in one transaction, then PUBACK the acks to the broker
+            self._apply_acks(turn.acks, sent=turn.sent)
             if self._link is link:
                 for mid, qos in turn.pubacks:
                     link.ack(mid, qos)
+        elif turn.sent:
+            self._store.mark_sent(turn.sent)
         if self._link is None:
             return
         if self._probe is not None and time.monotonic() > self._probe[1]:
@@ -455,7 +456,9 @@ class Uplink:
                     return
                 now = time.monotonic()
                 self._inflight[mid] = _InFlight(batch.report_ids, now, len(batch.payload))
-                self._awaiting.update(dict.fromkeys(batch.report_ids, now))
+                for rid in batch.report_ids:  # re-inserted: the dict stays in publishing order (_expire_awaiting)
+                    self._awaiting.pop(rid, None)
+                    self._awaiting[rid] = now
                 self.counters["published_batches"] += 1
                 self.counters["published_reports"] += len(batch.report_ids)
                 self.counters["published_bytes"] += len(batch.payload)
@@ -466,7 +469,8 @@ class Uplink:
         if len(self._awaiting) < MAX_AWAITING_ACK:
             return
         cutoff = time.monotonic() - self._mqtt.ack_timeout_s
-        for rid in [rid for rid, at in self._awaiting.items() if at < cutoff]:
+        overdue = list(itertools.takewhile(lambda item: item[1] < cutoff, self._awaiting.items()))
+        for rid, _at in overdue:
             del self._awaiting[rid]
 
     def _handle_message(self, message: Message) -> None:
@@ -499,7 +503,7 @@ class Uplink:
         if requeued:
             log.info("center reconnected: %d unacknowledged reports go again", requeued)
 
-    def _apply_acks(self, acks: list[protocol.Ack]) -> None:
+    def _apply_acks(self, acks: list[protocol.Ack], *, sent: list[str]) -> None:
         self._last_ack_mono = time.monotonic()
         ids = [rid for ack in acks for rid in ack.ids]
         rejected = [item for ack in acks for item in ack.rejected]
@@ -507,7 +511,7 @@ class Uplink:
             self._awaiting.pop(rid, None)
         for item in rejected:
             self._awaiting.pop(item.report_id, None)
-        delivered = self._store.ack(ids) if ids else []
+        delivered = self._store.ack(ids, sent=sent)
         stamps = [ack.at for ack in acks if ack.at is not None]
         committed_at = max(stamps) if stamps else None
         for item in rejected:
