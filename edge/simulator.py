@@ -925,6 +925,15 @@ class SimulatedDevice:
         except (BlockingIOError, InterruptedError):
             return
         peer = f"{addr[0]}:{addr[1]}"
+        old = self._tcp
+        while old is not None and old is self._tcp:
+            # Firmware reads a client's bytes as they arrive.  Here the accept can come first in a select
+            # round while the old client's last frames (written just before it closed) are still unread:
+            # take them first, or a write-then-close client (siaga firmware apply) would lose its commit.
+            data = old.recv()
+            if not data:  # None: nothing more now; b"": end of stream
+                break
+            self._on_bytes(old, data)
         if self._tcp is not None:
             # Firmware (APIServerPort) force-closes the previous TCP client when a new one connects.
             log.info("tcp client %s replaces %s (one client at a time, like firmware)", peer, self._tcp.peer)
