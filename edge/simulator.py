@@ -44,6 +44,7 @@ from meshtastic.protobuf import (
     portnums_pb2,
 )
 
+from edge.airtime import MESH_HEADER_BYTES, time_on_air_ms
 from edge.errors import ConfigError
 from edge.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, encode_frame
 
@@ -105,11 +106,6 @@ def parse_node_num(value: object, key: str = "node") -> int:
 
 def node_id(num: int) -> str:
     return f"!{num & 0xFFFFFFFF:08x}"
-
-
-def airtime_s(payload_len: int) -> float:
-    """LoRa time on air on LONG_FAST for a payload plus the 16-byte header (a fit of AN1200.13 figures)."""
-    return 0.35 + 0.0076 * (payload_len + 16)
 
 
 def garbage_bytes(n: int, rng: random.Random) -> bytes:
@@ -1230,8 +1226,8 @@ class SimulatedDevice:
         if not pkt.want_ack:
             self._finish(sent, None)
             return
-        air = airtime_s(len(pkt.decoded.payload)) / self.speed
-        ack_air = airtime_s(2) / self.speed
+        air = time_on_air_ms(len(pkt.decoded.payload) + MESH_HEADER_BYTES) / 1000 / self.speed
+        ack_air = time_on_air_ms(2 + MESH_HEADER_BYTES) / 1000 / self.speed
         self._inflight += 1
         generation = self.state.reboot_count
         dest = st.nodes.get(pkt.to)
