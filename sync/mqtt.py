@@ -1,8 +1,9 @@
 """The only module that imports paho-mqtt: one MQTT v5 connection to one broker, paho codes → SyncError.
 
 :class:`MqttLink` is deliberately small: open (TCP/TLS + CONNECT, waits for CONNACK), subscribe (waits for
-SUBACK), publish, ack, close.  It does not reconnect by itself: its owner (the post's uplink, the center's
-receiver) decides when and to which broker URL, and opens a fresh link each time.  Callbacks arrive on
+SUBACK, or hears it later through a callback), publish, ack, close.  It does not reconnect by itself: its
+owner (the post's uplink, the center's receiver) decides when and to which broker URL, and opens a fresh
+link each time.  Callbacks arrive on
 paho's network thread through :class:`LinkHandler`; handlers must be quick (queue work, do not block).
 
 Security: TLS verifies the broker's certificate and host name against ``ca_file`` (or the system CAs);
@@ -16,7 +17,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import TlsMqttConfig, read_secret
 from edge.errors import ConfigError, SyncError
@@ -113,6 +115,7 @@ class MqttLink:
         self._lost_before_connack: str | None = None
         self._session_present = False
         self._suback: dict[int, list[ReasonCode]] = {}
+        self._suback_waiters: dict[int, tuple[list[str], Callable[[list[str]], None]]] = {}
         self._suback_cv = threading.Condition()
         self._closed = False
         self._down_reported = False
@@ -249,6 +252,13 @@ class MqttLink:
         close = getattr(sock, "close", None)
         if close is not None:
             close()
+        # paho wakes its loop through a loopback socket pair that only its __del__ closes; a link in a
+        # reference cycle is collected in arbitrary order and the pair leaks (a ResourceWarning, two fds)
+        for name in ("_sockpairR", "_sockpairW"):
+            pair_end = getattr(self._client, name, None)
+            if pair_end is not None:
+                pair_end.close()
+                setattr(self._client, name, None)
 
     def _shutdown_socket(self) -> None:
         sock = self._client.socket()
@@ -275,6 +285,38 @@ class MqttLink:
         refused = [t for (t, _), c in zip(topics, codes, strict=False) if c.is_failure]
         if refused or len(codes) != len(topics):
             raise SyncError(f"{self.broker.url}: subscription refused for {refused or list(topics)}")
+
+    def subscribe_async(
+        self,
+        topics: Sequence[tuple[str, int]],
+        on_suback: Callable[[list[str]], None],
+        *,
+        retained_only_if_new: Collection[str] = (),
+    ) -> int:
+        """Send SUBSCRIBE without waiting: ``on_suback(refused_topics)`` is called on paho's thread when the
+        SUBACK arrives (an empty list: every topic granted).  Nothing is called when the link dies first —
+        the owner hears ``on_disconnected`` instead.
+
+        The broker answers SUBSCRIBE in order with whatever it queued for a resumed session, so on a slow
+        link the SUBACK may come after a long backlog: the owner handles messages meanwhile and judges the
+        wait by progress, not by a fixed timeout.  Topics in ``retained_only_if_new`` use MQTT v5 retain
+        handling 1: the broker sends their retained message only when the subscription did not exist yet —
+        which is how an owner learns whether a resumed session really had its subscriptions."""
+        entries = [
+            (topic, SubscribeOptions(qos=qos, retainHandling=1 if topic in retained_only_if_new else 0))
+            for topic, qos in topics
+        ]
+        names = [topic for topic, _ in topics]
+        with self._suback_cv:
+            try:
+                rc, mid = self._client.subscribe(entries)
+            except ValueError as exc:
+                raise SyncError(f"subscribe: {exc}") from None
+            _check_rc(rc, "subscribe")
+            assert mid is not None
+            # registered under the lock: paho's thread may read the SUBACK before subscribe() returns here
+            self._suback_waiters[mid] = (names, on_suback)
+        return int(mid)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Queue a publish; returns its mid (PUBACK arrives as ``on_published``).  Raises SyncError."""
@@ -322,8 +364,16 @@ class MqttLink:
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
         with self._suback_cv:
-            self._suback[mid] = list(codes)
-            self._suback_cv.notify_all()
+            waiter = self._suback_waiters.pop(mid, None)
+            if waiter is None:
+                self._suback[mid] = list(codes)
+                self._suback_cv.notify_all()
+                return
+        names, on_suback = waiter
+        refused = [t for t, c in zip(names, codes, strict=False) if c.is_failure]
+        if len(codes) != len(names):
+            refused = names
+        on_suback(refused)
 
 
 def open_first(

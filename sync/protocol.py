@@ -79,6 +79,12 @@ def parse_topic(name: str) -> tuple[str, str, str]:
     return parts[2], parts[3], parts[4]
 
 
+def center_probe_topic(client_id: str) -> str:
+    """A receiver's own topic, for proving its subscriptions by a round trip (sync/receiver.py)."""
+    safe = "".join("_" if c in "+#/" else c for c in client_id)
+    return f"{PREFIX}/center/probe/{safe}"
+
+
 def center_subscriptions(regency: str, share_group: str) -> list[str]:
     """What a center receiver subscribes to.  Reports and events are split between receivers with a shared
     subscription; status is a normal one because Mosquitto sends no retained messages to shared ones."""

@@ -26,6 +26,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ T = TypeVar("T")
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 SESSION_EXPIRY_S = 86400
+#: Waiting for the SUBACK and the probe's round trip, the link is given up only after this long with
+#: nothing at all from the broker (a SUBACK queued behind a backlog comes while the backlog flows).
+SUBSCRIBE_SILENCE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,11 @@ class Receiver:
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._link: MqttLink | None = None
+        self._ready = False
+        self._session_present = False
+        self._probe_seen_retained = False
+        self._probe_nonce: str | None = None
+        self._heard_mono = time.monotonic()
         self._tick = time.monotonic()
         self.counters: Counter[str] = Counter()
         self.rejects: Counter[str] = Counter()
@@ -105,8 +114,9 @@ class Receiver:
 
     @property
     def connected(self) -> bool:
+        """Connected, subscribed and announced ``online``: posts' reports reach this receiver."""
         link = self._link
-        return bool(link and link.connected)
+        return bool(link and link.connected and self._ready)
 
     def wait_connected(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -146,6 +156,10 @@ class Receiver:
                     self._kick.clear()
                     continue
                 backoff = 0.0
+            if not self._ready and time.monotonic() - self._heard_mono > SUBSCRIBE_SILENCE_S:
+                log.warning("receiver: no SUBACK or probe from the broker; reconnecting")
+                self._drop("subscribe timeout")
+                continue
             try:
                 event = self._q.get(timeout=1.0)
             except queue.Empty:
@@ -171,6 +185,7 @@ class Receiver:
         link = self._link
         for event in events:
             if event[0] == "msg" and event[1] is link and event[2].topic.endswith("/report"):
+                self._heard_mono = time.monotonic()
                 reports.append(event[2])
             else:
                 rest.append(event)
@@ -198,25 +213,67 @@ class Receiver:
         except SyncError as exc:
             self._note_error(str(exc))
             return False
+        probe = protocol.center_probe_topic(self._client_id)
         try:
             subs = protocol.center_subscriptions(self._settings.regency, self._settings.share_group)
-            # always (the configured regency or group may have changed); the SUBACK may queue behind a backlog
-            link.subscribe([(t, 1) for t in subs], timeout=60.0)
-            link.publish(
-                protocol.CENTER_STATE_TOPIC,
-                protocol.encode_center_state("online", at=datetime.now(UTC), resumed=session),
-                qos=1,
-                retain=True,
+            # Always subscribe (the configured regency or group may have changed, and a present session may
+            # lack our subscriptions).  The SUBACK may queue behind a backlog: it comes back as an event and
+            # the backlog is handled meanwhile.  The probe topic (retain handling 1) tells whether the
+            # subscriptions were really in a resumed session: see _on_probe.
+            link.subscribe_async(
+                [(t, 1) for t in subs] + [(probe, 1)],
+                lambda refused: self._q.put(("suback", link, refused)),
+                retained_only_if_new={probe},
             )
         except SyncError as exc:
             link.abort()
             self._note_error(str(exc))
             return False
         self._link = link
+        self._ready = False
+        self._session_present = session
+        self._probe_seen_retained = False
+        self._probe_nonce = None
+        self._heard_mono = time.monotonic()
         self.last_error = None
         self.counters["connects"] += 1
-        log.info("receiver connected to %s (session %s)", link.broker.url, "resumed" if session else "new")
+        log.info("receiver connected to %s (session %s)", link.broker.url, "present" if session else "new")
         return True
+
+    def _on_suback(self, link: MqttLink, refused: list[str]) -> None:
+        if refused:
+            log.error("receiver: broker refused our subscription to %s", ", ".join(refused))
+            self.last_error = f"subscription refused: {', '.join(refused)}"
+            self._drop("subscription refused")
+            return
+        # a round trip on our own probe topic: it arrives after any retained probe the SUBSCRIBE released
+        self._probe_nonce = uuid.uuid4().hex
+        link.publish(protocol.center_probe_topic(self._client_id), self._probe_nonce.encode(), qos=1)
+
+    def _on_probe(self, link: MqttLink, message: Message) -> None:
+        if message.retain:
+            # sent only because the probe subscription did not exist (retain handling 1): whatever the
+            # session flag said, the broker held no subscriptions of ours, and what posts published
+            # meanwhile was dropped
+            self._probe_seen_retained = True
+            return
+        if self._ready or self._probe_nonce is None or message.payload != self._probe_nonce.encode():
+            return
+        self._ready = True
+        resumed = self._session_present and not self._probe_seen_retained
+        # the marker the next connection's probe subscription may release (retained; tiny)
+        link.publish(protocol.center_probe_topic(self._client_id), b"subscribed", qos=1, retain=True)
+        link.publish(
+            protocol.CENTER_STATE_TOPIC,
+            protocol.encode_center_state("online", at=datetime.now(UTC), resumed=resumed),
+            qos=1,
+            retain=True,
+        )
+        log.info(
+            "receiver subscribed on %s (session %s)",
+            link.broker.url,
+            "resumed" if resumed else ("present without our subscriptions" if self._session_present else "new"),
+        )
 
     def _note_error(self, text: str) -> None:
         if text != self.last_error:
@@ -225,6 +282,7 @@ class Receiver:
 
     def _drop(self, reason: str, *, polite: bool = False) -> None:
         link, self._link = self._link, None
+        self._ready = False
         if link is None:
             return
         if polite:
@@ -238,7 +296,17 @@ class Receiver:
         if kind == "msg":
             _, link, message = event
             if isinstance(link, MqttLink) and link is self._link:
-                self._handle(link, message)
+                self._heard_mono = time.monotonic()
+                if message.topic == protocol.center_probe_topic(self._client_id):
+                    self._on_probe(link, message)
+                    link.ack(message.mid, message.qos)
+                else:
+                    self._handle(link, message)
+        elif kind == "suback":
+            _, link, refused = event
+            if isinstance(link, MqttLink) and link is self._link:
+                self._heard_mono = time.monotonic()
+                self._on_suback(link, refused)
         elif kind == "down":
             _, link, reason = event
             if link is self._link:

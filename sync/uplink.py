@@ -50,6 +50,9 @@ RECONNECT_MAX_S = 2.0
 CONNECT_TIMEOUT_S = 8.0
 #: A network change while connected: the link must prove itself (a PUBACK) within this time.
 PROBE_TIMEOUT_S = 10.0
+#: Waiting for the SUBACK, the link is given up only after this long with nothing at all from the broker
+#: (no message, no PUBACK): a SUBACK queued behind a backlog arrives while that backlog is flowing.
+SUBACK_SILENCE_S = 30.0
 #: Reports claimed per round at most (a round fills the in-flight window).
 CLAIM_MAX = 500
 #: Reports the broker has (PUBACK) but the center has not acknowledged yet, at most.  The broker accepts
@@ -61,6 +64,8 @@ IDLE_POLL_S = 5.0
 STUCK_AFTER_S = 60.0
 #: Replies already handed to the radio (kept in store meta so a redelivered cmd is not sent twice).
 _CMD_META = "cmd_seen:"
+#: The last center epoch (CenterState.at) this post saw.
+_CENTER_EPOCH_META = "center_epoch"
 _MAX_QUEUED_EVENTS = 1000
 
 
@@ -119,6 +124,8 @@ class Uplink:
         self._inflight: dict[int, _InFlight] = {}
         self._awaiting: dict[str, float] = {}  # report id → when published on this link
         self._probe: tuple[int, float] | None = None
+        self._subscribed = False
+        self._heard_mono = time.monotonic()
         self._post_fields: dict[str, Any] = {}
         self._reply_states: deque[tuple[str, str, str]] = deque(maxlen=_MAX_QUEUED_EVENTS)
         self._lock = threading.Lock()
@@ -154,6 +161,7 @@ class Uplink:
         counter = self._store.meta_get("boot_counter")
         self._boot = int(counter) if counter and counter.isdigit() else self._store.bump_boot_counter()
         # claims of a previous run (a crash, a SIGKILL) are not being worked on by anyone now
+        self._center_epoch = self._store.meta_get(_CENTER_EPOCH_META)
         released = self._store.release_all_claims()
         if released:
             log.info("released %d claims left by a previous run", released)
@@ -207,6 +215,7 @@ class Uplink:
             "connected_for_s": round(time.monotonic() - self._connected_since, 1)
             if self._connected_since is not None
             else None,
+            "subscribed": bool(link and link.connected and self._subscribed),
             "center": self._center_state,
             "inflight_batches": len(self._inflight),
             "last_ack_s_ago": round(time.monotonic() - self._last_ack_mono, 1)
@@ -280,22 +289,30 @@ class Uplink:
             self._connect_failed(str(exc))
             return False
         try:
-            # A resumed session keeps its subscriptions.  Subscribing again would also put the SUBACK behind
-            # everything the broker queued for us while we were away — on a slow link, longer than any SUBACK
-            # timeout, and the link would be dropped and retried forever.
-            if not session:
-                link.subscribe(
-                    [
-                        (self._topics["ack"], 1),
-                        (self._topics["cmd"], 1),
-                        (protocol.CENTER_STATE_TOPIC, 1),
-                    ]
-                )
+            # Subscribe on every connect.  "Session present" proves nothing about our subscriptions: an
+            # earlier attempt cut between CONNACK and SUBSCRIBE, a takeover by a parallel attempt or a broker
+            # restored from an older persistence file all leave a session without them, and the center's
+            # acks and replies would then be dropped for good.  Subscribing again is harmless to a session
+            # that has them.  The SUBACK is not awaited here: the broker answers in order with what it
+            # queued for us, which on a slow link can take longer than any fixed timeout, so the drain
+            # loop handles that backlog meanwhile and hears the SUBACK as an event (_apply "suback").
+            # Publishing before the SUBACK is safe: the broker handles our SUBSCRIBE before our later
+            # PUBLISHes, so the subscription exists before any ack for them can be routed.
+            link.subscribe_async(
+                [
+                    (self._topics["ack"], 1),
+                    (self._topics["cmd"], 1),
+                    (protocol.CENTER_STATE_TOPIC, 1),
+                ],
+                lambda refused: self._q.put(("suback", link, refused)),
+            )
         except SyncError as exc:
             link.abort()
             self._connect_failed(str(exc))
             return False
         self._link = link
+        self._subscribed = False
+        self._heard_mono = time.monotonic()
         self._connected_since = time.monotonic()
         self.counters["connects"] += 1
         self._last_error = None
@@ -341,6 +358,11 @@ class Uplink:
             self._store.mark_sent(turn.sent)
         if self._link is None:
             return
+        if not self._subscribed and time.monotonic() - self._heard_mono > SUBACK_SILENCE_S:
+            # no SUBACK and nothing else from the broker for this long: the link is dead or the broker stuck
+            log.warning("uplink: no SUBACK from %s; reconnecting", link.broker.url)
+            self._drop_link("no SUBACK")
+            return
         if self._probe is not None and time.monotonic() > self._probe[1]:
             log.warning("uplink: no answer from %s after a network change; reconnecting", link.broker.url)
             self._drop_link("probe timeout")
@@ -366,6 +388,7 @@ class Uplink:
             _, link, mid, ok, reason = event
             if link is not self._link:
                 return
+            self._heard_mono = time.monotonic()
             if self._probe is not None and self._probe[0] == mid:
                 self._probe = None
             flight = self._inflight.pop(mid, None)
@@ -383,6 +406,7 @@ class Uplink:
             _, source, message = event
             if not isinstance(source, MqttLink) or source is not self._link:
                 return
+            self._heard_mono = time.monotonic()
             if message.topic == self._topics["ack"]:
                 try:
                     turn.acks.append(protocol.decode_ack(message.payload))
@@ -394,6 +418,18 @@ class Uplink:
             else:
                 self._handle_message(message)
             source.ack(message.mid, message.qos)
+        elif kind == "suback":
+            _, source, refused = event
+            if not isinstance(source, MqttLink) or source is not self._link:
+                return
+            if refused:
+                # an ACL that does not let this post read its acks: without them nothing is ever delivered
+                log.error("uplink: broker refused our subscription to %s", ", ".join(refused))
+                self._last_error = f"subscription refused: {', '.join(refused)}"
+                self._drop_link("subscription refused")
+                return
+            self._subscribed = True
+            log.info("uplink subscribed to acks, replies and center state on %s", source.broker.url)
         elif kind == "down":
             _, source, reason = event
             if isinstance(source, MqttLink) and source is self._link:
@@ -478,30 +514,38 @@ class Uplink:
             if message.topic == self._topics["cmd"]:
                 self._handle_command(protocol.decode_command(message.payload))
             elif message.topic == protocol.CENTER_STATE_TOPIC:
-                self._handle_center_state(protocol.decode_center_state(message.payload))
+                self._handle_center_state(protocol.decode_center_state(message.payload), retained=message.retain)
             else:
                 raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
         except ProtocolError as exc:
             self.counters["bad_messages"] += 1
             log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
 
-    def _handle_center_state(self, center: protocol.CenterState) -> None:
+    def _handle_center_state(self, center: protocol.CenterState, *, retained: bool) -> None:
         self._center_state = center.state
         if center.state != "online" or center.at is None or center.at == self._center_epoch:
             return
-        first = self._center_epoch is None
+        known = self._center_epoch is not None
         self._center_epoch = center.at
-        if first or center.resumed:
-            # resumed: the broker kept the receiver's session and so every report published meanwhile;
-            # it hands them over itself (resending them too only doubled the uplink traffic)
+        # kept across restarts (one small write per center (re)subscription): a post restarted after the
+        # center re-subscribed afresh must still learn that what it published meanwhile may be gone
+        self._store.meta_set(_CENTER_EPOCH_META, center.at)
+        if center.resumed:
+            # the broker kept the receiver's session (and the receiver proved its subscriptions were in
+            # it), so every report published meanwhile is waiting there: resending them only doubles traffic
             return
-        # A center receiver has just subscribed afresh.  What we published while no receiver was subscribed
-        # (a broker that lost its sessions, a center down longer than its session) was dropped by the
-        # broker: send every unacknowledged report again now instead of after ack_timeout_s.
+        if not known and retained:
+            # the first state this post ever saw, and an old one (retained, from before we subscribed):
+            # nothing of ours was published while that receiver was away
+            return
+        # A center receiver has just subscribed afresh — a live state (we were subscribed when it came), or
+        # a new epoch since we last looked.  What we published while no receiver was subscribed (none had
+        # ever subscribed yet, a broker that lost its sessions, a center down longer than its session) was
+        # dropped by the broker: send every unacknowledged report again now, not after ack_timeout_s.
         _, requeued = self._store.release_stale(self._cfg.store.claim_timeout_s, 0.0)
         self._awaiting.clear()
         if requeued:
-            log.info("center reconnected: %d unacknowledged reports go again", requeued)
+            log.info("center subscribed afresh: %d unacknowledged reports go again", requeued)
 
     def _apply_acks(self, acks: list[protocol.Ack], *, sent: list[str]) -> None:
         self._last_ack_mono = time.monotonic()
@@ -556,6 +600,7 @@ class Uplink:
         if link is None:
             return
         self._link = None
+        self._subscribed = False
         self._connected_since = None
         self._probe = None
         ids = [rid for flight in self._inflight.values() for rid in flight.report_ids]
