@@ -80,6 +80,7 @@ def test_cuts_at_every_handshake_point_lose_nothing_and_never_wait_for_ack_timeo
             last_cut = time.monotonic()
             wait_until(lambda: store.counts()["delivered"] == n_reports, SETTLE_S, "every report delivered")
             settle = time.monotonic() - last_cut
+            print(f"handshake chaos: {len(cutter.landed)} cuts landed, {cutter.connections} connections, last delivery {settle:.2f} s after the last cut")
             # bounded by the reconnect backoff, never by ack_timeout_s
             assert settle < ACK_TIMEOUT_S / 10, settle
             rows = store.list_reports(limit=100)
