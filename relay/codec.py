@@ -20,7 +20,7 @@ Layout v1 (big-endian; uvarint = unsigned LEB128, shortest form only)::
     8   kinds        u8     bits 7-4 report-id form (ID_*), bits 3-0 text coding (0 UTF-8, n = deflate + dict n)
     9   report_id    6 | 10 | 16 | 1+8..64 B by its form
         post_id      u8 len 1..32 + ASCII [a-z0-9-]
-        origin       u32 handset node number, or (FLAG_OPERATOR) u8 len + UTF-8 operator name
+        origin       u32 handset node number, or (FLAG_OPERATOR) u8 len 1..48 + UTF-8 operator name
         category     u8     index into CATEGORY_TABLE_V1
         enums        u8     mode(2) msg_type(2) source(2) clock_source(2), high bits first
         cap          u16    urgency(3) severity(3) certainty(3) loc_source(3) reserved(4) = 0
@@ -83,6 +83,9 @@ MAX_AGE_S = 20 * 365 * 86400  # as sync/protocol.py MAX_AGE_S
 MAX_CASUALTY = 100_000
 MAX_ACCURACY_M = 1_000_000
 MAX_OBSERVED = 0xFFFFFFFF
+#: An operator name's UTF-8 bytes.  With it, every report the model allows fits one packet, whatever its
+#: other fields (the text is then cut, and flagged): docs/RELAY.md works the worst case out.
+MAX_OPERATOR_BYTES = 48
 #: The report text limit of the report model; a longer one cannot exist, so none is encoded either.
 MAX_FULL_TEXT_BYTES = MAX_TEXT_BYTES
 #: Deflate text: the dictionary number written by the encoder (decoders know every number in DICTIONARIES).
@@ -267,12 +270,13 @@ def from_report(report: Report, *, age_s: float, age_wall: bool = False) -> Rela
     Not carried (the center has them from elsewhere or makes them itself): ``event`` (from the category),
     ``area_code``/``area_desc`` (the post's registry entry), ``callback`` (the post's handset list),
     ``path`` (each carrier adds its own hop), ``loc_age_s``, ``channel``, ``verified``, ``stored_at``.
+    An operator name over :data:`MAX_OPERATOR_BYTES` is shortened (:func:`short_origin`).
     """
     accuracy = None if report.accuracy_m is None else min(math.ceil(report.accuracy_m), MAX_ACCURACY_M)
     return RelayReport(
         report_id=report.report_id,
         post_id=report.post_id,
-        origin=report.origin,
+        origin=short_origin(report.origin),
         text=report.text_raw,
         observed_at=report.observed_at,
         age_s=min(max(math.ceil(age_s), 0), MAX_AGE_S),
@@ -292,6 +296,19 @@ def from_report(report: Report, *, age_s: float, age_wall: bool = False) -> Rela
         lang=report.lang,
         casualties=report.casualties,
     )
+
+
+def short_origin(origin: str) -> str:
+    """``origin`` with an operator name longer than :data:`MAX_OPERATOR_BYTES` cut to fit, ending in "~" (a
+    name is who to call back, which the origin post's own records keep in full; the text is never cut
+    this way)."""
+    m = _OPERATOR_RE.match(origin)
+    if not m or len(m.group(1).encode("utf-8")) <= MAX_OPERATOR_BYTES:
+        return origin
+    name = m.group(1)
+    while len((name + "~").encode("utf-8")) > MAX_OPERATOR_BYTES:
+        name = name[:-1]
+    return f"operator:{name}~"
 
 
 def truncation_note(packet: ReportPacket) -> str:
@@ -433,6 +450,8 @@ def _fields(r: RelayReport) -> tuple[bytes, int, int]:
     elif operator:
         flags |= FLAG_OPERATOR
         name = _utf8(operator.group(1), "field")
+        if len(name) > MAX_OPERATOR_BYTES:
+            raise ProtocolError("field", f"operator name is {len(name)} bytes > {MAX_OPERATOR_BYTES}")
         out += bytes([len(name)]) + name
     else:
         raise ProtocolError("field", f"origin must be '!xxxxxxxx' or 'operator:<name>', not {r.origin!r}")
@@ -643,7 +662,10 @@ def parse_report(payload: bytes) -> ReportPacket:
     id_raw = _read_id(rd, id_kind)
     post_id = rd.ascii(rd.u8(), _POST_ID_RE, "post_id")
     if flags & FLAG_OPERATOR:
-        raw_name = rd.take(rd.u8())
+        size = rd.u8()
+        if size > MAX_OPERATOR_BYTES:
+            raise ProtocolError("schema", f"operator name of {size} bytes > {MAX_OPERATOR_BYTES}")
+        raw_name = rd.take(size)
         try:
             origin = "operator:" + raw_name.decode("utf-8")
         except UnicodeDecodeError:
