@@ -597,3 +597,13 @@ def test_mutated_valid_packets_never_raise_anything_but_protocol_errors(budget: 
     )
     run()
     assert seen["tag"] > 0 and seen["schema"] + seen["short"] + seen["text"] > 0, seen
+
+
+def test_the_benchmark_measures_the_corpus() -> None:
+    from bench import relay_codec as bench
+
+    res = bench.measure(bench.REPO_CORPUS)
+    assert res["reports"] == 30 and res["ok"], res
+    assert res["fit_whole"] == 30 and res["size_max"] <= codec.MAX_PACKET_BYTES
+    assert res["text"]["ratio_codec"] < res["text"]["ratio_deflate"]
+    assert res["naive_json"]["fit"] == 0  # the report as JSON does not fit a packet: why the codec exists
