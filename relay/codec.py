@@ -1,4 +1,4 @@
-"""The compact relay codec: one report in one LoRa packet (docs/RELAY.md, "Codec", is the prose version).
+"""The compact relay codec: one report in one LoRa packet (docs/RELAY.md is the prose version).
 
 A post with no uplink hands its reports to a neighbour over the mesh, as the payload of a Meshtastic
 PRIVATE_APP direct message.  Everything a 112 center needs of a report goes in one packet of at most
