@@ -9,7 +9,9 @@ Sections, in order (``--only`` / ``--skip`` take these names):
 * ``center_ingest``  bench/center_ingest.py: center commits, SQLite and PostgreSQL, batched vs one per report;
 * ``radio_ingest``   bench/radio_ingest.py: simulated radio → committed report, latency percentiles;
 * ``sync``           bench/sync_drain.py: drain on loopback and over the slow link, recovery time;
-* ``footprint``      bench/footprint.py: a real ``siaga run``: memory, idle CPU, disk bytes per report.
+* ``footprint``      bench/footprint.py: a real ``siaga run``: memory, idle CPU, disk bytes per report;
+* ``relay_codec``    bench/relay_codec.py: the shared corpus in relay packets: sizes, one-packet fit, text
+                     compression with the preset dictionary vs plain deflate vs raw UTF-8 (computed).
 
 ``--quick`` is a smoke run (a few hundred reports, a 10 s idle window, no slow link): it proves the suite
 works, its figures are not the published ones.  A section that fails is reported as an error row and the
@@ -34,10 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import center_ingest, footprint, mesh_airtime, radio_ingest, sync_drain  # noqa: E402
+from bench import center_ingest, footprint, mesh_airtime, radio_ingest, relay_codec, sync_drain  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results.json"
-SECTIONS = ("airtime", "center_ingest", "radio_ingest", "sync", "footprint")
+SECTIONS = ("airtime", "center_ingest", "radio_ingest", "sync", "footprint", "relay_codec")
 
 #: Sizes of each section: (full, quick).
 PARAMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -175,6 +177,45 @@ def rows_footprint(res: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_relay_codec(res: dict[str, Any]) -> list[Row]:
+    n, text, naive = res["reports"], res["text"], res["naive_json"]
+    out = [
+        row(
+            f"relay packet size ({n} corpus reports)",
+            f"median {res['size_median']:g} B, max {res['size_max']} B ({res['airtime_max_ms']:.0f} ms on air)",
+            f"≤ {res['packet_budget']} B",
+            f"report JSON as over MQTT: median {naive['median']:g} B (zlib'd {naive['zlib_median']:g} B)",
+            _verdict(res["size_max"] <= res["packet_budget"]),
+        ),
+        row(
+            "relay: reports in one packet, text whole",
+            f"{res['fit_whole']}/{n}",
+            f"{n}/{n}",
+            f"JSON {naive['fit']}/{n}, zlib'd JSON {naive['zlib_fit']}/{n}",
+            _verdict(res["fit_whole"] == n),
+        ),
+        row(
+            "relay text: deflate + dictionary v1 / raw UTF-8",
+            f"{text['ratio_codec']:.2f} ({text['codec_bytes']} of {text['raw_bytes']} B)",
+            "< plain deflate",
+            f"plain deflate {text['ratio_deflate']:.2f}; raw UTF-8 (text as a DM) 1.00",
+            _verdict(text["ratio_codec"] < text["ratio_deflate"]),
+        ),
+    ]
+    held = res.get("held_out_text")
+    if held:
+        out.append(
+            row(
+                f"relay text, held-out texts ({held['texts']})",
+                f"{held['ratio_codec']:.2f}",
+                "-",
+                f"plain deflate {held['ratio_deflate']:.2f}",
+                "info",
+            )
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------- running
 def run(
     sections: list[str], *, quick: bool, pg_dsn: str | None, workdir: str | None, say: Callable[[str], None]
@@ -192,6 +233,7 @@ def run(
         "radio_ingest": (lambda: radio_ingest.measure(**params("radio_ingest"), workdir=workdir), rows_radio_ingest),
         "sync": (lambda: sync_drain.measure(**params("sync"), workdir=workdir), rows_sync),
         "footprint": (lambda: footprint.measure(**params("footprint"), workdir=workdir), rows_footprint),
+        "relay_codec": (relay_codec.measure, rows_relay_codec),
     }
     results: dict[str, Any] = {}
     table: list[Row] = []

@@ -1,6 +1,6 @@
 """Post-to-post store-and-forward over the mesh (custody transfer toward an uplink).
 
-Not built yet: no issue has asked for it.  Today a post without an uplink keeps every report in its own
-durable queue (edge/store.py) until any uplink appears.  This package is where the compact mesh codec and
-custody transfer will live (docs/ARCHITECTURE.md, "relay/").
+Built so far: the compact codec (relay/codec.py, relay/dictionary.py; docs/RELAY.md) that puts one report
+in one LoRa packet with its origin post's integrity tag.  Custody, routing and the relay role come next
+(issue 12); until then a post without an uplink keeps every report in its own durable queue (edge/store.py).
 """

@@ -1,0 +1,833 @@
+"""The compact relay codec: one report in one LoRa packet (docs/RELAY.md is the prose version).
+
+A post with no uplink hands its reports to a neighbour over the mesh, as the payload of a Meshtastic
+PRIVATE_APP direct message.  Everything a 112 center needs of a report goes in one packet of at most
+:data:`MAX_PACKET_BYTES`: ids, category, casualties, position, the observation time as an *age* by the
+origin post's boot clock, the handset, and the raw text, deflated with a versioned preset dictionary.  An
+HMAC tag with the origin post's own key ends the packet, so a carrier can read a report and pass it on, but
+cannot alter it or make one up in another post's name.
+
+Layout v1 (big-endian; uvarint = unsigned LEB128, shortest form only)::
+
+    0   version      u8     1
+    1   type         u8     1 = report (2 custody ack, 3 beacon, 4 center ack: reserved)
+    2   hops         u8     MUTABLE  bits 0-6 custody hops so far; bit 7 = some carrier timed its hold by
+                                     its wall clock (it rebooted while holding the report)
+    3   transit_s    u24    MUTABLE  seconds carriers held the report after the origin sent it (saturates)
+    --- signed: the tag covers bytes 0-1 and everything from here to the tag ---
+    6   key_epoch    u8     which of the origin post's keys made the tag
+    7   flags        u8     see FLAG_*; bit 7 must be 0
+    8   kinds        u8     bits 7-4 report-id form (ID_*), bits 3-0 text coding (0 UTF-8, n = deflate + dict n)
+    9   report_id    6 | 10 | 16 | 1+8..64 B by its form
+        post_id      u8 len 1..32 + ASCII [a-z0-9-]
+        origin       u32 handset node number, or (FLAG_OPERATOR) u8 len 1..48 + UTF-8 operator name
+        category     u8     index into CATEGORY_TABLE_V1
+        enums        u8     mode(2) msg_type(2) source(2) clock_source(2), high bits first
+        cap          u16    urgency(3) severity(3) certainty(3) loc_source(3) reserved(4) = 0
+        age_s        uvarint seconds from observation to the origin's send (≤ MAX_AGE_S)
+        observed     u32    the origin's wall-clock observation time, Unix seconds (its claim)
+        casualties   (FLAG_CASUALTIES) u8 mask affected/injured/dead/missing + uvarint each (≤ 100000)
+        position     (FLAG_POSITION) lat u24, lon u24 (see quantise_lat / quantise_lon)
+        accuracy_m   (FLAG_ACCURACY) uvarint metres, rounded up (≤ 1000000)
+        lang         (FLAG_LANG) u8 len + ASCII tag; absent = "id"
+        full_text    (FLAG_TRUNCATED) uvarint UTF-8 bytes of the whole text + 4 B of its SHA-256
+        text         the rest up to the tag, in the text coding
+    -8  tag          8 B    HMAC-SHA256(post key, signed bytes)[:8]
+
+The two mutable fields let a carrier count the hop and add the time it held the report without the origin's
+key; they are the only bytes a carrier can change, and the worst it can do with them is misstate transit
+time (the origin's signed wall-clock claim and its clock source stay beside it) or trip the hop alarm early.
+
+Nothing here does I/O or keeps state.  Every decoding failure is a :class:`ProtocolError` whose ``reason`` is
+a short counter key; nothing else escapes, whatever the bytes (tests/test_relay_codec.py fuzzes that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+
+from edge.errors import ProtocolError
+from edge.report import MAX_TEXT_BYTES, Casualties, InvalidReport, Report
+from relay import dictionary
+
+VERSION = 1
+
+#: Message types (byte 1).  Only reports exist so far; the others are reserved so that the custody and
+#: routing messages to come share the header and a v1 decoder tells them apart from a report.
+TYPE_REPORT = 1
+TYPE_CUSTODY_ACK = 2  # reserved
+TYPE_BEACON = 3  # reserved
+TYPE_CENTER_ACK = 4  # reserved
+
+#: The largest payload of one Meshtastic packet as we send it: a PKI-encrypted direct message on a private
+#: port.  Firmware Router::perhapsEncode accepts an encoded ``Data`` only when it + the 16-byte radio header
+#: + 12 bytes of PKI (8-byte AES-CCM tag, 4-byte extra nonce) ≤ 255 (MAX_LORA_PAYLOAD_LEN), i.e. ≤ 227 B.
+#: ``Data`` wraps our bytes in 8 B: portnum 300 (tag + 2-byte varint), payload (tag + 2-byte length) and
+#: the bitfield the firmware sets (tag + 1).  227 - 8 = 219 (tests check it against the real protobuf).
+#: Firmware 2.8's 66-byte XEdDSA signature goes only on non-PKI broadcasts, not on these DMs.
+MAX_PACKET_BYTES = 219
+#: Mutable header (version, type, hops, transit) and the tag.
+HEADER_BYTES = 6
+TAG_BYTES = 8
+MAX_HOPS = 0x7F
+MAX_TRANSIT_S = 0xFFFFFF  # 194 days; beyond, "at least that"
+MAX_AGE_S = 20 * 365 * 86400  # as sync/protocol.py MAX_AGE_S
+MAX_CASUALTY = 100_000
+MAX_ACCURACY_M = 1_000_000
+MAX_OBSERVED = 0xFFFFFFFF
+#: An operator name's UTF-8 bytes.  With it, every report the model allows fits one packet, whatever its
+#: other fields (the text is then cut, and flagged): docs/RELAY.md works the worst case out.
+MAX_OPERATOR_BYTES = 48
+#: The report text limit of the report model; a longer one cannot exist, so none is encoded either.
+MAX_FULL_TEXT_BYTES = MAX_TEXT_BYTES
+#: Deflate text: the dictionary number written by the encoder (decoders know every number in DICTIONARIES).
+TEXT_UTF8 = 0
+TEXT_DICT_V1 = 1
+CURRENT_TEXT_DICT = TEXT_DICT_V1
+
+FLAG_POSITION = 0x01
+FLAG_ACCURACY = 0x02
+FLAG_AGE_WALL = 0x04  # age_s is by the origin's wall clock: it rebooted after storing the report
+FLAG_TRUNCATED = 0x08  # the text is a prefix; full_text says how long the whole one was
+FLAG_LANG = 0x10
+FLAG_CASUALTIES = 0x20
+FLAG_OPERATOR = 0x40  # origin is "operator:<name>", not a handset
+_FLAGS_KNOWN = 0x7F
+
+ID_MESH = 0  # m{origin node}-{packet id}-{YYYYMMDD}: packet id u32 + day u16 (days since 1970-01-01)
+ID_MESH_NODE = 1  # the same with a node other than the origin's: node u32 + packet id u32 + day u16
+ID_UUID = 2  # a canonical lower-case UUID (UUIDv7 from edge.report.new_report_id): 16 bytes
+ID_TEXT = 3  # any other valid id: u8 length + ASCII
+
+#: Frozen tables: the index on the wire is the position here.  They are copies, not edge.report's tuples,
+#: so that reordering or extending those cannot silently change what v1 bytes mean (a test compares them).
+CATEGORY_TABLE_V1: tuple[str, ...] = (
+    "kebakaran",
+    "banjir",
+    "longsor",
+    "angin",
+    "gempa",
+    "kecelakaan",
+    "medis",
+    "kriminal",
+    "sar",
+    "hewan",
+    "infrastruktur",
+    "sos",
+    "aman",
+    "lainnya",
+)
+MODES_V1 = ("actual", "exercise", "test")
+MSG_TYPES_V1 = ("new", "update", "cancel", "ack")
+SOURCES_V1 = ("meshtastic", "manual", "serial", "relay")
+CLOCK_SOURCES_V1 = ("gps", "ntp", "rtc", "unsynced")
+URGENCIES_V1 = ("Immediate", "Expected", "Future", "Past", "Unknown")
+SEVERITIES_V1 = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
+CERTAINTIES_V1 = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
+LOC_SOURCES_V1 = ("gps", "handset-last-fixed", "post", "operator", "none")
+CASUALTY_KINDS = ("affected", "injured", "dead", "missing")
+
+#: Position grid: 2^24 - 1 steps over each axis.  Latitude steps 180°/16777215 = 1.07e-5° (1.19 m),
+#: longitude 2.15e-5° (2.39 m at the equator, 2.36 m in TTU): the worst error is half a step, well inside a
+#: handset GPS fix (±3-5 m) — 6 bytes where two int32 at 1e-5° would take 8.
+_GRID = (1 << 24) - 1
+
+_POST_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+_NODE_RE = re.compile(r"^!([0-9a-f]{8})$")
+_OPERATOR_RE = re.compile(r"^operator:([^\x00-\x1f]{1,64})$")
+_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+_MESH_ID_RE = re.compile(r"^m([0-9a-f]{8})-([0-9a-f]{8})-([0-9]{8})$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})?$")
+_EPOCH_DAY = date(1970, 1, 1)
+_MAX_LEVEL = 9
+
+
+# ---------------------------------------------------------------------------- the carried report
+@dataclass(frozen=True, slots=True)
+class RelayReport:
+    """What a relay packet carries of a report (see :func:`from_report` / :func:`to_report`).
+
+    ``age_s`` is seconds from the observation to the origin's send, by its boot clock (``age_wall`` false)
+    or, if the post rebooted since storing the report, by its wall clock.  ``observed_at`` is the origin's
+    wall-clock claim (whole seconds), worth as much as ``clock_source`` says.
+    """
+
+    report_id: str
+    post_id: str
+    origin: str
+    text: str
+    observed_at: datetime
+    age_s: int = 0
+    age_wall: bool = False
+    category: str = "lainnya"
+    mode: str = "actual"
+    msg_type: str = "new"
+    source: str = "meshtastic"
+    clock_source: str = "unsynced"
+    urgency: str = "Unknown"
+    severity: str = "Unknown"
+    certainty: str = "Unknown"
+    loc_source: str = "none"
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: int | None = None
+    lang: str = "id"
+    casualties: Casualties = field(default_factory=Casualties)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPacket:
+    """A parsed report packet.  ``verified`` is true only after :func:`verify_report` checked the tag."""
+
+    report: RelayReport
+    hops: int
+    transit_s: int
+    transit_wall: bool
+    key_epoch: int
+    #: the text is only the start of the report's text: the origin post keeps all of it
+    truncated: bool
+    #: UTF-8 bytes of the whole text (== len(report.text) in bytes when not truncated)
+    full_text_bytes: int
+    #: the first 4 bytes of the whole text's SHA-256 when truncated (to match the whole text later)
+    full_text_sha256: bytes | None
+    text_coding: int
+    size: int
+    signed: bytes
+    tag: bytes
+    verified: bool = False
+
+
+KeyLookup = Callable[[str, int], "bytes | None"]
+
+
+# ---------------------------------------------------------------------------- keys
+def derive_post_key(regency_secret: bytes, post_id: str, epoch: int = 0) -> bytes:
+    """A post's 32-byte tag key: HKDF-SHA256 (RFC 5869) of the regency's relay secret, per post and epoch.
+
+    Only the center (and the tool that provisions posts) holds the regency secret; each post is given
+    its own derived key.  So the center can verify any post without a key table, while a post — or a
+    stolen Pi — can make tags for itself alone.  A new epoch re-keys one post (after a theft, say).
+    """
+    if len(regency_secret) < 16:
+        raise ValueError("the regency relay secret must be at least 16 bytes (32 random bytes recommended)")
+    if not _POST_ID_RE.match(post_id) or not 0 <= epoch <= 255:
+        raise ValueError(f"bad post id or key epoch: {post_id!r} {epoch!r}")
+    prk = hmac.new(b"siaga-relay/v1", regency_secret, hashlib.sha256).digest()
+    info = b"report-tag\x00" + post_id.encode("ascii") + b"\x00" + bytes([epoch])
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()  # one HKDF-Expand block = 32 bytes
+
+
+def _tag(key: bytes, signed: bytes) -> bytes:
+    return hmac.new(key, signed, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+# ---------------------------------------------------------------------------- position and time helpers
+def quantise_lat(lat: float) -> int:
+    return round((lat + 90.0) * _GRID / 180.0)
+
+
+def quantise_lon(lon: float) -> int:
+    return round((lon + 180.0) * _GRID / 360.0)
+
+
+def grid_lat(q: int) -> float:
+    return q * 180.0 / _GRID - 90.0
+
+
+def grid_lon(q: int) -> float:
+    return q * 360.0 / _GRID - 180.0
+
+
+def observation_age(report: Report, stored_age_s: float) -> float:
+    """Seconds since ``report`` was observed, from the seconds since it was stored (the store's boot-clock
+    age): plus the span from observation to storing by the post's own clock, clamped to 0-24 h exactly as
+    the center does for MQTT reports (docs/PROTOCOL.md, "Time without a real-time clock")."""
+    span = (report.stored_at - report.observed_at).total_seconds()
+    return max(stored_age_s, 0.0) + min(max(span, 0.0), 86400.0)
+
+
+def total_age(packet: ReportPacket, held_s: float = 0.0) -> tuple[float, str]:
+    """(seconds since observation, "boot" | "wall") for a report that a post has held ``held_s`` seconds
+    since it received ``packet``: what the uplink post sends as ``age_s`` / ``age_src`` over MQTT."""
+    age = packet.report.age_s + packet.transit_s + max(held_s, 0.0)
+    wall = packet.report.age_wall or packet.transit_wall
+    return age, "wall" if wall else "boot"
+
+
+# ---------------------------------------------------------------------------- from / to the report model
+def from_report(report: Report, *, age_s: float, age_wall: bool = False) -> RelayReport:
+    """The relay form of a stored report.  ``age_s``: seconds since observation (see :func:`observation_age`).
+
+    Not carried (the center has them from elsewhere or makes them itself): ``event`` (from the category),
+    ``area_code``/``area_desc`` (the post's registry entry), ``callback`` (the post's handset list),
+    ``path`` (each carrier adds its own hop), ``loc_age_s``, ``channel``, ``verified``, ``stored_at``.
+    An operator name over :data:`MAX_OPERATOR_BYTES` is shortened (:func:`short_origin`).
+    """
+    accuracy = None if report.accuracy_m is None else min(math.ceil(report.accuracy_m), MAX_ACCURACY_M)
+    return RelayReport(
+        report_id=report.report_id,
+        post_id=report.post_id,
+        origin=short_origin(report.origin),
+        text=report.text_raw,
+        observed_at=report.observed_at,
+        age_s=min(max(math.ceil(age_s), 0), MAX_AGE_S),
+        age_wall=age_wall,
+        category=report.category,
+        mode=report.mode,
+        msg_type=report.msg_type,
+        source=report.source,
+        clock_source=report.clock_source,
+        urgency=report.urgency,
+        severity=report.severity,
+        certainty=report.certainty,
+        loc_source=report.loc_source,
+        lat=report.lat,
+        lon=report.lon,
+        accuracy_m=accuracy,
+        lang=report.lang,
+        casualties=report.casualties,
+    )
+
+
+def short_origin(origin: str) -> str:
+    """``origin`` with an operator name longer than :data:`MAX_OPERATOR_BYTES` cut to fit, ending in "~" (a
+    name is who to call back, which the origin post's own records keep in full; the text is never cut
+    this way)."""
+    m = _OPERATOR_RE.match(origin)
+    if not m or len(m.group(1).encode("utf-8")) <= MAX_OPERATOR_BYTES:
+        return origin
+    name = m.group(1)
+    while len((name + "~").encode("utf-8")) > MAX_OPERATOR_BYTES:
+        name = name[:-1]
+    return f"operator:{name}~"
+
+
+def truncation_note(packet: ReportPacket) -> str:
+    shown = len(packet.report.text.encode("utf-8"))
+    return (
+        f" [TERPOTONG di jalur relay: {shown} dari {packet.full_text_bytes} byte; "
+        f"teks lengkap ada di pos {packet.report.post_id}]"
+    )
+
+
+def to_report(packet: ReportPacket) -> Report:
+    """The report model for a parsed packet, as the center stores it.
+
+    A truncated text gets :func:`truncation_note` appended, so every screen and export that shows the text
+    shows that it is cut — a center that knows nothing of relay flags included.  ProtocolError("report")
+    when the packet is well formed but not a valid report (an empty text, say).
+    """
+    r = packet.report
+    text = r.text + truncation_note(packet) if packet.truncated else r.text
+    mesh = _MESH_ID_RE.match(r.report_id)
+    try:
+        return Report(
+            report_id=r.report_id,
+            post_id=r.post_id,
+            origin=r.origin,
+            source=r.source,
+            text_raw=text,
+            observed_at=r.observed_at,
+            stored_at=r.observed_at,
+            category=r.category,
+            urgency=r.urgency,
+            severity=r.severity,
+            certainty=r.certainty,
+            lang=r.lang,
+            lat=r.lat,
+            lon=r.lon,
+            accuracy_m=None if r.accuracy_m is None else float(r.accuracy_m),
+            loc_source=r.loc_source,
+            casualties=r.casualties,
+            clock_source=r.clock_source,
+            mode=r.mode,
+            msg_type=r.msg_type,
+            mesh_packet_id=int(mesh.group(2), 16) if mesh else None,
+        ).validate()
+    except InvalidReport as exc:
+        raise ProtocolError("report", str(exc)) from None
+
+
+# ---------------------------------------------------------------------------- encoding
+def encode_report(
+    report: RelayReport,
+    key: bytes,
+    *,
+    key_epoch: int = 0,
+    hops: int = 0,
+    transit_s: int = 0,
+    transit_wall: bool = False,
+) -> bytes:
+    """One packet of at most :data:`MAX_PACKET_BYTES` for ``report``, tagged with the origin post's ``key``.
+
+    A text too long for the packet is cut at a character to the longest start that fits, and the packet
+    says so (FLAG_TRUNCATED, the whole text's length and hash): never silently.  ProtocolError("field")
+    for a value outside its documented limit, ("too_large") when even an empty text would not fit.
+    """
+    if not 0 <= key_epoch <= 255:
+        raise ProtocolError("field", f"key_epoch must be 0-255, not {key_epoch!r}")
+    text_bytes = _check_text(report.text, "field")
+    head = _header(hops, transit_s, transit_wall)
+    fixed, flags, kinds_hi = _fields(report)
+
+    def build(coding: int, coded: bytes, truncated_of: bytes | None) -> bytes:
+        f = flags
+        tail = b""
+        if truncated_of is not None:
+            f |= FLAG_TRUNCATED
+            tail = _uvarint(len(truncated_of)) + hashlib.sha256(truncated_of).digest()[:4]
+        signed_body = bytes([key_epoch, f, kinds_hi << 4 | coding]) + fixed + tail + coded
+        return head + signed_body
+
+    def best(raw: bytes) -> tuple[int, bytes]:
+        if raw:
+            packed = _deflate(raw, CURRENT_TEXT_DICT)
+            if len(packed) < len(raw):
+                return CURRENT_TEXT_DICT, packed
+        return TEXT_UTF8, raw
+
+    coding, coded = best(text_bytes)
+    body = build(coding, coded, None)
+    if len(body) + TAG_BYTES > MAX_PACKET_BYTES:
+        # the longest start of the text (in characters) that fits, with the truncation trailer
+        lo, hi = 0, len(report.text)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            c, p = best(report.text[:mid].encode("utf-8"))
+            if len(build(c, p, text_bytes)) + TAG_BYTES <= MAX_PACKET_BYTES:
+                lo = mid
+            else:
+                hi = mid - 1
+        coding, coded = best(report.text[:lo].encode("utf-8"))
+        body = build(coding, coded, text_bytes)
+        if len(body) + TAG_BYTES > MAX_PACKET_BYTES:
+            raise ProtocolError("too_large", f"the report's fields alone take {len(body) + TAG_BYTES} bytes")
+    signed = body[:2] + body[HEADER_BYTES:]
+    return body + _tag(key, signed)
+
+
+def forward_report(payload: bytes, *, held_s: float, wall: bool = False) -> bytes:
+    """The packet a carrier passes on: one hop more, ``held_s`` more transit time (``wall``: timed by the
+    wall clock, the carrier rebooted while holding it).  The signed bytes and the tag are untouched, and
+    the size does not change.  ProtocolError("hops") past :data:`MAX_HOPS`."""
+    packet = parse_report(payload)
+    if packet.hops >= MAX_HOPS:
+        raise ProtocolError("hops", f"the report has already made {packet.hops} hops")
+    transit = min(packet.transit_s + max(math.ceil(held_s), 0), MAX_TRANSIT_S)
+    head = _header(packet.hops + 1, transit, packet.transit_wall or wall)
+    return head + bytes(payload[HEADER_BYTES:])
+
+
+def _header(hops: int, transit_s: int, transit_wall: bool) -> bytes:
+    if not 0 <= hops <= MAX_HOPS:
+        raise ProtocolError("field", f"hops must be 0-{MAX_HOPS}, not {hops!r}")
+    transit = min(max(int(transit_s), 0), MAX_TRANSIT_S)
+    return bytes([VERSION, TYPE_REPORT, hops | (0x80 if transit_wall else 0)]) + transit.to_bytes(3, "big")
+
+
+def _fields(r: RelayReport) -> tuple[bytes, int, int]:
+    """The signed fields between ``kinds`` and the truncation trailer; the flags and the id form."""
+    flags = 0
+    out = bytearray()
+    id_kind, id_bytes = _encode_id(r.report_id, r.origin)
+    out += id_bytes
+    if not isinstance(r.post_id, str) or not _POST_ID_RE.match(r.post_id):
+        raise ProtocolError("field", f"post_id must be 1-32 chars of a-z 0-9 -, not {r.post_id!r}")
+    out += bytes([len(r.post_id)]) + r.post_id.encode("ascii")
+    node = _NODE_RE.match(r.origin) if isinstance(r.origin, str) else None
+    operator = _OPERATOR_RE.match(r.origin) if isinstance(r.origin, str) else None
+    if node:
+        out += bytes.fromhex(node.group(1))
+    elif operator:
+        flags |= FLAG_OPERATOR
+        name = _utf8(operator.group(1), "field")
+        if len(name) > MAX_OPERATOR_BYTES:
+            raise ProtocolError("field", f"operator name is {len(name)} bytes > {MAX_OPERATOR_BYTES}")
+        out += bytes([len(name)]) + name
+    else:
+        raise ProtocolError("field", f"origin must be '!xxxxxxxx' or 'operator:<name>', not {r.origin!r}")
+    out.append(_index(CATEGORY_TABLE_V1, r.category, "category"))
+    out.append(
+        _index(MODES_V1, r.mode, "mode") << 6
+        | _index(MSG_TYPES_V1, r.msg_type, "msg_type") << 4
+        | _index(SOURCES_V1, r.source, "source") << 2
+        | _index(CLOCK_SOURCES_V1, r.clock_source, "clock_source")
+    )
+    cap = (
+        _index(URGENCIES_V1, r.urgency, "urgency") << 13
+        | _index(SEVERITIES_V1, r.severity, "severity") << 10
+        | _index(CERTAINTIES_V1, r.certainty, "certainty") << 7
+        | _index(LOC_SOURCES_V1, r.loc_source, "loc_source") << 4
+    )
+    out += cap.to_bytes(2, "big")
+    out += _uvarint(_int_in(r.age_s, 0, MAX_AGE_S, "age_s"))
+    if r.age_wall:
+        flags |= FLAG_AGE_WALL
+    if not isinstance(r.observed_at, datetime) or r.observed_at.tzinfo is None:
+        raise ProtocolError("field", "observed_at must be a timezone-aware datetime")
+    observed = math.floor(r.observed_at.timestamp())
+    out += _int_in(observed, 0, MAX_OBSERVED, "observed_at (Unix seconds)").to_bytes(4, "big")
+    if r.casualties:
+        flags |= FLAG_CASUALTIES
+        mask = 0
+        counts = bytearray()
+        for bit, kind in enumerate(CASUALTY_KINDS):
+            value = getattr(r.casualties, kind)
+            if value is not None:
+                mask |= 1 << bit
+                counts += _uvarint(_int_in(value, 0, MAX_CASUALTY, f"casualties.{kind}"))
+        out += bytes([mask]) + counts
+    if (r.lat is None) != (r.lon is None):
+        raise ProtocolError("field", "lat and lon must be given together")
+    if r.lat is not None and r.lon is not None:
+        if not (isinstance(r.lat, int | float) and -90.0 <= r.lat <= 90.0):
+            raise ProtocolError("field", f"lat must be within -90..90, not {r.lat!r}")
+        if not (isinstance(r.lon, int | float) and -180.0 <= r.lon <= 180.0):
+            raise ProtocolError("field", f"lon must be within -180..180, not {r.lon!r}")
+        flags |= FLAG_POSITION
+        out += quantise_lat(r.lat).to_bytes(3, "big") + quantise_lon(r.lon).to_bytes(3, "big")
+    if r.accuracy_m is not None:
+        flags |= FLAG_ACCURACY
+        out += _uvarint(_int_in(r.accuracy_m, 0, MAX_ACCURACY_M, "accuracy_m"))
+    if r.lang != "id":
+        if not isinstance(r.lang, str) or not _LANG_RE.match(r.lang):
+            raise ProtocolError("field", f"lang must be a language tag such as 'id' or 'aoz', not {r.lang!r}")
+        flags |= FLAG_LANG
+        out += bytes([len(r.lang)]) + r.lang.encode("ascii")
+    return bytes(out), flags, id_kind
+
+
+def _encode_id(report_id: str, origin: str) -> tuple[int, bytes]:
+    if not isinstance(report_id, str) or not _ID_RE.match(report_id):
+        raise ProtocolError("field", f"report_id must be 8-64 chars of A-Z a-z 0-9 . _ : -, not {report_id!r}")
+    kind = _id_kind(report_id, origin)
+    if kind == ID_UUID:
+        return kind, uuid.UUID(report_id).bytes
+    if kind in (ID_MESH, ID_MESH_NODE):
+        m = _MESH_ID_RE.match(report_id)
+        assert m is not None  # _id_kind matched it
+        day = (datetime.strptime(m.group(3), "%Y%m%d").date() - _EPOCH_DAY).days
+        packet = bytes.fromhex(m.group(2)) + day.to_bytes(2, "big")
+        return kind, packet if kind == ID_MESH else bytes.fromhex(m.group(1)) + packet
+    return kind, bytes([len(report_id)]) + report_id.encode("ascii")
+
+
+def _id_kind(report_id: str, origin: str) -> int:
+    """The compact form of an id: the one form whose decoding gives back exactly this string."""
+    if _UUID_RE.match(report_id):
+        return ID_UUID
+    m = _MESH_ID_RE.match(report_id)
+    if m:
+        try:
+            day = (datetime.strptime(m.group(3), "%Y%m%d").date() - _EPOCH_DAY).days
+        except ValueError:
+            day = -1
+        if 0 <= day <= 0xFFFF and (_EPOCH_DAY + timedelta(days=day)).strftime("%Y%m%d") == m.group(3):
+            return ID_MESH if origin == f"!{m.group(1)}" else ID_MESH_NODE
+    return ID_TEXT
+
+
+def _deflate(raw: bytes, number: int) -> bytes:
+    packer = zlib.compressobj(_MAX_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, dictionary.load(number))
+    return packer.compress(raw) + packer.flush()
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _index(table: tuple[str, ...], value: str, name: str) -> int:
+    try:
+        return table.index(value)
+    except ValueError:
+        raise ProtocolError("field", f"{name} must be one of {', '.join(table)}; not {value!r}") from None
+
+
+def _int_in(value: object, lo: int, hi: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError("field", f"{name} must be an integer {lo}..{hi}, not {value!r}")
+    return value
+
+
+def _utf8(text: str, reason: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(reason, "text is not valid UTF-8 (lone surrogate)") from None
+
+
+def _check_text(text: object, reason: str) -> bytes:
+    if not isinstance(text, str):
+        raise ProtocolError(reason, f"text must be a string, not {type(text).__name__}")
+    raw = _utf8(text, reason)
+    if len(raw) > MAX_FULL_TEXT_BYTES:
+        raise ProtocolError(reason, f"text is {len(raw)} bytes > {MAX_FULL_TEXT_BYTES}")
+    if "\x00" in text:
+        raise ProtocolError(reason, "text contains a NUL character")
+    return raw
+
+
+# ---------------------------------------------------------------------------- decoding
+class _Reader:
+    """Bounds-checked reads over the signed part; running off the end is ProtocolError("short")."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, start: int, end: int) -> None:
+        self.data = data
+        self.pos = start
+        self.end = end
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise ProtocolError("short", f"packet ends inside a field (needs {n} bytes at offset {self.pos})")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def uvarint(self, limit: int, name: str) -> int:
+        value = shift = 0
+        for i in range(5):
+            byte = self.u8()
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise ProtocolError("schema", f"{name}: varint not in its shortest form")
+                if value > limit:
+                    raise ProtocolError("schema", f"{name} {value} > {limit}")
+                return value
+        raise ProtocolError("schema", f"{name}: varint longer than 5 bytes")
+
+    def ascii(self, n: int, pattern: re.Pattern[str], name: str) -> str:
+        raw = self.take(n)
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("schema", f"{name} is not ASCII") from None
+        if not pattern.match(text):
+            raise ProtocolError("schema", f"{name} is not valid: {text[:40]!r}")
+        return text
+
+
+def parse_report(payload: bytes) -> ReportPacket:
+    """Check and decode a report packet *without* its key (what a carrier can do): size, version, type,
+    every field's range, the text.  The tag is read, not checked: see :func:`verify_report`."""
+    if not isinstance(payload, bytes | bytearray):
+        raise ProtocolError("encoding", f"payload is {type(payload).__name__}, not bytes")
+    data = bytes(payload)
+    if len(data) < 2:
+        raise ProtocolError("short", f"{len(data)} bytes: no version and type")
+    if data[0] != VERSION:
+        raise ProtocolError("version", f"unsupported relay packet version {data[0]} (this decoder knows {VERSION})")
+    if data[1] != TYPE_REPORT:
+        raise ProtocolError("type", f"message type {data[1]} is not a report ({TYPE_REPORT})")
+    if len(data) > MAX_PACKET_BYTES:
+        raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_PACKET_BYTES}")
+    if len(data) < HEADER_BYTES + 3 + TAG_BYTES:
+        raise ProtocolError("short", f"{len(data)} bytes is shorter than the smallest report")
+    hops_byte = data[2]
+    transit = int.from_bytes(data[3:6], "big")
+    end = len(data) - TAG_BYTES
+    rd = _Reader(data, HEADER_BYTES, end)
+    key_epoch = rd.u8()
+    flags = rd.u8()
+    if flags & ~_FLAGS_KNOWN:
+        raise ProtocolError("schema", f"unknown flags 0x{flags:02x}")
+    kinds = rd.u8()
+    id_kind, coding = kinds >> 4, kinds & 0x0F
+    id_raw = _read_id(rd, id_kind)
+    post_id = rd.ascii(rd.u8(), _POST_ID_RE, "post_id")
+    if flags & FLAG_OPERATOR:
+        size = rd.u8()
+        if size > MAX_OPERATOR_BYTES:
+            raise ProtocolError("schema", f"operator name of {size} bytes > {MAX_OPERATOR_BYTES}")
+        raw_name = rd.take(size)
+        try:
+            origin = "operator:" + raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("schema", "operator name is not UTF-8") from None
+        if not _OPERATOR_RE.match(origin):
+            raise ProtocolError("schema", f"origin is not valid: {origin[:40]!r}")
+    else:
+        origin = f"!{rd.uint(4):08x}"
+    report_id = _id_string(id_kind, id_raw, origin)
+    if _id_kind(report_id, origin) != id_kind:
+        raise ProtocolError("schema", f"report id {report_id!r} is not in its compact form")
+    category = _entry(CATEGORY_TABLE_V1, rd.u8(), "category")
+    enums = rd.u8()
+    cap = rd.uint(2)
+    if cap & 0x0F:
+        raise ProtocolError("schema", "reserved bits of the cap field are set")
+    age_s = rd.uvarint(MAX_AGE_S, "age_s")
+    observed_at = datetime.fromtimestamp(rd.uint(4), UTC)
+    casualties = Casualties()
+    if flags & FLAG_CASUALTIES:
+        mask = rd.u8()
+        if not mask or mask & 0xF0:
+            raise ProtocolError("schema", f"casualty mask 0x{mask:02x} is not valid")
+        counts = {
+            kind: rd.uvarint(MAX_CASUALTY, f"casualties.{kind}")
+            for bit, kind in enumerate(CASUALTY_KINDS)
+            if mask & (1 << bit)
+        }
+        casualties = Casualties(**counts)
+    lat = lon = None
+    if flags & FLAG_POSITION:
+        qlat, qlon = rd.uint(3), rd.uint(3)
+        if qlat > _GRID or qlon > _GRID:
+            raise ProtocolError("schema", "position outside the grid")
+        lat, lon = grid_lat(qlat), grid_lon(qlon)
+    accuracy = rd.uvarint(MAX_ACCURACY_M, "accuracy_m") if flags & FLAG_ACCURACY else None
+    lang = "id"
+    if flags & FLAG_LANG:
+        lang = rd.ascii(rd.u8(), _LANG_RE, "lang")
+        if lang == "id":
+            raise ProtocolError("schema", "lang 'id' is the default and is not written")
+    full_bytes: int | None = None
+    full_sha: bytes | None = None
+    if flags & FLAG_TRUNCATED:
+        full_bytes = rd.uvarint(MAX_FULL_TEXT_BYTES, "full_text")
+        full_sha = rd.take(4)
+    text = _decode_text(coding, rd.take(end - rd.pos))
+    text_len = len(text.encode("utf-8"))
+    if full_bytes is not None and text_len >= full_bytes:
+        raise ProtocolError("schema", f"truncated text of {text_len} bytes, whole text {full_bytes}")
+    report = RelayReport(
+        report_id=report_id,
+        post_id=post_id,
+        origin=origin,
+        text=text,
+        observed_at=observed_at,
+        age_s=age_s,
+        age_wall=bool(flags & FLAG_AGE_WALL),
+        category=category,
+        mode=_entry(MODES_V1, enums >> 6, "mode"),
+        msg_type=_entry(MSG_TYPES_V1, enums >> 4 & 3, "msg_type"),
+        source=_entry(SOURCES_V1, enums >> 2 & 3, "source"),
+        clock_source=_entry(CLOCK_SOURCES_V1, enums & 3, "clock_source"),
+        urgency=_entry(URGENCIES_V1, cap >> 13, "urgency"),
+        severity=_entry(SEVERITIES_V1, cap >> 10 & 7, "severity"),
+        certainty=_entry(CERTAINTIES_V1, cap >> 7 & 7, "certainty"),
+        loc_source=_entry(LOC_SOURCES_V1, cap >> 4 & 7, "loc_source"),
+        lat=lat,
+        lon=lon,
+        accuracy_m=accuracy,
+        lang=lang,
+        casualties=casualties,
+    )
+    return ReportPacket(
+        report=report,
+        hops=hops_byte & MAX_HOPS,
+        transit_s=transit,
+        transit_wall=bool(hops_byte & 0x80),
+        key_epoch=key_epoch,
+        truncated=full_bytes is not None,
+        full_text_bytes=text_len if full_bytes is None else full_bytes,
+        full_text_sha256=full_sha,
+        text_coding=coding,
+        size=len(data),
+        signed=data[:2] + data[HEADER_BYTES:end],
+        tag=data[end:],
+    )
+
+
+def verify_report(packet: ReportPacket, key: bytes) -> ReportPacket:
+    """The packet marked verified when its tag is the origin's; ProtocolError("tag") otherwise."""
+    if not hmac.compare_digest(_tag(key, packet.signed), packet.tag):
+        raise ProtocolError("tag", f"integrity tag does not match post {packet.report.post_id!r}'s key")
+    return replace(packet, verified=True)
+
+
+def decode_report(payload: bytes, key_for: KeyLookup) -> ReportPacket:
+    """Parse and verify (the center): ``key_for(post_id, key_epoch)`` gives the origin post's key, or None
+    for a post or epoch it does not know (ProtocolError("unknown_key"))."""
+    packet = parse_report(payload)
+    key = key_for(packet.report.post_id, packet.key_epoch)
+    if key is None:
+        raise ProtocolError("unknown_key", f"no key for post {packet.report.post_id!r} epoch {packet.key_epoch}")
+    return verify_report(packet, key)
+
+
+def _read_id(rd: _Reader, kind: int) -> bytes:
+    if kind == ID_MESH:
+        return rd.take(6)
+    if kind == ID_MESH_NODE:
+        return rd.take(10)
+    if kind == ID_UUID:
+        return rd.take(16)
+    if kind == ID_TEXT:
+        return rd.take(rd.u8())
+    raise ProtocolError("schema", f"unknown report id form {kind}")
+
+
+def _id_string(kind: int, raw: bytes, origin: str) -> str:
+    if kind == ID_UUID:
+        return str(uuid.UUID(bytes=raw))
+    if kind in (ID_MESH, ID_MESH_NODE):
+        node = origin[1:] if kind == ID_MESH else raw[:4].hex()
+        if kind == ID_MESH and not origin.startswith("!"):
+            raise ProtocolError("schema", "a mesh id of the origin's node needs a handset origin")
+        rest = raw[-6:]
+        day = _EPOCH_DAY + timedelta(days=int.from_bytes(rest[4:], "big"))
+        return f"m{node}-{rest[:4].hex()}-{day.strftime('%Y%m%d')}"
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("schema", "report id is not ASCII") from None
+    if not _ID_RE.match(text):
+        raise ProtocolError("schema", f"report id is not valid: {text[:40]!r}")
+    return text
+
+
+def _entry(table: tuple[str, ...], index: int, name: str) -> str:
+    if index >= len(table):
+        raise ProtocolError("schema", f"{name} index {index} is not in the v1 table")
+    return table[index]
+
+
+def _decode_text(coding: int, coded: bytes) -> str:
+    if coding == TEXT_UTF8:
+        raw = coded
+    else:
+        if coding not in dictionary.DICTIONARIES:
+            raise ProtocolError("dictionary", f"unknown text coding {coding}")
+        inflater = zlib.decompressobj(-15, zdict=dictionary.load(coding))
+        try:
+            raw = inflater.decompress(coded, MAX_FULL_TEXT_BYTES + 1)
+        except zlib.error as exc:
+            raise ProtocolError("text", f"bad deflate data: {exc}") from None
+        if len(raw) > MAX_FULL_TEXT_BYTES or inflater.unconsumed_tail:
+            raise ProtocolError("too_large", f"text inflates to more than {MAX_FULL_TEXT_BYTES} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ProtocolError("text", "deflate stream is cut short or followed by stray bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("text", "text is not valid UTF-8") from None
+    if "\x00" in text:
+        raise ProtocolError("text", "text contains a NUL character")
+    return text
