@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from meshtastic.tcp_interface import TCPInterface
 
-from edge.simulator import SimulatedDevice
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.procs import spawn_siaga_run, stop_process
+from devkit.harness.synctools import Center, center_report_ids, wait_for
+from devkit.simulator import SimulatedDevice
 from edge.store import Store
 from tests.conftest import Budget
-from tests.mosquitto import Mosquitto
-from tests.procs import spawn_siaga_run, stop_process
 from tests.radio_rig import post_config, radio_of, running_post
-from tests.synctools import Center, center_report_ids, wait_for
 
 pytestmark = pytest.mark.chaos
 

@@ -29,12 +29,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge import config as config_mod
 from edge.classify import Classifier
-from edge.clock import SystemClock
-from edge.errors import ReportError
 from edge.intake import Intake
-from edge.report import CATEGORIES, CERTAINTIES, MAX_TEXT_BYTES, SEVERITIES, URGENCIES, Report
+from siaga import config as config_mod
+from siaga.clock import SystemClock
+from siaga.errors import ReportError
+from siaga.report import CATEGORIES, CERTAINTIES, MAX_TEXT_BYTES, SEVERITIES, URGENCIES, Report
 from tests.conftest import Budget
 from tests.fuzz.conftest import Reasons
 

@@ -29,10 +29,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge import cli
-from edge import config as config_mod
-from edge.errors import ConfigError
+from cli import base as cli
 from edge.handsets import with_handsets_file
+from siaga import config as config_mod
+from siaga.errors import ConfigError
 from tests.conftest import REPO, Budget
 from tests.fuzz.conftest import Reasons
 
@@ -423,7 +423,7 @@ def regression_cases(tmp: Path) -> list[tuple[bytes, list[str], bool, str | None
 
 # ---------------------------------------------------------------------------------- what `config check` runs
 def config_check(path: Path, *, center: bool) -> config_mod.Config:
-    """edge/cli.py cmd_config_check without the printing."""
+    """cli/post.py cmd_config_check without the printing."""
     cfg = config_mod.load(path, require_post=not center)
     if not center:
         cli.check_data_dir(cfg)

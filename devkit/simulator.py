@@ -44,9 +44,9 @@ from meshtastic.protobuf import (
     portnums_pb2,
 )
 
-from edge.airtime import MESH_HEADER_BYTES, time_on_air_ms
-from edge.errors import ConfigError
-from edge.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, encode_frame
+from devkit.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, encode_frame
+from siaga.airtime import MESH_HEADER_BYTES, time_on_air_ms
+from siaga.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
