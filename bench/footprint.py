@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/footprint.py [--reports 200] [--idle 60] [--dir /var/tmp]
 
 ``python -m cli --config X run`` runs as its own process with the radio on devkit/simulator.py (TCP),
-the uplink on a fresh Mosquitto and a center (tests/center_proc.py, SQLite) acknowledging, receipts on
+the uplink on a fresh Mosquitto and a center (devkit/harness/center_proc.py, SQLite) acknowledging, receipts on
 (every report gets its two receipts, ACKed by the simulated handset).  Read from /proc/PID of the post only:
 
 * memory: VmRSS and VmHWM (peak) from /proc/PID/status, after the start and after the reports;

@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/sync_drain.py [--n 10000] [--slow-n 1000] [--naive-n 1000] [--skip-slow]
 
-Every run starts its own Mosquitto on a free port (tests/mosquitto.py), a center in its own process (as on
-its own machine: tests/center_proc.py, CenterService with SQLite, synchronous=FULL) and a post store in a
+Every run starts its own Mosquitto on a free port (devkit/harness/mosquitto.py), a center in its own process (as on
+its own machine: devkit/harness/center_proc.py, CenterService with SQLite, synchronous=FULL) and a post store in a
 temporary directory, and queues the same reports first.
 
 1. Drain of N queued reports on loopback, "reports/s acknowledged":

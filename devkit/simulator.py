@@ -2,7 +2,7 @@
 
 It stands in for the post's gateway radio (there are no radios here) and is part of the product: the
 demo, officer training and rehearsing a configuration run against it.  It speaks only the Meshtastic
-wire protocol (``edge/stream.py`` framing + the ``meshtastic.protobuf`` messages) and knows nothing of
+wire protocol (``devkit/stream.py`` framing + the ``meshtastic.protobuf`` messages) and knows nothing of
 the post daemon.  What it emulates, and why, is in docs/SIMULATOR.md; the scenario format too.
 
 Threading: one loop thread owns every socket, the pty and all device state.  Public methods called from

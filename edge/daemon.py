@@ -235,7 +235,7 @@ class Post:
         return out
 
     def health_checks(self) -> dict[str, bool]:
-        """What the systemd watchdog checks (edge/sdnotify.py): a failing part stops the pings."""
+        """What the systemd watchdog checks (siaga/sdnotify.py): a failing part stops the pings."""
         checks: dict[str, bool] = {}
         if self.radio is not None:
             checks["radio"] = self.radio.healthy()

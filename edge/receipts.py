@@ -6,7 +6,7 @@ Texts (Bahasa Indonesia, ASCII, short: every byte costs airtime shared by the wh
 * second receipt, when the center has committed it: ``112 PUSAT TERIMA #K7Q2 14:05`` (post local time)
 * a reply typed by 112 staff: ``112: <text>``
 
-Receipts must air within :data:`RECEIPT_AIRTIME_MS` on LONG_FAST (edge/airtime.py): that gives
+Receipts must air within :data:`RECEIPT_AIRTIME_MS` on LONG_FAST (siaga/airtime.py): that gives
 :data:`RECEIPT_MAX_BYTES`.  A long post name is shortened first, then left out ("112 POS TERIMA #K7Q2
 INFRASTRUKTUR"): the handset already shows which radio the message came from, while the reference and the
 category are what the officer must read (a wrong category is worth a call).  A reply may use one whole

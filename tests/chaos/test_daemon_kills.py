@@ -2,7 +2,7 @@
 
 Issue 7: ``siaga run`` (a real subprocess: the real meshtastic library, the real SQLite store, the real uplink
 to a real Mosquitto and a real center) is killed with SIGKILL at random moments while a simulated gateway
-radio (edge/simulator.py over TCP) streams texts from three registered handsets, and started again each
+radio (devkit/simulator.py over TCP) streams texts from three registered handsets, and started again each
 time.  CI runs a reduced schedule; ``pytest --full`` runs the issue's 50 kills during 2,000 reports.
 """
 

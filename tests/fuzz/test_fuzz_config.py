@@ -1,7 +1,7 @@
-"""Hostile config files into the loader (edge/config.py) and `siaga config check`.
+"""Hostile config files into the loader (siaga/config.py) and `siaga config check`.
 
 Documents are built from the real schema: the commented example (systemd/siaga.example.toml) with the
-post's paths moved into tmp_path, then one to three mutations drawn from the dataclasses in edge/config.py
+post's paths moved into tmp_path, then one to three mutations drawn from the dataclasses in siaga/config.py
 — a key set to a value of the wrong type, an out-of-range number (inf, nan, 2**63), a bad URL, a bad path
 (NUL, empty, a directory, missing), a section replaced by a scalar, an unknown key, a required key removed,
 a handsets file with hostile content — serialised as TOML and sometimes damaged as text (cut short, bytes
