@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from center.service import StorageSink  # noqa: E402
 from center.storage import open_storage  # noqa: E402
-from edge.errors import CenterError  # noqa: E402
-from edge.report import utcnow  # noqa: E402
+from devkit.harness.pg import fresh_schema  # noqa: E402
+from devkit.harness.synctools import make_reports  # noqa: E402
+from siaga.errors import CenterError  # noqa: E402
+from siaga.report import utcnow  # noqa: E402
 from sync import protocol  # noqa: E402
 from sync.receiver import ReceivedBatch  # noqa: E402
-from tests.pg import fresh_schema  # noqa: E402
-from tests.synctools import make_reports  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH_MAX_BYTES = 16 * 1024  # the uplink's default batch_max_bytes

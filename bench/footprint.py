@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/footprint.py [--reports 200] [--idle 60] [--dir /var/tmp]
 
-``python -m edge.cli --config X run`` runs as its own process with the radio on edge/simulator.py (TCP),
-the uplink on a fresh Mosquitto and a center (tests/center_proc.py, SQLite) acknowledging, receipts on
+``python -m cli --config X run`` runs as its own process with the radio on devkit/simulator.py (TCP),
+the uplink on a fresh Mosquitto and a center (devkit/harness/center_proc.py, SQLite) acknowledging, receipts on
 (every report gets its two receipts, ACKed by the simulated handset).  Read from /proc/PID of the post only:
 
 * memory: VmRSS and VmHWM (peak) from /proc/PID/status, after the start and after the reports;
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.radio_ingest import HANDSET, TEXTS  # noqa: E402
 from bench.sync_drain import start_center, stop_center  # noqa: E402
-from edge.simulator import SimulatedDevice  # noqa: E402
-from tests.mosquitto import Mosquitto  # noqa: E402
-from tests.procs import spawn_siaga_run, stop_process  # noqa: E402
+from devkit.harness.mosquitto import Mosquitto  # noqa: E402
+from devkit.harness.procs import spawn_siaga_run, stop_process  # noqa: E402
+from devkit.simulator import SimulatedDevice  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -97,8 +97,8 @@ def _own_write_bytes() -> int:
 def store_breakdown(workdir: Path, n: int = 30) -> dict[str, int]:
     """What each store commit a report goes through writes (this process, the same file system): the life
     of one report when reports trickle in one by one, as they do between emergencies."""
+    from devkit.harness.synctools import make_reports
     from edge.store import Store
-    from tests.synctools import make_reports
 
     costs: dict[str, list[int]] = {}
 
@@ -132,7 +132,7 @@ def naive_queue_bytes(workdir: Path, n: int = 30) -> int:
     durable the moment it happens.  Returns bytes written per report."""
     import sqlite3
 
-    from tests.synctools import make_reports
+    from devkit.harness.synctools import make_reports
 
     conn = sqlite3.connect(workdir / "naive-queue.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

@@ -20,7 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.airtime import (  # noqa: E402
+from edge.receipts import RECEIPT_AIRTIME_MS, center_receipt_text, post_receipt_text, reply_text  # noqa: E402
+from siaga.airtime import (  # noqa: E402
     DATA_PAYLOAD_LEN,
     LONG_FAST,
     PKI_OVERHEAD_BYTES,
@@ -30,8 +31,7 @@ from edge.airtime import (  # noqa: E402
     text_data,
     time_on_air_ms,
 )
-from edge.receipts import RECEIPT_AIRTIME_MS, center_receipt_text, post_receipt_text, reply_text  # noqa: E402
-from edge.report import CATEGORIES  # noqa: E402
+from siaga.report import CATEGORIES  # noqa: E402
 
 OLD_RECEIPT = "112 POS OEBUBUN TERIMA #K7Q2 KEBAKARAN. Menunggu sinyal ke pusat."
 NAMES = ("Pos Siaga Oebubun", "Pos Siaga " + "W" * 30, "Pos Siaga Désa Ñamà Yang Sangat Panjang Sekali")

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from meshtastic.tcp_interface import TCPInterface  # noqa: E402
 from pubsub import pub  # noqa: E402
 
-from edge import config as config_mod  # noqa: E402
+from devkit.simulator import SimulatedDevice  # noqa: E402
 from edge.daemon import Post  # noqa: E402
-from edge.simulator import SimulatedDevice  # noqa: E402
+from siaga import config as config_mod  # noqa: E402
 
 HANDSET = "!a1b2c3d4"
 TEXTS = [

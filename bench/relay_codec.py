@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from meshtastic.protobuf import mesh_pb2  # noqa: E402
 
-from edge.airtime import LONG_FAST, MESH_HEADER_BYTES, PKI_OVERHEAD_BYTES, time_on_air_ms  # noqa: E402
-from edge.report import Casualties, Report, mesh_report_id  # noqa: E402
 from relay import codec, dictionary  # noqa: E402
+from siaga.airtime import LONG_FAST, MESH_HEADER_BYTES, PKI_OVERHEAD_BYTES, time_on_air_ms  # noqa: E402
+from siaga.report import Casualties, Report, mesh_report_id  # noqa: E402
 
 SHARED_CORPUS = ROOT.parent / "shared" / "corpus" / "reports_sample.jsonl"
 REPO_CORPUS = ROOT / "tests" / "data" / "reports_sample.jsonl"

@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/sync_drain.py [--n 10000] [--slow-n 1000] [--naive-n 1000] [--skip-slow]
 
-Every run starts its own Mosquitto on a free port (tests/mosquitto.py), a center in its own process (as on
-its own machine: tests/center_proc.py, CenterService with SQLite, synchronous=FULL) and a post store in a
+Every run starts its own Mosquitto on a free port (devkit/harness/mosquitto.py), a center in its own process (as on
+its own machine: devkit/harness/center_proc.py, CenterService with SQLite, synchronous=FULL) and a post store in a
 temporary directory, and queues the same reports first.
 
 1. Drain of N queued reports on loopback, "reports/s acknowledged":
@@ -12,7 +12,7 @@ temporary directory, and queues the same reports first.
        through the same broker and the same center);
    (c) raw paho (through sync.mqtt, nothing else): the same report JSON, one per message, QoS 1 with the same
        20-message window, no store, no center — counted at PUBACK (the per-message upper reference).
-2. The same through sync.linkproxy at ~64 kbit/s each way and 300 ms one way (≈ 600 ms RTT), with a 5 s
+2. The same through devkit.linkproxy at ~64 kbit/s each way and 300 ms one way (≈ 600 ms RTT), with a 5 s
    silent cut in the middle of ours: reports/s and bytes on the wire per report (MQTT bytes through the
    proxy, both directions; TCP/IP headers not counted).
 3. Recovery: the broker is killed, stays down D seconds, comes back; time from "listening again" to the first
@@ -39,14 +39,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.config import TlsMqttConfig  # noqa: E402
-from edge.report import utcnow  # noqa: E402
+from devkit.harness.mosquitto import Mosquitto  # noqa: E402
+from devkit.harness.synctools import Post, make_reports, post_config, wait_for  # noqa: E402
+from devkit.linkproxy import LinkProxy  # noqa: E402
 from edge.store import Store  # noqa: E402
+from siaga.config import TlsMqttConfig  # noqa: E402
+from siaga.report import utcnow  # noqa: E402
 from sync import protocol  # noqa: E402
-from sync.linkproxy import LinkProxy  # noqa: E402
 from sync.mqtt import BrokerAddress, Message, MqttLink  # noqa: E402
-from tests.mosquitto import Mosquitto  # noqa: E402
-from tests.synctools import Post, make_reports, post_config, wait_for  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- (a) ours
@@ -179,7 +179,7 @@ def run_raw(broker_url: str, n: int, window: int = 20) -> dict[str, float]:
 def start_center(db_url: str, broker_url: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.center_proc", db_url, broker_url],
+        [sys.executable, "-m", "devkit.harness.center_proc", db_url, broker_url],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import base64
 import collections
-import getpass
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from center.staffdb import StaffDB
-from edge.errors import CenterError
+from siaga.errors import CenterError
 
 log = logging.getLogger(__name__)
 
@@ -260,45 +257,3 @@ def read_password_file(path: Path) -> str:
     except OSError as exc:
         raise AuthError(f"berkas kata sandi {path} tidak dapat dibaca: {exc.strerror}") from None
     return text.rstrip("\r\n")
-
-
-# -------------------------------------------------------------------------------- CLI
-def _ask_password(args: Any) -> str:
-    if args.password_file:
-        return read_password_file(Path(args.password_file))
-    if not sys.stdin.isatty():
-        # scripted use: the first line of stdin (never a command-line argument: it would show in ps)
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Kata sandi baru: ")
-    if getpass.getpass("Ulangi kata sandi: ") != first:
-        raise AuthError("kedua kata sandi tidak sama")
-    return first
-
-
-def user_command(args: Any) -> int:
-    """``siaga center user add|passwd|list``."""
-    from center.storage import open_storage
-    from edge.cli import load_config
-
-    cfg = load_config(args, require_post=False)
-    with open_storage(cfg.center.db) as storage:
-        auth = Auth(StaffDB(storage))
-        if args.user_command == "list":
-            users = auth.users()
-            if getattr(args, "json", False):
-                print(json.dumps(users, ensure_ascii=False, indent=2))
-            else:
-                for user in users:
-                    state = " (nonaktif)" if user["disabled"] else ""
-                    print(f"{user['username']:<24} {user['role']}{state}")
-                if not users:
-                    print("Belum ada akun. Tambahkan dengan: siaga center user add NAMA")
-            return 0
-        password = _ask_password(args)
-        if args.user_command == "add":
-            auth.add_user(args.name, password, args.role)
-            print(f"Akun {args.name} ({args.role}) dibuat.")
-        else:
-            auth.set_password(args.name, password)
-            print(f"Kata sandi {args.name} diganti; sesi lamanya diakhiri.")
-    return 0

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from center.triage import STATUS_LABEL, ReportView
-from edge.report import CAP_CATEGORY, format_time
+from siaga.report import CAP_CATEGORY, format_time
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CENTER_SENDER = "112.center@siaga-relay"

@@ -3,14 +3,13 @@ other components (the dashboard's web server) are mounted beside them.
 
 Embedding: ``service = CenterService(cfg); service.start(); ...; service.stop()``.  ``service.storage`` is
 the one :class:`~center.storage.CenterStorage`; ``service.send_reply`` queues and publishes a staff reply.
-A web app runs in the same process by registering a factory in :data:`COMPONENT_FACTORIES` (called with
-the started service; it returns an object with ``start()``/``stop()``) from a module listed in
-:data:`COMPONENT_MODULES`, which :func:`run_center` imports when it exists.
+Other components run in the same process when the caller of :func:`run_center` passes their factories
+(called with the started service; each returns an object with ``start()``/``stop()``): ``siaga center run``
+(cli/center.py) passes the dashboard's web server, :func:`center.web.web_component`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -20,10 +19,10 @@ from types import FrameType
 from typing import Any, Protocol
 
 from center.storage import CenterStorage, IncomingReport, Reply, open_storage
-from edge.config import Config
-from edge.errors import CenterError, ProtocolError, SyncError
-from edge.metrics import MetricsServer, Registry
-from edge.sdnotify import Notifier, Watchdog
+from siaga.config import Config
+from siaga.errors import CenterError, ProtocolError, SyncError
+from siaga.metrics import MetricsServer, Registry
+from siaga.sdnotify import Notifier, Watchdog
 from sync.receiver import ReceivedBatch, Receiver
 
 log = logging.getLogger(__name__)
@@ -38,10 +37,8 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-#: Factories of extra components run beside the receiver (the dashboard appends its web server here).
-COMPONENT_FACTORIES: list[Callable[[CenterService], Component]] = []
-#: Modules imported by run_center (if installed) so that they can register their factories.
-COMPONENT_MODULES: list[str] = ["center.web"]
+#: Makes a component run beside the receiver (e.g. the dashboard's web server), given the started service.
+ComponentFactory = Callable[["CenterService"], Component]
 
 
 class StorageSink:
@@ -198,14 +195,8 @@ def register_metrics(service: CenterService, registry: Registry) -> None:
     )
 
 
-def run_center(cfg: Config) -> int:
-    """Run until SIGTERM/SIGINT.  Returns the exit code."""
-    for name in COMPONENT_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+def run_center(cfg: Config, *, components: Sequence[ComponentFactory] = ()) -> int:
+    """Run until SIGTERM/SIGINT, with ``components`` mounted beside the receiver.  Returns the exit code."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -219,14 +210,14 @@ def run_center(cfg: Config) -> int:
     metrics: MetricsServer | None = None
     try:
         service.start()
-        for factory in COMPONENT_FACTORIES:
+        for factory in components:
             service.mount(factory(service))
         if cfg.metrics.listen:
             registry = Registry()
             register_metrics(service, registry)
             metrics = MetricsServer(registry, cfg.metrics.listen)
             metrics.start()
-        log.info("center running: database %s, %d components", service.storage.dialect, len(COMPONENT_FACTORIES))
+        log.info("center running: database %s, %d components", service.storage.dialect, len(components))
         notifier.ready(f"running, database {service.storage.dialect}")
         watchdog.start()
         while not stop.wait(5.0):

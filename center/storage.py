@@ -10,7 +10,7 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
 ``reports`` — one row per report, however many copies arrived
     report_id TEXT PK (the first id seen), post_id (first post that delivered it), origin, mesh_packet_id,
     category, urgency, severity, mode, msg_type, text_raw, lat, lon, verified (0/1),
-    body (the Report JSON, edge.report.Report.to_dict), observed_post_ts (what the post's clock said),
+    body (the Report JSON, siaga.report.Report.to_dict), observed_post_ts (what the post's clock said),
     stored_post_ts, received_ts (center clock, first copy), observed_est_ts (estimated true observed time,
     see :func:`estimate_observed`), age_s, age_source ("boot" exact | "wall" post rebooted since storing),
     post_sent_ts (post's clock at send), copies (distinct posts that delivered it), status (triage, default
@@ -25,8 +25,9 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
 ``replies`` — staff replies to a handset (the ``cmd`` topic) and their delivery state
     cmd_id PK, report_id, post_id, regency, to_node, text, created_by, created_ts, state (see REPLY_STATES),
     state_ts, detail.
-``schema_migrations`` — name PK, applied_ts.  Other center modules add tables by appending a
-    :class:`Migration` to :data:`MIGRATIONS` (SQL for both dialects) before opening.
+``schema_migrations`` — name PK, applied_ts.  Every table's SQL, for both dialects, is in
+    :mod:`center.schema`, applied in the order of its :data:`~center.schema.MIGRATIONS` (the staff's tables
+    of :mod:`center.staffdb` too).
 
 Methods: ingest, record_status, posts, get_post, list_reports, get_report, copies, set_status, counts,
 create_reply, set_reply_state, get_reply, replies, query/execute (an escape hatch with ``?`` placeholders
@@ -55,9 +56,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edge.errors import CenterError
-from edge.receipts import REPLY_MAX_BYTES, REPLY_PREFIX
-from edge.report import InvalidReport, Report
+from center.schema import MIGRATIONS
+from siaga.errors import CenterError
+from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX, InvalidReport, Report
 
 log = logging.getLogger(__name__)
 
@@ -70,89 +71,6 @@ MESH_MATCH_WINDOW = timedelta(hours=36)
 #: The post sends a reply as "112: <text>" in one LoRa packet of at most REPLY_MAX_BYTES: a longer text
 #: would arrive cut short.  Counted in UTF-8 bytes (an accented letter takes two).
 MAX_REPLY_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    name: str
-    sqlite: str
-    postgresql: str
-
-
-_REPORTS_SQL = """
-CREATE TABLE reports (
-    report_id TEXT PRIMARY KEY,
-    post_id TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    mesh_packet_id BIGINT,
-    category TEXT NOT NULL,
-    urgency TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    msg_type TEXT NOT NULL,
-    text_raw TEXT NOT NULL,
-    lat DOUBLE PRECISION,
-    lon DOUBLE PRECISION,
-    verified INTEGER NOT NULL DEFAULT 0,
-    body TEXT NOT NULL,
-    observed_post_ts DOUBLE PRECISION NOT NULL,
-    stored_post_ts DOUBLE PRECISION NOT NULL,
-    received_ts DOUBLE PRECISION NOT NULL,
-    observed_est_ts DOUBLE PRECISION NOT NULL,
-    age_s DOUBLE PRECISION NOT NULL,
-    age_source TEXT NOT NULL,
-    post_sent_ts DOUBLE PRECISION,
-    copies INTEGER NOT NULL DEFAULT 1,
-    status TEXT NOT NULL DEFAULT 'baru',
-    incident_id TEXT,
-    updated_ts DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX reports_received ON reports (received_ts);
-CREATE INDEX reports_mesh ON reports (origin, mesh_packet_id);
-CREATE INDEX reports_post ON reports (post_id, received_ts);
-CREATE TABLE report_copies (
-    report_id TEXT NOT NULL REFERENCES reports (report_id) ON DELETE CASCADE,
-    post_id TEXT NOT NULL,
-    wire_report_id TEXT NOT NULL,
-    first_received_ts DOUBLE PRECISION NOT NULL,
-    last_received_ts DOUBLE PRECISION NOT NULL,
-    receipts INTEGER NOT NULL DEFAULT 1,
-    path TEXT NOT NULL DEFAULT '[]',
-    age_s DOUBLE PRECISION NOT NULL,
-    observed_est_ts DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (report_id, post_id)
-);
-CREATE INDEX report_copies_wire ON report_copies (wire_report_id);
-CREATE TABLE posts (
-    post_id TEXT PRIMARY KEY,
-    regency TEXT NOT NULL,
-    state TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT '{}',
-    status_ts DOUBLE PRECISION,
-    boot_counter BIGINT,
-    version TEXT,
-    first_seen_ts DOUBLE PRECISION NOT NULL,
-    last_report_ts DOUBLE PRECISION
-);
-CREATE TABLE replies (
-    cmd_id TEXT PRIMARY KEY,
-    report_id TEXT NOT NULL REFERENCES reports (report_id),
-    post_id TEXT NOT NULL,
-    regency TEXT NOT NULL,
-    to_node TEXT NOT NULL,
-    text TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_ts DOUBLE PRECISION NOT NULL,
-    state TEXT NOT NULL DEFAULT 'queued',
-    state_ts DOUBLE PRECISION NOT NULL,
-    detail TEXT
-);
-CREATE INDEX replies_report ON replies (report_id);
-CREATE INDEX replies_state ON replies (state);
-"""
-
-#: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
-MIGRATIONS: list[Migration] = [Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL)]
 
 
 # ---------------------------------------------------------------------------- value types
@@ -317,6 +235,7 @@ class CenterStorage(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self._depth = 0  # transactions open on this connection (nested ones join the outermost)
         self._observers: list[Callable[[str], None]] = []
 
     def add_observer(self, callback: Callable[[str], None]) -> None:
@@ -357,10 +276,22 @@ class CenterStorage(ABC):
     # -- plumbing
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One transaction; a transaction opened inside another (same thread) joins it, so that a caller
+        can group several methods (e.g. :class:`center.staffdb.StaffDB`'s statements) into one commit.
+        An error anywhere rolls back the outermost one."""
         with self._lock:
             if self._closed:
                 raise CenterError("center storage is closed")
+            if self._depth:
+                # the lock is re-entrant and held: only this thread can be inside the outer transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self._begin()
+            self._depth = 1
             try:
                 yield
                 self._commit()
@@ -370,6 +301,8 @@ class CenterStorage(ABC):
                 except Exception:  # the original error matters more
                     log.debug("rollback failed", exc_info=True)
                 raise
+            finally:
+                self._depth = 0
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cur = self._run(sql, params)
@@ -386,7 +319,7 @@ class CenterStorage(ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement with ``?`` placeholders in its own transaction; returns rowcount."""
         with self.transaction():
-            return int(self._run(sql, params).rowcount)
+            return int(self._run(sql, params).rowcount or 0)
 
     def migrate(self) -> None:
         with self.transaction():
@@ -870,10 +803,6 @@ def _pg_sql(sql: str) -> str:
 
 def open_storage(url: str) -> CenterStorage:
     """Open (and migrate) the storage named by ``url``.  Raises :class:`CenterError`."""
-    # Every center process gets the same schema, whichever commands it imported: the staff tables'
-    # migration registers itself on import.
-    import center.staffdb  # noqa: F401
-
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         storage: CenterStorage = SqliteStorage(Path(url[len("sqlite:///") - 1 :]))
     elif url.startswith(("postgresql://", "postgres://")):

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from center.staffdb import StaffDB
-from edge.errors import CenterError
-from edge.report import (
+from siaga.errors import CenterError
+from siaga.report import (
     CATEGORIES,
     LIFE_SAFETY,
     PRIORITY,

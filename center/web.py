@@ -66,9 +66,9 @@ from center.triage import (
     apply_state,
     sort_queue,
 )
-from edge.config import Config
-from edge.errors import CenterError
-from edge.report import CATEGORIES, LIFE_SAFETY, format_time
+from siaga.config import Config
+from siaga.errors import CenterError
+from siaga.report import CATEGORIES, LIFE_SAFETY, format_time
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class Center:
             for hop in copy.path:
                 paths.append(hop)
         if paths:
-            from edge.report import PathHop
+            from siaga.report import PathHop
 
             view = _replace(view, paths=tuple(PathHop.from_dict(p) for p in paths))
         return view, found
@@ -1329,13 +1329,3 @@ class _Nothing:
 
     def stop(self) -> None:
         pass
-
-
-def _register_component() -> None:
-    from center import service
-
-    if web_component not in service.COMPONENT_FACTORIES:
-        service.COMPONENT_FACTORIES.append(web_component)
-
-
-_register_component()

@@ -22,22 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
-from edge.report import CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualties
+from siaga.errors import ConfigError
+from siaga.report import CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualties
 
 log = logging.getLogger(__name__)
-
-#: The handset's canned messages (the firmware handset profile offers exactly these).
-CANNED_MESSAGES: tuple[str, ...] = (
-    "DARURAT MEDIS",
-    "KEBAKARAN",
-    "BANJIR",
-    "LONGSOR",
-    "KECELAKAAN",
-    "KRIMINAL",
-    "BUTUH EVAKUASI",
-    "AMAN / SELESAI",
-)
 
 CASUALTY_KINDS: tuple[str, ...] = ("affected", "injured", "dead", "missing")
 #: People counted as found or unhurt ("2 selamat, 3 blm ditemukan"): no casualty, but part of a breakdown.

@@ -2,7 +2,7 @@
 
 :class:`Post` is the composition and the one place where an event becomes an action:
 
-* radio text / Detection Sensor → :class:`~edge.report.Report` (Intake) → ``store.put`` (durable) → wake the
+* radio text / Detection Sensor → :class:`~siaga.report.Report` (Intake) → ``store.put`` (durable) → wake the
   uplink → first receipt to the handset (copies get none);
 * radio position / node info → the node table (edge/nodes.py);
 * radio ACK/NAK → the outbox (edge/receipts.py);
@@ -31,12 +31,8 @@ from types import FrameType
 from typing import Any
 
 from edge.classify import Classifier
-from edge.clock import Clock, SystemClock
-from edge.config import Config
-from edge.errors import ReportError, StoreError
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
-from edge.metrics import MetricsServer, Registry
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
@@ -50,10 +46,14 @@ from edge.radio import (
     RadioTuning,
 )
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
-from edge.report import PathHop, Report, mesh_report_id, node_id
-from edge.sdnotify import Notifier, Watchdog
 from edge.status import write_runtime
 from edge.store import PutResult, Store
+from siaga.clock import Clock, SystemClock
+from siaga.config import Config
+from siaga.errors import ReportError, StoreError
+from siaga.metrics import MetricsServer, Registry
+from siaga.report import PathHop, Report, mesh_report_id, node_id
+from siaga.sdnotify import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class Post:
         return out
 
     def health_checks(self) -> dict[str, bool]:
-        """What the systemd watchdog checks (edge/sdnotify.py): a failing part stops the pings."""
+        """What the systemd watchdog checks (siaga/sdnotify.py): a failing part stops the pings."""
         checks: dict[str, bool] = {}
         if self.radio is not None:
             checks["radio"] = self.radio.healthy()

@@ -25,8 +25,8 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge.config import Config, HandsetConfig
-from edge.errors import ConfigError
+from siaga.config import Config, HandsetConfig
+from siaga.errors import ConfigError
 
 KEY = "radio.meshtastic.handsets_file"
 COLUMNS = tuple(f.name for f in dataclasses.fields(HandsetConfig))

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from edge.classify import Classifier
-from edge.clock import Clock
-from edge.config import Config, HandsetConfig
-from edge.errors import ReportError
-from edge.report import Callback, InvalidReport, PathHop, Report, check_text, new_report_id
+from siaga.clock import Clock
+from siaga.config import Config, HandsetConfig
+from siaga.errors import ReportError
+from siaga.report import Callback, InvalidReport, PathHop, Report, check_text, new_report_id
 
 
 @dataclass(frozen=True, slots=True)

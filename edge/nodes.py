@@ -17,11 +17,11 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edge.clock import Clock
-from edge.errors import StoreError
 from edge.intake import Location
-from edge.report import node_id
 from edge.store import NODE_COLUMNS, Store
+from siaga.clock import Clock
+from siaga.errors import StoreError
+from siaga.report import node_id
 
 log = logging.getLogger(__name__)
 

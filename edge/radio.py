@@ -41,8 +41,8 @@ from meshtastic.serial_interface import SerialInterface
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
-from edge.config import MeshtasticConfig
-from edge.errors import RadioError
+from siaga.config import MeshtasticConfig
+from siaga.errors import RadioError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Texts (Bahasa Indonesia, ASCII, short: every byte costs airtime shared by the wh
 * second receipt, when the center has committed it: ``112 PUSAT TERIMA #K7Q2 14:05`` (post local time)
 * a reply typed by 112 staff: ``112: <text>``
 
-Receipts must air within :data:`RECEIPT_AIRTIME_MS` on LONG_FAST (edge/airtime.py): that gives
+Receipts must air within :data:`RECEIPT_AIRTIME_MS` on LONG_FAST (siaga/airtime.py): that gives
 :data:`RECEIPT_MAX_BYTES`.  A long post name is shortened first, then left out ("112 POS TERIMA #K7Q2
 INFRASTRUKTUR"): the handset already shows which radio the message came from, while the reference and the
 category are what the officer must read (a wrong category is worth a call).  A reply may use one whole
@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from edge.airtime import max_text_bytes
-from edge.errors import RadioError
+from siaga.airtime import max_text_bytes
+from siaga.errors import RadioError
+from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ RECEIPT_AIRTIME_MS = 700.0
 RECEIPT_MAX_BYTES = max_text_bytes(RECEIPT_AIRTIME_MS)
 #: A post label trimmed to fewer characters than this says nothing: the receipt goes without it.
 MIN_LABEL_CHARS = 4
-#: A staff reply may use the whole safe payload (one packet even as a PKI DM; tests/test_airtime.py).
-REPLY_MAX_BYTES = 200
-#: What the post puts in front of a staff reply.
-REPLY_PREFIX = "112: "
 #: What ``on_state`` is told: "sending" (about to go out the first time), "sent" (the radio took it),
 #: then one of "acked", "relayed" (no ACK from the handset, but a neighbour rebroadcast it), "failed".
 STATES = ("sending", "sent", "acked", "relayed", "failed")

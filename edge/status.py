@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.config import Config
 from edge.store import Store
+from siaga.config import Config
 
 #: Life-safety work that waits longer than this needs the officer's attention.
 PENDING_ALARM_S = 30 * 60

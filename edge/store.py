@@ -44,10 +44,10 @@ from typing import Any
 
 import sqlite_utils
 
-from edge.clock import Clock, SystemClock
-from edge.errors import StoreError
-from edge.report import InvalidReport, Report, format_time
 from edge.salvage import table_leaf_records
+from siaga.clock import Clock, SystemClock
+from siaga.errors import StoreError
+from siaga.report import InvalidReport, Report, format_time
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,8 @@ from meshtastic.protobuf import (
 )
 from meshtastic.util import camel_to_snake, flags_from_list, fromStr
 
-from edge.errors import ConfigError, RadioError
+from siaga.errors import ConfigError, RadioError
+from siaga.report import CANNED_MESSAGES
 
 logger = logging.getLogger(__name__)
 
@@ -481,8 +482,6 @@ def _assign(
 
 def expected_canned_messages() -> tuple[str, ...]:
     """The classifier's canned set: the handset offers exactly the texts the classifier knows as canned."""
-    from edge.classify import CANNED_MESSAGES
-
     return tuple(CANNED_MESSAGES)
 
 
@@ -1099,7 +1098,7 @@ def _normalise(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# CLI entry points (edge/cli.py parses the arguments and calls these)
+# CLI entry points (cli/firmware.py parses the arguments and calls these)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

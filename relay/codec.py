@@ -54,9 +54,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
-from edge.errors import ProtocolError
-from edge.report import MAX_TEXT_BYTES, Casualties, InvalidReport, Report
 from relay import dictionary
+from siaga.errors import ProtocolError
+from siaga.report import MAX_TEXT_BYTES, Casualties, InvalidReport, Report
 
 VERSION = 1
 
@@ -104,10 +104,10 @@ _FLAGS_KNOWN = 0x7F
 
 ID_MESH = 0  # m{origin node}-{packet id}-{YYYYMMDD}: packet id u32 + day u16 (days since 1970-01-01)
 ID_MESH_NODE = 1  # the same with a node other than the origin's: node u32 + packet id u32 + day u16
-ID_UUID = 2  # a canonical lower-case UUID (UUIDv7 from edge.report.new_report_id): 16 bytes
+ID_UUID = 2  # a canonical lower-case UUID (UUIDv7 from siaga.report.new_report_id): 16 bytes
 ID_TEXT = 3  # any other valid id: u8 length + ASCII
 
-#: Frozen tables: the index on the wire is the position here.  They are copies, not edge.report's tuples,
+#: Frozen tables: the index on the wire is the position here.  They are copies, not siaga.report's tuples,
 #: so that reordering or extending those cannot silently change what v1 bytes mean (a test compares them).
 CATEGORY_TABLE_V1: tuple[str, ...] = (
     "kebakaran",

@@ -20,7 +20,7 @@ import functools
 import hashlib
 from importlib import resources
 
-from edge.errors import ProtocolError
+from siaga.errors import ProtocolError
 
 #: Dictionary number (the packet's text-coding field) → (file in relay/data, its SHA-256).
 DICTIONARIES: dict[int, tuple[str, str]] = {

@@ -28,8 +28,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.config import TlsMqttConfig, read_secret
-from edge.errors import ConfigError, SyncError
+from siaga.config import TlsMqttConfig, read_secret
+from siaga.errors import ConfigError, SyncError
 
 log = logging.getLogger(__name__)
 

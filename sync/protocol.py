@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edge.errors import ProtocolError
-from edge.report import InvalidReport, Report, format_time, parse_time
+from siaga.errors import ProtocolError
+from siaga.report import InvalidReport, Report, format_time, parse_time
 
 VERSION = 1
 PREFIX = "112/v1"

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from edge.config import CenterMqttConfig
-from edge.errors import ProtocolError, SiagaError, SyncError
+from siaga.config import CenterMqttConfig
+from siaga.errors import ProtocolError, SiagaError, SyncError
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
 

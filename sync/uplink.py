@@ -32,14 +32,14 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from edge.clock import Clock
-from edge.config import Config, UplinkMqttConfig
-from edge.errors import ConfigError, ProtocolError, SiagaError, SyncError
-from edge.report import format_time
-from edge.store import Store
+from siaga.clock import Clock
+from siaga.config import Config, UplinkMqttConfig
+from siaga.errors import ConfigError, ProtocolError, SiagaError, SyncError
+from siaga.report import format_time
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
 from sync.netwatch import NetWatcher
+from sync.queue import ReportQueue
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _version() -> str:
 class Uplink:
     """Store-and-forward to the center.  ``start`` is non-blocking; everything runs on its own threads."""
 
-    def __init__(self, cfg: Config, store: Store, *, clock: Clock, events: UplinkEvents) -> None:
+    def __init__(self, cfg: Config, store: ReportQueue, *, clock: Clock, events: UplinkEvents) -> None:
         if cfg.uplink.mqtt is None:
             raise ConfigError("uplink.mqtt", None, "is required for the uplink")
         self._cfg = cfg

@@ -17,9 +17,9 @@ import pytest
 
 from center.storage import CenterStorage, IncomingReport, open_storage
 from center.web import WebServer, create_app
-from edge import config as config_mod
-from edge.report import Callback, Casualties, PathHop, Report, new_report_id, utcnow
-from tests.mosquitto import free_port, wait_port
+from devkit.harness.mosquitto import free_port, wait_port
+from siaga import config as config_mod
+from siaga.report import Callback, Casualties, PathHop, Report, new_report_id, utcnow
 
 PG_DSN = os.environ.get("SIAGA_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "kata-sandi-uji-112"

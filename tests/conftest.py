@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,14 +20,14 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# Shared integration fixtures: a broker per test, and a center on it.
-from tests.mosquitto import mosquitto  # noqa: E402, F401
-from tests.synctools import center  # noqa: E402, F401
+from devkit.harness.mosquitto import MOSQUITTO, Mosquitto  # noqa: E402
+from devkit.harness.pg import fresh_schema, pg_dsn  # noqa: E402
+from devkit.harness.synctools import Center  # noqa: E402
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
-SIAGA = [sys.executable, "-m", "edge.cli"]
+SIAGA = [sys.executable, "-m", "cli"]
 
 
 def write_post_config(directory: Path, post_id: str = "oebubun", extra: str = "") -> Path:
@@ -111,3 +111,47 @@ class Budget:
 @pytest.fixture(scope="session")
 def budget(pytestconfig: pytest.Config) -> Budget:
     return Budget(full=bool(pytestconfig.getoption("--full")) or os.environ.get("SIAGA_FULL") == "1")
+
+
+# ---------------------------------------------------------------------------- shared integration fixtures
+# A broker per test, a center on it, a PostgreSQL schema per test (devkit/harness/ holds the parts).
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    if not os.path.exists(MOSQUITTO):
+        pytest.fail("mosquitto is not installed (run ./install.sh --dev)")
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        yield broker
+    finally:
+        broker.stop(kill=True)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("SIAGA_REQUIRE_PG") == "1":
+        pytest.fail(f"PostgreSQL required (SIAGA_REQUIRE_PG=1) but {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set SIAGA_TEST_PG_DSN to run these tests")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A DSN whose search_path is a fresh schema of its own."""
+    import psycopg
+
+    dsn = pg_dsn()
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise  # unreachable: skip/fail raise
+    with fresh_schema(admin, dsn, "t") as url:
+        yield url
+
+
+@pytest.fixture
+def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:
+    """A center (receiver + storage in SQLite) on the test's broker, stopped after the test."""
+    c = Center(f"sqlite:///{tmp_path}/center.db", [mosquitto.url]).start()
+    try:
+        yield c
+    finally:
+        c.stop()

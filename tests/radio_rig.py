@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge import config as config_mod
-from edge.config import Config
+from devkit.simulator import SimulatedDevice
 from edge.daemon import Post
 from edge.radio import RadioTuning
-from edge.simulator import SimulatedDevice
 from edge.store import StoredReport
+from siaga import config as config_mod
+from siaga.config import Config
 
 HANDSET = "!a1b2c3d4"  # registered: officer Yohanes Taek
 STRANGER = "!b0b0b0b0"  # a radio nobody registered

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from edge.report import PathHop, Report, mesh_report_id, new_report_id
+from siaga.report import PathHop, Report, mesh_report_id, new_report_id
 
 _counter = itertools.count(1)
 

@@ -10,7 +10,14 @@ import pytest
 from meshtastic.protobuf import mesh_pb2, portnums_pb2
 
 from center.storage import MAX_REPLY_BYTES
-from edge.airtime import (
+from edge.receipts import (
+    RECEIPT_AIRTIME_MS,
+    RECEIPT_MAX_BYTES,
+    center_receipt_text,
+    post_receipt_text,
+    reply_text,
+)
+from siaga.airtime import (
     DATA_PAYLOAD_LEN,
     LONG_FAST,
     MESH_HEADER_BYTES,
@@ -21,14 +28,7 @@ from edge.airtime import (
     text_data,
     time_on_air_ms,
 )
-from edge.receipts import (
-    RECEIPT_AIRTIME_MS,
-    RECEIPT_MAX_BYTES,
-    center_receipt_text,
-    post_receipt_text,
-    reply_text,
-)
-from edge.report import CATEGORIES
+from siaga.report import CATEGORIES
 
 # Post names: ordinary, one that fills the 20-character label, one long with accents, the shortest.
 NAMES = ("Pos Siaga Oebubun", "Pos Siaga " + "W" * 30, "Pos Siaga Désa Ñamà Yang Sangat Panjang Sekali", "X")

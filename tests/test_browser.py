@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from center.web import create_app
-from edge import config as config_mod
-from tests.centerweb import PASSWORD, LiveServer, add_user
-from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
-from tests.radio_rig import HANDSET, make_device, radio_of, running_post, wait_report, wait_until
-from tests.synctools import (
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.synctools import (
     Center,
     Post,
     post_config,
 )
+from siaga import config as config_mod
+from tests.centerweb import PASSWORD, LiveServer, add_user
+from tests.radio_rig import HANDSET, make_device, radio_of, running_post, wait_report, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def browser() -> Iterator[Any]:
 
 def test_dashboard_end_to_end(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811 - fixture
+    mosquitto: Mosquitto,
     center: Center,
     browser: Any,
 ) -> None:

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from center import export
 from center.triage import apply_state
-from edge.report import CAP_CATEGORY, CATEGORIES, Callback, Casualties, utcnow
+from siaga.report import CAP_CATEGORY, CATEGORIES, Callback, Casualties, utcnow
 from tests.centerweb import add_user, center_app, ingest, login, make_report
 
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "data" / "CAP-v1.2.xsd")))

@@ -11,9 +11,8 @@ import pytest
 
 from center import storage as storage_mod
 from center.storage import CenterStorage, IncomingReport, ReportFilter, estimate_observed, open_storage
-from edge.errors import CenterError
-from edge.report import PathHop, Report, mesh_report_id
-from tests.pg import pg_url  # noqa: F401 - fixture
+from siaga.errors import CenterError
+from siaga.report import PathHop, Report, mesh_report_id
 from tests.reports import make_mesh_report, make_report
 
 NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
@@ -251,7 +250,7 @@ class TestSqliteStorage(StorageContract):
 @pytest.mark.postgres
 class TestPostgresStorage(StorageContract):
     @pytest.fixture
-    def storage_url(self, pg_url: str) -> str:  # noqa: F811 - fixture
+    def storage_url(self, pg_url: str) -> str:
         return pg_url
 
     @pytest.fixture

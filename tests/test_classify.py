@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.classify import CANNED_MESSAGES, Classification, Classifier, classify, default_classifier
-from edge.errors import ConfigError
-from edge.report import CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualties
+from edge.classify import Classification, Classifier, classify, default_classifier
+from siaga.errors import ConfigError
+from siaga.report import CANNED_MESSAGES, CATEGORIES, CERTAINTIES, SEVERITIES, URGENCIES, Casualties
 
 DATA = Path(__file__).parent / "data" / "labelled_reports.jsonl"
 # a copy of ../shared/corpus/reports_sample.jsonl, kept in the repo so CI always has it

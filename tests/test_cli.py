@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.cli import build_parser
+from cli.main import build_parser
 from edge.store import Store
 from tests.conftest import REPO, write_post_config
 
@@ -91,7 +91,7 @@ def test_invalid_utf8_is_refused(post_config: Path) -> None:
     argv = [
         sys.executable.encode(),
         b"-m",
-        b"edge.cli",
+        b"cli",
         b"--config",
         str(post_config).encode(),
         b"report",
@@ -135,7 +135,7 @@ def test_disk_full_cli_exit_1_nothing_half_stored(tmp_path: Path) -> None:
         failure = None
         for i in range(200):
             result = subprocess.run(
-                [sys.executable, "-m", "edge.cli", "--config", str(config), "report", f"BANJIR {i} " + "x" * 3000],
+                [sys.executable, "-m", "cli", "--config", str(config), "report", f"BANJIR {i} " + "x" * 3000],
                 capture_output=True,
                 text=True,
                 env=env,

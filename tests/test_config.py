@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import config
-from edge.errors import ConfigError
+from siaga import config
+from siaga.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

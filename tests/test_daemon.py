@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 
-from edge import config as config_mod
+from devkit.simulator import SimulatedDevice
 from edge.daemon import Post, run_daemon
-from edge.errors import ConfigError
 from edge.radio import MeshMessage
-from edge.report import mesh_report_id
-from edge.simulator import SimulatedDevice
 from edge.status import read_runtime
 from edge.store import Store
+from siaga import config as config_mod
+from siaga.errors import ConfigError
+from siaga.report import mesh_report_id
 from tests.conftest import REPO, write_post_config
 from tests.radio_rig import (
     HANDSET,
@@ -359,7 +359,7 @@ def test_sigterm_to_siaga_run_exits_0_within_5_s(tmp_path: Path) -> None:
         env.pop("SIAGA_CONFIG", None)
         env.pop("RUNTIME_DIRECTORY", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(path), "run"],
+            [sys.executable, "-m", "cli", "--config", str(path), "run"],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 def test_demo_delivers_everything(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "demo", "--duration", "90", "--json", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "cli", "demo", "--duration", "90", "--json", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -17,10 +17,10 @@ import yaml
 from meshtastic import __main__ as meshtastic_main
 from meshtastic.protobuf import apponly_pb2, channel_pb2, config_pb2
 
-from edge import cli
-from edge.errors import ConfigError
+from cli.main import main as siaga
 from firmware_config import profiles
 from firmware_config.profiles import Problem, check_profile, load_profile, radio_frequency
+from siaga.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -100,12 +100,14 @@ def test_roles_and_role_specific_settings() -> None:
 
 
 def test_handset_canned_messages_equal_the_classifier_set() -> None:
-    classify = pytest.importorskip("edge.classify", reason="edge/classify.py not written yet")
-    assert load_profile("handset").canned_messages == tuple(classify.CANNED_MESSAGES)
+    # siaga.report.CANNED_MESSAGES is the set tests/test_classify.py classifies
+    from siaga.report import CANNED_MESSAGES
+
+    assert load_profile("handset").canned_messages == CANNED_MESSAGES
 
 
 def test_handset_canned_messages_match_the_agreed_set() -> None:
-    # The set agreed in the issue; edge.classify.CANNED_MESSAGES must equal it too (test above).
+    # The set agreed in the issue; siaga.report.CANNED_MESSAGES must equal it too (test above).
     assert load_profile("handset").canned_messages == (
         "DARURAT MEDIS",
         "KEBAKARAN",
@@ -261,24 +263,24 @@ def test_unreadable_or_non_mapping_yaml_raises_config_error(tmp_path: Path) -> N
 
 
 def test_cli_firmware_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["firmware", "check"]) == 0
+    assert siaga(["firmware", "check"]) == 0
     out = capsys.readouterr().out
     assert out.count("920.875 MHz") == 3 and "Semua profil lolos" in out
 
     bad = variant(tmp_path, "handset", lambda raw: raw["config"]["lora"].update(channel_num=0)).path
-    assert cli.main(["firmware", "check", "--role", "handset", str(bad)]) == 1
+    assert siaga(["firmware", "check", "--role", "handset", str(bad)]) == 1
     assert "config.lora.channel_num" in capsys.readouterr().out
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("config: [\n", encoding="utf-8")
-    assert cli.main(["firmware", "check", str(broken)]) == 78
+    assert siaga(["firmware", "check", str(broken)]) == 78
 
 
 def test_cli_firmware_apply_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     psk = tmp_path / "k.psk"
     # A serial port that does not exist is a radio failure (exit 1), before any key is generated.
     assert (
-        cli.main(
+        siaga(
             [
                 "firmware",
                 "apply",
@@ -295,9 +297,7 @@ def test_cli_firmware_apply_argument_errors(tmp_path: Path, capsys: pytest.Captu
     assert not psk.exists()
     # The public default key is refused as a configuration error (exit 78).
     default_url = _channel_url(b"\x01")
-    assert (
-        cli.main(["firmware", "apply", "--role", "router", "--host", "127.0.0.1:9", "--channel-url", default_url]) == 78
-    )
+    assert siaga(["firmware", "apply", "--role", "router", "--host", "127.0.0.1:9", "--channel-url", default_url]) == 78
     assert "AQ==" in capsys.readouterr().err
 
 
@@ -352,7 +352,7 @@ def test_channel_url_key_is_used_as_given(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------- apply against the simulated device
 
-simulator = pytest.importorskip("edge.simulator", reason="edge/simulator.py not written yet")
+simulator = pytest.importorskip("devkit.simulator", reason="devkit/simulator.py not written yet")
 
 # Simulated time runs 20x: the post-commit reboot comes after 0.35 s instead of 7 s.
 SPEED = 20.0

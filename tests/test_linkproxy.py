@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync.linkproxy import LinkProxy
+from devkit.linkproxy import LinkProxy
 
 
 @pytest.fixture

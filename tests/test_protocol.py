@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import ProtocolError
+from siaga.errors import ProtocolError
 from sync import protocol
 from sync.protocol import Rejected, WireReport
 from tests.reports import make_mesh_report, make_report

@@ -20,7 +20,6 @@ from google.protobuf import json_format
 from meshtastic import protocols
 from meshtastic.protobuf import mesh_pb2, portnums_pb2
 
-from edge.errors import ConfigError, RadioError
 from edge.handsets import load_handsets_file, with_handsets_file
 from edge.nodes import FRESH_S, MAX_AGE_S, NodeTable
 from edge.radio import (
@@ -42,6 +41,7 @@ from edge.receipts import (
     reply_text,
 )
 from edge.store import Store
+from siaga.errors import ConfigError, RadioError
 from tests.fakes import FakeClock
 from tests.radio_rig import post_config, wait_until
 

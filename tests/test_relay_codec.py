@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 from meshtastic.protobuf import mesh_pb2
 
 from edge import report as report_model
-from edge.errors import ProtocolError
-from edge.report import Casualties, mesh_report_id, new_report_id
 from relay import codec, dictionary
 from relay.codec import RelayReport
+from siaga.errors import ProtocolError
+from siaga.report import Casualties, mesh_report_id, new_report_id
 from tests.conftest import Budget
 from tests.reports import make_mesh_report, make_report
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.simulator import SimulatedDevice
+from devkit.harness.mosquitto import Mosquitto, free_port
+from devkit.simulator import SimulatedDevice
 from tests.conftest import REPO
-from tests.mosquitto import Mosquitto, free_port, mosquitto  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _start(config: Path, args: list[str], notify_path: Path) -> subprocess.Popen
         "WATCHDOG_PID": "",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "cli", "--config", str(config), *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -78,7 +78,7 @@ def _stop(proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
 
 def test_post_daemon_notifies_pings_and_serves_metrics(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
     notify: tuple[Path, socket.socket],
 ) -> None:
     notify_path, sock = notify
@@ -120,7 +120,7 @@ listen = "127.0.0.1:{port}"
 
 def test_center_notifies_and_serves_metrics(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
     notify: tuple[Path, socket.socket],
 ) -> None:
     notify_path, sock = notify

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from meshtastic.protobuf import mesh_pb2
 from pubsub import pub
 
-from edge.errors import ConfigError
-from edge.simulator import SimulatedDevice, garbage_bytes, load_scenario, parse_step
-from edge.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, Noise, encode_frame
+from devkit.simulator import SimulatedDevice, garbage_bytes, load_scenario, parse_step
+from devkit.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, Noise, encode_frame
+from siaga.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 HANDSET = "!a1b2c3d4"
@@ -609,7 +609,7 @@ def test_real_meshtastic_cli_against_siaga_simulate(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     record = tmp_path / "rec.jsonl"
-    argv = [sys.executable, "-m", "edge.cli", "simulate", "--listen", "127.0.0.1:0", "--scenario", str(scenario),
+    argv = [sys.executable, "-m", "cli", "simulate", "--listen", "127.0.0.1:0", "--scenario", str(scenario),
             "--record", str(record), "--speed", "10"]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()) as proc:
         try:
@@ -658,7 +658,7 @@ def test_meshtastic_configure_then_read_back(tmp_path: Path, open_iface: Any) ->
 def test_siaga_simulate_exits_after_scenario_and_rejects_bad_scenarios(tmp_path: Path) -> None:
     scenario = tmp_path / "s.jsonl"
     scenario.write_text('{"at": 0.5, "from": "!a1b2c3d4", "text": "x"}\n', encoding="utf-8")
-    base = [sys.executable, "-m", "edge.cli", "simulate", "--listen", "127.0.0.1:0", "--speed", "10"]
+    base = [sys.executable, "-m", "cli", "simulate", "--listen", "127.0.0.1:0", "--speed", "10"]
     done = subprocess.run(
         [*base, "--scenario", str(scenario), "--exit-after-scenario", "--linger", "0"],
         capture_output=True, text=True, timeout=30, env=_env(),

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import StoreError
-from edge.report import PathHop
 from edge.salvage import table_leaf_records
 from edge.store import Store
+from siaga.errors import StoreError
+from siaga.report import PathHop
 from tests.fakes import FakeClock
 from tests.reports import make_mesh_report, make_report
 

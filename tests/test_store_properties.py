@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from edge.report import CATEGORIES
 from edge.store import Store
+from siaga.report import CATEGORIES
 from tests.fakes import FakeClock
 from tests.reports import make_mesh_report, make_report
 

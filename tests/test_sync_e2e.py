@@ -16,17 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import config as config_mod
-from edge.clock import OffsetClock, SystemClock
-from edge.config import TlsMqttConfig
-from edge.report import Report, new_report_id, utcnow
-from edge.store import Store
-from sync import protocol
-from sync.mqtt import publish_once
-from sync.netwatch import NetWatcher
-from tests.mosquitto import Mosquitto, free_port, mosquitto  # noqa: F401 - fixture
-from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
-from tests.synctools import (
+from devkit.harness.mosquitto import Mosquitto, free_port
+from devkit.harness.synctools import (
     Center,
     Post,
     center_report_ids,
@@ -34,12 +25,21 @@ from tests.synctools import (
     post_config,
     wait_for,
 )
+from edge.store import Store
+from siaga import config as config_mod
+from siaga.clock import OffsetClock, SystemClock
+from siaga.config import TlsMqttConfig
+from siaga.report import Report, new_report_id, utcnow
+from sync import protocol
+from sync.mqtt import publish_once
+from sync.netwatch import NetWatcher
+from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
 
 YEARS = 6 * 365 * 86400
 
 
 @pytest.fixture
-def post(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Post]:  # noqa: F811 - fixture
+def post(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Post]:
     p = Post(post_config(tmp_path / "post", [mosquitto.url]))
     try:
         yield p
@@ -93,7 +93,7 @@ def test_status_presence_and_last_will(post: Post, center: Center) -> None:
     assert wait_for(lambda: center.storage.get_post("oebubun").state == "offline", 10)  # type: ignore[union-attr]
 
 
-def test_post_clock_off_by_years_gets_true_time(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+def test_post_clock_off_by_years_gets_true_time(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     clock = OffsetClock(offset_s=-YEARS)
     post = Post(post_config(tmp_path / "post", [mosquitto.url]), clock=clock)
     try:
@@ -122,7 +122,7 @@ class _EarlierBoot(SystemClock):
         return "an-earlier-boot"
 
 
-def test_report_stored_before_a_reboot_uses_wall_age(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+def test_report_stored_before_a_reboot_uses_wall_age(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     cfg = post_config(tmp_path / "post", [mosquitto.url])
     earlier = _EarlierBoot()
     stored_at = earlier.now()
@@ -165,7 +165,7 @@ def test_reply_published_while_post_offline_arrives_later(post: Post, center: Ce
     assert post.events.wait(lambda: len(post.events.commands) == 1, 10)
 
 
-def test_cli_reports_and_reply(tmp_path: Path, post: Post, center: Center, mosquitto: Mosquitto, run_siaga) -> None:  # noqa: F811
+def test_cli_reports_and_reply(tmp_path: Path, post: Post, center: Center, mosquitto: Mosquitto, run_siaga) -> None:
     [rid] = post.put(make_reports(1))
     post.start()
     assert post.wait_delivered(1, 10)
@@ -190,7 +190,7 @@ def test_cli_reports_and_reply(tmp_path: Path, post: Post, center: Center, mosqu
 def test_hostile_payloads_are_counted_and_the_receiver_keeps_going(
     post: Post,
     center: Center,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = TlsMqttConfig(urls=(mosquitto.url,))
@@ -232,7 +232,7 @@ def test_hostile_payloads_are_counted_and_the_receiver_keeps_going(
 def test_a_decoder_bug_refuses_one_message_and_never_stalls_the_receiver(
     post: Post,
     center: Center,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A bug, not bad input: the decoder raises something other than ProtocolError for one payload.  Left
@@ -268,7 +268,7 @@ def test_report_refused_by_the_center_is_marked_rejected_at_the_post(post: Post,
     assert center.receiver.rejects["report_invalid"] == 1
 
 
-def test_broker_urls_are_tried_in_order(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+def test_broker_urls_are_tried_in_order(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     dead = f"mqtt://127.0.0.1:{free_port()}"
     post = Post(post_config(tmp_path / "post", [dead, mosquitto.url]))
     try:
@@ -321,7 +321,7 @@ def test_network_change_while_connected_probes_the_link(post: Post, center: Cent
 
 
 # ------------------------------------------------------------------------- the whole chain, with the radio
-def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     """Simulated handset → simulated radio → post daemon → broker → center → ack → both receipts and a reply."""
     device = make_device(tmp_path, "tcp")
     device.start()
@@ -369,7 +369,7 @@ def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center
 @pytest.mark.parametrize("kept", [True, False], ids=["session-kept", "session-lost"])
 def test_a_center_back_with_its_session_gets_what_was_kept_and_nothing_is_resent(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
     kept: bool,
 ) -> None:
     """The center away while the post publishes.  Back with its session, the broker hands it what it kept and

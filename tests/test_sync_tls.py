@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import TlsMqttConfig
-from edge.errors import SyncError
-from edge.report import utcnow
+from devkit.harness.mosquitto import Mosquitto, free_port
+from devkit.harness.synctools import Center, Post, make_reports, post_config, wait_for
+from siaga.config import TlsMqttConfig
+from siaga.errors import SyncError
+from siaga.report import utcnow
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink, publish_once
 from tests.conftest import REPO
-from tests.mosquitto import Mosquitto, free_port
-from tests.synctools import Center, Post, make_reports, post_config, wait_for
 
 SHIPPED = REPO / "systemd" / "mosquitto"
 PASSWORDS = {"center": "pusat-rahasia-1", "oebubun": "oebubun-rahasia-2", "napan": "napan-rahasia-3"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.metrics import MetricsServer, Registry
-from edge.sdnotify import Notifier, Watchdog
+from siaga.metrics import MetricsServer, Registry
+from siaga.sdnotify import Notifier, Watchdog
 from tests.conftest import REPO
 
 UNITS = ("siaga.service", "siaga-center.service")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edge import config as config_mod
-from edge.config import TlsMqttConfig
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
+from siaga import config as config_mod
+from siaga.config import TlsMqttConfig
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink
-from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
 from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
-from tests.synctools import Center, Post, center, center_report_ids, make_reports, post_config, wait_for  # noqa: F401
 
 LONG_ACK_TIMEOUT_S = 600.0
 
@@ -47,8 +47,8 @@ def leave_session_without_subscriptions(url: str, client_id: str) -> None:
 
 def test_session_present_without_subscriptions_still_delivers_with_both_receipts(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
-    center: Center,  # noqa: F811
+    mosquitto: Mosquitto,
+    center: Center,
 ) -> None:
     leave_session_without_subscriptions(mosquitto.url, "siaga-post-oebubun")
     device = make_device(tmp_path, "tcp")
@@ -95,7 +95,7 @@ def test_session_present_without_subscriptions_still_delivers_with_both_receipts
         device.stop()
 
 
-def test_uplink_resubscribes_on_a_resumed_session(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:  # noqa: F811
+def test_uplink_resubscribes_on_a_resumed_session(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
     """The bare uplink: stored before the run, session present without subscriptions → delivered, no resend."""
     leave_session_without_subscriptions(mosquitto.url, "siaga-post-oebubun")
     post = Post(post_config(tmp_path / "post", [mosquitto.url], ack_timeout_s=LONG_ACK_TIMEOUT_S))
@@ -111,7 +111,7 @@ def test_uplink_resubscribes_on_a_resumed_session(tmp_path: Path, mosquitto: Mos
 
 def test_reports_published_before_any_receiver_go_again_when_the_first_one_subscribes(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
 ) -> None:
     post = Post(post_config(tmp_path / "post", [mosquitto.url], ack_timeout_s=LONG_ACK_TIMEOUT_S))
     try:
@@ -137,7 +137,7 @@ def test_reports_published_before_any_receiver_go_again_when_the_first_one_subsc
 
 def test_a_receiver_whose_session_lacks_its_subscriptions_says_so(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
+    mosquitto: Mosquitto,
 ) -> None:
     """The receiver side of the same hole: its earlier session (with the probe's retained marker) is taken
     over by an attempt that never subscribes; what posts publish meanwhile is dropped by the broker.  The

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from edge.sdnotify import Notifier, Watchdog
+from siaga.sdnotify import Notifier, Watchdog
 from tests.radio_rig import FAST, HANDSET, make_device, post_config, radio_of, reports, running_post, wait_until
 
 

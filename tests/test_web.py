@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from center.storage import CenterStorage, open_storage
-from edge.report import utcnow
+from siaga.report import utcnow
 from tests.centerweb import (
     PASSWORD,
     LiveServer,
@@ -30,7 +30,6 @@ from tests.centerweb import (
     login,
     make_report,
 )
-from tests.mosquitto import mosquitto  # noqa: F401 - fixture
 
 XSS = '<img src=x onerror=alert(1)><script>alert("x")</script> KEBAKARAN'
 
@@ -462,13 +461,13 @@ def test_mbtiles_basemap_served_locally(tmp_path: Path) -> None:
             assert 'data-tiles="1"' in client.get("/peta").text
 
 
-def test_siaga_center_run_serves_the_dashboard(tmp_path: Path, mosquitto: Any) -> None:  # noqa: F811
+def test_siaga_center_run_serves_the_dashboard(tmp_path: Path, mosquitto: Any) -> None:
     """`siaga center run` runs receiver and dashboard in one process and stops cleanly on SIGTERM."""
     import os
     import signal
     import sys
 
-    from tests.mosquitto import free_port, wait_port
+    from devkit.harness.mosquitto import free_port, wait_port
 
     port = free_port()
     config = tmp_path / "center.toml"
@@ -479,7 +478,7 @@ def test_siaga_center_run_serves_the_dashboard(tmp_path: Path, mosquitto: Any) -
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "--config", str(config), "center", "run"],
+        [sys.executable, "-m", "cli", "--config", str(config), "center", "run"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -2,7 +2,7 @@
 
 Issue 7: ``siaga run`` (a real subprocess: the real meshtastic library, the real SQLite store, the real uplink
 to a real Mosquitto and a real center) is killed with SIGKILL at random moments while a simulated gateway
-radio (edge/simulator.py over TCP) streams texts from three registered handsets, and started again each
+radio (devkit/simulator.py over TCP) streams texts from three registered handsets, and started again each
 time.  CI runs a reduced schedule; ``pytest --full`` runs the issue's 50 kills during 2,000 reports.
 """
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from meshtastic.tcp_interface import TCPInterface
 
-from edge.simulator import SimulatedDevice
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.procs import spawn_siaga_run, stop_process
+from devkit.harness.synctools import Center, center_report_ids, wait_for
+from devkit.simulator import SimulatedDevice
 from edge.store import Store
 from tests.conftest import Budget
-from tests.mosquitto import Mosquitto
-from tests.procs import spawn_siaga_run, stop_process
 from tests.radio_rig import post_config, radio_of, running_post
-from tests.synctools import Center, center_report_ids, wait_for
 
 pytestmark = pytest.mark.chaos
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from edge import config as config_mod
+from devkit.harness.mosquitto import free_port
+from devkit.harness.procs import spawn_siaga_run, stop_process
+from devkit.simulator import SimulatedDevice
 from edge import daemon
-from edge.report import report_ref
-from edge.simulator import SimulatedDevice
 from edge.status import post_status, read_runtime
+from siaga import config as config_mod
+from siaga.report import report_ref
 from tests.conftest import write_post_config
-from tests.mosquitto import free_port
-from tests.procs import spawn_siaga_run, stop_process
 from tests.radio_rig import HANDSET, SPEED, post_and_device, reports, wait_report, wait_until
 
 pytestmark = pytest.mark.chaos

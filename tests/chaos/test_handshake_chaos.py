@@ -16,7 +16,9 @@ import random
 import time
 from pathlib import Path
 
-from edge import config as config_mod
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.synctools import Center, center_report_ids
+from siaga import config as config_mod
 from tests.chaos.mqtt_cutter import (
     AFTER_CONNACK,
     AFTER_FIRST_PUBLISH,
@@ -26,9 +28,7 @@ from tests.chaos.mqtt_cutter import (
     MqttCutter,
 )
 from tests.conftest import Budget
-from tests.mosquitto import Mosquitto, mosquitto  # noqa: F401 - fixture
 from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_until
-from tests.synctools import Center, center, center_report_ids  # noqa: F401 - fixture
 
 ACK_TIMEOUT_S = 600.0
 #: Generous: only a real hang exceeds it.  The bound the issue asks for is the reconnect backoff (≤ 2 s per
@@ -38,8 +38,8 @@ SETTLE_S = 90.0
 
 def test_cuts_at_every_handshake_point_lose_nothing_and_never_wait_for_ack_timeout(
     tmp_path: Path,
-    mosquitto: Mosquitto,  # noqa: F811
-    center: Center,  # noqa: F811
+    mosquitto: Mosquitto,
+    center: Center,
     budget: Budget,
 ) -> None:
     cuts = budget.pick(24, 120)
@@ -80,7 +80,10 @@ def test_cuts_at_every_handshake_point_lose_nothing_and_never_wait_for_ack_timeo
             last_cut = time.monotonic()
             wait_until(lambda: store.counts()["delivered"] == n_reports, SETTLE_S, "every report delivered")
             settle = time.monotonic() - last_cut
-            print(f"handshake chaos: {len(cutter.landed)} cuts landed, {cutter.connections} connections, last delivery {settle:.2f} s after the last cut")
+            print(
+                f"handshake chaos: {len(cutter.landed)} cuts landed, {cutter.connections} connections, "
+                f"last delivery {settle:.2f} s after the last cut"
+            )
             # bounded by the reconnect backoff, never by ack_timeout_s
             assert settle < ACK_TIMEOUT_S / 10, settle
             rows = store.list_reports(limit=100)

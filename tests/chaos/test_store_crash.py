@@ -75,7 +75,7 @@ def test_sigkill_siaga_report_cli(tmp_path: Path) -> None:
     killed = 0
     for i in range(25):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "report", "--json", f"BANJIR dusun {i}"],
+            [sys.executable, "-m", "cli", "--config", str(config), "report", "--json", f"BANJIR dusun {i}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=_env(),

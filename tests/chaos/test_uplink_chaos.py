@@ -33,16 +33,9 @@ from pathlib import Path
 import pytest
 
 from center.storage import CenterStorage, open_storage
-from edge.config import TlsMqttConfig
-from edge.store import Store
-from sync import protocol
-from sync.linkproxy import LinkProxy
-from sync.mqtt import BrokerAddress, Message, MqttLink
-from sync.uplink import CONNECT_TIMEOUT_S
-from tests.conftest import REPO, Budget
-from tests.mosquitto import Mosquitto
-from tests.procs import spawn_siaga_run, stop_process
-from tests.synctools import (
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.procs import spawn_siaga_run, stop_process
+from devkit.harness.synctools import (
     Center,
     Post,
     center_report_ids,
@@ -50,6 +43,13 @@ from tests.synctools import (
     post_config,
     wait_for,
 )
+from devkit.linkproxy import LinkProxy
+from edge.store import Store
+from siaga.config import TlsMqttConfig
+from sync import protocol
+from sync.mqtt import BrokerAddress, Message, MqttLink
+from sync.uplink import CONNECT_TIMEOUT_S
+from tests.conftest import REPO, Budget
 
 pytestmark = pytest.mark.chaos
 
@@ -154,7 +154,7 @@ def _center_proc(db_url: str, broker_url: str, log: Path, *extra: str) -> subpro
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log, "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.center_proc", db_url, broker_url, *extra],
+            [sys.executable, "-m", "devkit.harness.center_proc", db_url, broker_url, *extra],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

@@ -29,24 +29,24 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge import config as config_mod
 from edge.classify import Classifier
-from edge.clock import SystemClock
-from edge.errors import ReportError
 from edge.intake import Intake
-from edge.report import CATEGORIES, CERTAINTIES, MAX_TEXT_BYTES, SEVERITIES, URGENCIES, Report
+from siaga import config as config_mod
+from siaga.clock import SystemClock
+from siaga.errors import ReportError
+from siaga.report import CATEGORIES, CERTAINTIES, MAX_TEXT_BYTES, SEVERITIES, URGENCIES, Report
 from tests.conftest import Budget
 from tests.fuzz.conftest import Reasons
 
 pytestmark = pytest.mark.fuzz
 
-#: Casualty counts the report model allows (edge/report.py Casualties.from_dict).
+#: Casualty counts the report model allows (siaga/report.py Casualties.from_dict).
 MAX_CASUALTIES = 100_000
 #: A classification is microseconds; a pathological text that takes seconds is a defect, a hang is caught
 #: by pytest-timeout.
 EXAMPLE_CAP = timedelta(seconds=10)
 
-#: ReportError messages of the intake (edge/report.py check_text) → reason.
+#: ReportError messages of the intake (siaga/report.py check_text) → reason.
 INTAKE_REASONS = {
     "text is empty": "empty",
     "text is not valid UTF-8": "not_utf8",

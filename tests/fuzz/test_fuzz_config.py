@@ -1,7 +1,7 @@
-"""Hostile config files into the loader (edge/config.py) and `siaga config check`.
+"""Hostile config files into the loader (siaga/config.py) and `siaga config check`.
 
 Documents are built from the real schema: the commented example (systemd/siaga.example.toml) with the
-post's paths moved into tmp_path, then one to three mutations drawn from the dataclasses in edge/config.py
+post's paths moved into tmp_path, then one to three mutations drawn from the dataclasses in siaga/config.py
 — a key set to a value of the wrong type, an out-of-range number (inf, nan, 2**63), a bad URL, a bad path
 (NUL, empty, a directory, missing), a section replaced by a scalar, an unknown key, a required key removed,
 a handsets file with hostile content — serialised as TOML and sometimes damaged as text (cut short, bytes
@@ -29,10 +29,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge import cli
-from edge import config as config_mod
-from edge.errors import ConfigError
+from cli import base as cli
 from edge.handsets import with_handsets_file
+from siaga import config as config_mod
+from siaga.errors import ConfigError
 from tests.conftest import REPO, Budget
 from tests.fuzz.conftest import Reasons
 
@@ -423,7 +423,7 @@ def regression_cases(tmp: Path) -> list[tuple[bytes, list[str], bool, str | None
 
 # ---------------------------------------------------------------------------------- what `config check` runs
 def config_check(path: Path, *, center: bool) -> config_mod.Config:
-    """edge/cli.py cmd_config_check without the printing."""
+    """cli/post.py cmd_config_check without the printing."""
     cfg = config_mod.load(path, require_post=not center)
     if not center:
         cli.check_data_dir(cfg)

@@ -35,17 +35,17 @@ from hypothesis import strategies as st
 
 from center.service import StorageSink
 from center.storage import CenterStorage, open_storage
-from edge.config import TlsMqttConfig
-from edge.errors import ProtocolError
-from edge.report import Callback, Casualties
+from devkit.harness.mosquitto import Mosquitto
+from devkit.harness.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
+from siaga.config import TlsMqttConfig
+from siaga.errors import ProtocolError
+from siaga.report import Callback, Casualties
 from sync import protocol
 from sync.mqtt import publish_once
 from sync.receiver import ReceivedBatch
 from tests.conftest import Budget
 from tests.fuzz.conftest import Reasons
-from tests.mosquitto import Mosquitto
 from tests.reports import make_mesh_report, make_report
-from tests.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
 
 pytestmark = pytest.mark.fuzz
 

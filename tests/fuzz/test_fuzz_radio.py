@@ -35,10 +35,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from meshtastic.protobuf import channel_pb2, config_pb2, mesh_pb2, portnums_pb2, telemetry_pb2
 
+from devkit.stream import Frame, FrameDecoder, encode_frame
 from edge.daemon import Post
 from edge.radio import RadioTuning
-from edge.report import mesh_report_id
-from edge.stream import Frame, FrameDecoder, encode_frame
+from siaga.report import mesh_report_id
 from tests.conftest import Budget
 from tests.fuzz.conftest import Reasons
 from tests.radio_rig import post_config, report_with_text, running_post, wait_until

@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.errors import SiagaError
+from devkit.linkproxy import LinkProxy
 from edge.store import Store
-from sync.linkproxy import LinkProxy
+from siaga.errors import SiagaError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ WRONG_CLOCK_S = -6 * 365 * 86400
 OUTAGE_AT_S = 14.0
 OUTAGE_S = 20.0
 
-SIAGA = [sys.executable, "-m", "edge.cli"]
+SIAGA = [sys.executable, "-m", "cli"]
 
 
 @dataclass(frozen=True)

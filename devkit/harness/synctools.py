@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from center.service import CenterService
 from center.storage import CenterStorage, open_storage
-from edge import config as config_mod
-from edge.clock import Clock, SystemClock
-from edge.config import Config
-from edge.report import Report, new_report_id, utcnow
 from edge.store import Store
+from siaga import config as config_mod
+from siaga.clock import Clock, SystemClock
+from siaga.config import Config
+from siaga.report import Report, new_report_id, utcnow
 from sync.uplink import Uplink
-from tests.mosquitto import Mosquitto
 
 
 def post_config(
@@ -176,13 +173,3 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.05)
 def center_report_ids(storage: CenterStorage) -> list[str]:
     """Every wire report id the center holds a copy of (one per report and post)."""
     return [r["wire_report_id"] for r in storage.query("SELECT wire_report_id FROM report_copies")]
-
-
-@pytest.fixture
-def center(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Center]:
-    """A center (receiver + storage in SQLite) on the test's broker, stopped after the test."""
-    c = Center(f"sqlite:///{tmp_path}/center.db", [mosquitto.url]).start()
-    try:
-        yield c
-    finally:
-        c.stop()

@@ -86,6 +86,23 @@ CLOCK_SOURCES = ("gps", "ntp", "rtc", "unsynced")
 
 Source = Literal["meshtastic", "manual", "serial", "relay"]
 
+#: The handset's canned messages (the firmware handset profile offers exactly these).
+CANNED_MESSAGES: tuple[str, ...] = (
+    "DARURAT MEDIS",
+    "KEBAKARAN",
+    "BANJIR",
+    "LONGSOR",
+    "KECELAKAAN",
+    "KRIMINAL",
+    "BUTUH EVAKUASI",
+    "AMAN / SELESAI",
+)
+
+#: A staff reply may use the whole safe payload (one packet even as a PKI DM; tests/test_airtime.py).
+REPLY_MAX_BYTES = 200
+#: What the post puts in front of a staff reply.
+REPLY_PREFIX = "112: "
+
 #: A report's text may not exceed this many bytes of UTF-8 (a LoRa frame holds ~200; a typed report more).
 MAX_TEXT_BYTES = 4096
 

@@ -1,6 +1,6 @@
 """A center receiver as a child process, for the fault tests.
 
-``python -m tests.center_proc DB_URL BROKER_URL [KILL_AFTER_COMMITS]``: runs a CenterService; with
+``python -m devkit.harness.center_proc DB_URL BROKER_URL [KILL_AFTER_COMMITS]``: runs a CenterService; with
 KILL_AFTER_COMMITS it SIGKILLs itself right after that many storage commits — after the commit, before the
 ack is published (the window the "center killed between commit and ack" test needs).
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from center.service import CenterService
 from center.storage import IncomingReport, IngestResult, open_storage
-from tests.synctools import center_config
+from devkit.harness.synctools import center_config
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """PostgreSQL for tests: ``$SIAGA_TEST_PG_DSN`` or postgresql://postgres@127.0.0.1:5432/test when reachable.
 
-Each test gets its own schema (dropped afterwards).  Unreachable → skip, unless ``SIAGA_REQUIRE_PG=1``
-(CI sets it when it runs a local server), then the test FAILS.
+Each test or benchmark gets its own schema (dropped afterwards).  The ``pg_url`` fixture (tests/conftest.py)
+skips when the server is unreachable, unless ``SIAGA_REQUIRE_PG=1`` (CI sets it when it runs a local server),
+then the test FAILS.
 """
 
 from __future__ import annotations
@@ -13,34 +14,11 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def pg_dsn() -> str:
     return os.environ.get("SIAGA_TEST_PG_DSN") or DEFAULT_DSN
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("SIAGA_REQUIRE_PG") == "1":
-        pytest.fail(f"PostgreSQL required (SIAGA_REQUIRE_PG=1) but {reason}")
-    pytest.skip(f"PostgreSQL not reachable ({reason}); set SIAGA_TEST_PG_DSN to run these tests")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A DSN whose search_path is a fresh schema of its own."""
-    import psycopg
-
-    dsn = pg_dsn()
-    try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        raise  # unreachable: skip/fail raise
-    with fresh_schema(admin, dsn, "t") as url:
-        yield url
 
 
 @contextmanager

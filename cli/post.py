@@ -1,71 +1,27 @@
-"""The ``siaga`` command line.  Subcommands parse arguments and call the module that owns the work.
+"""The post's commands: ``siaga run``, ``config check``, ``classify``, ``report``, ``queue``, ``status``.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 78 configuration error (EX_CONFIG; systemd does not restart on it).
 Human output is in Bahasa Indonesia for officers and operators; ``--help`` texts are in English.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge import config as config_mod
-from edge.errors import ConfigError, SiagaError
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
+from cli.base import EXIT_FAILURE, EXIT_OK, check_data_dir, load_config, open_store, print_json, setup_logging
+from siaga import config as config_mod
+from siaga.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-# ---------------------------------------------------------------------------- helpers
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr; without timestamps under systemd, whose journal adds its own."""
-    under_journal = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
-
-
-def load_config(args: argparse.Namespace, *, require_post: bool = True) -> config_mod.Config:
-    return config_mod.load(args.config, require_post=require_post)
-
-
-def check_data_dir(cfg: config_mod.Config) -> None:
-    """An unusable data_dir is an installation/config problem: name the key (exit 78)."""
-    data_dir = cfg.node.data_dir
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("node.data_dir", str(data_dir), f"cannot be created: {exc.strerror}") from None
-    if not os.access(data_dir, os.W_OK | os.X_OK):
-        raise ConfigError("node.data_dir", str(data_dir), "is not writable by this user")
-
-
-def open_store(cfg: config_mod.Config, *, check: bool = False) -> Any:
-    from edge.store import Store
-
-    check_data_dir(cfg)
-    return Store.open(cfg.store_path, check=check)
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
 
 STATE_LABEL = {"pending": "menunggu", "sent": "terkirim", "delivered": "diterima 112", "rejected": "ditolak"}
 
 
-# ---------------------------------------------------------------------------- commands
 def cmd_config_check(args: argparse.Namespace) -> int:
     from edge.handsets import with_handsets_file
 
@@ -103,9 +59,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from edge.classify import Classifier
-    from edge.clock import SystemClock
-    from edge.errors import ReportError
     from edge.intake import Intake, Location
+    from siaga.clock import SystemClock
+    from siaga.errors import ReportError
 
     cfg = load_config(args)
     text = args.text
@@ -171,8 +127,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.clock import OffsetClock
     from edge.daemon import run_daemon
+    from siaga.clock import OffsetClock
 
     cfg = load_config(args)
     setup_logging(cfg.log.level)
@@ -189,18 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(cfg)
 
 
-# ---------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="siaga",
-        description="Siaga Relay: emergency reports from village posts to the regency 112 center.",
-    )
-    parser.add_argument(
-        "--config", metavar="PATH", help=f"config file (default: ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def add_commands(sub: Any) -> None:
+    """The post's subcommands, in the order ``siaga --help`` lists them."""
     p = sub.add_parser("run", help="run the post daemon in the foreground (systemd runs this)")
     p.set_defaults(func=cmd_run)
 
@@ -233,33 +179,3 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="the post's state for the officer; non-zero exit when something needs attention")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
-
-    for register in _extension_registrars():
-        register(sub)
-    return parser
-
-
-def _extension_registrars() -> list[Callable[[Any], None]]:
-    """Subcommands owned by other modules (simulator, firmware, center, demo), imported lazily."""
-    from edge import commands
-
-    return commands.REGISTRARS
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except SiagaError as exc:
-        print(f"galat: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

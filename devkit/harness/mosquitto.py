@@ -11,10 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -137,14 +135,3 @@ class Mosquitto:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if not os.path.exists(MOSQUITTO):
-        pytest.fail("mosquitto is not installed (run ./install.sh --dev)")
-    broker = Mosquitto(tmp_path / "broker").start()
-    try:
-        yield broker
-    finally:
-        broker.stop(kill=True)

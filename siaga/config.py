@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from edge.errors import ConfigError
+from siaga.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
 ENV_VAR = "SIAGA_CONFIG"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def spawn_siaga_run(config: Path, log: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -20,7 +20,7 @@ def spawn_siaga_run(config: Path, log: Path, *, env: dict[str, str] | None = Non
     full.update(env or {})
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "--config", str(config), "run"],
+            [sys.executable, "-m", "cli", "--config", str(config), "run"],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from edge.errors import ConfigError
+from siaga.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

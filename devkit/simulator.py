@@ -2,7 +2,7 @@
 
 It stands in for the post's gateway radio (there are no radios here) and is part of the product: the
 demo, officer training and rehearsing a configuration run against it.  It speaks only the Meshtastic
-wire protocol (``edge/stream.py`` framing + the ``meshtastic.protobuf`` messages) and knows nothing of
+wire protocol (``devkit/stream.py`` framing + the ``meshtastic.protobuf`` messages) and knows nothing of
 the post daemon.  What it emulates, and why, is in docs/SIMULATOR.md; the scenario format too.
 
 Threading: one loop thread owns every socket, the pty and all device state.  Public methods called from
@@ -44,9 +44,9 @@ from meshtastic.protobuf import (
     portnums_pb2,
 )
 
-from edge.airtime import MESH_HEADER_BYTES, time_on_air_ms
-from edge.errors import ConfigError
-from edge.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, encode_frame
+from devkit.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, encode_frame
+from siaga.airtime import MESH_HEADER_BYTES, time_on_air_ms
+from siaga.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The ``siaga`` command line, on top of everything: nothing imports it (./check enforces it)."""
