@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/relay_codec.py [--corpus FILE.jsonl]
 Every message of the shared corpus (../shared/corpus/reports_sample.jsonl; tests/data/reports_sample.jsonl
 is the same file) becomes a report as a post stores one heard from a handset — a mesh id, the handset as
 origin, the corpus's category and casualties, the handset's last GPS fix with its accuracy, an age of 42 s
-— and is encoded by relay/codec.py.  Reported:
+— and is encoded by sync/compact.py.  Reported:
 
 * packet size (median, max) and how many reports fit one packet whole (not cut); the firmware bound is
   219 B (codec.MAX_PACKET_BYTES); edge/airtime.py's stricter check (encoded Data + PKI ≤ 233, i.e. 213 B)
@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from meshtastic.protobuf import mesh_pb2  # noqa: E402
 
-from relay import codec, dictionary  # noqa: E402
 from siaga.airtime import LONG_FAST, MESH_HEADER_BYTES, PKI_OVERHEAD_BYTES, time_on_air_ms  # noqa: E402
 from siaga.report import Casualties, Report, mesh_report_id  # noqa: E402
+from sync import compact as codec  # noqa: E402
+from sync import compact_dict as dictionary  # noqa: E402
 
 SHARED_CORPUS = ROOT.parent / "shared" / "corpus" / "reports_sample.jsonl"
 REPO_CORPUS = ROOT / "tests" / "data" / "reports_sample.jsonl"

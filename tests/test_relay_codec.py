@@ -1,4 +1,4 @@
-"""The compact relay codec (relay/codec.py): one report in one LoRa packet, tagged by its origin post.
+"""The compact relay codec (sync/compact.py): one report in one LoRa packet, tagged by its origin post.
 
 Round trip (hypothesis): any report field values within their documented limits — unicode and empty text,
 every id form, operator origins, the largest values — encode into at most 219 bytes and decode to the same
@@ -27,11 +27,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from meshtastic.protobuf import mesh_pb2
 
-from edge import report as report_model
-from relay import codec, dictionary
-from relay.codec import RelayReport
+from siaga import report as report_model
 from siaga.errors import ProtocolError
 from siaga.report import Casualties, mesh_report_id, new_report_id
+from sync import compact as codec
+from sync import compact_dict as dictionary
+from sync.compact import RelayReport
 from tests.conftest import Budget
 from tests.reports import make_mesh_report, make_report
 

@@ -22,7 +22,7 @@ from importlib import resources
 
 from siaga.errors import ProtocolError
 
-#: Dictionary number (the packet's text-coding field) → (file in relay/data, its SHA-256).
+#: Dictionary number (the packet's text-coding field) → (file in sync/data, its SHA-256).
 DICTIONARIES: dict[int, tuple[str, str]] = {
     1: ("dict_v1.txt", "ed55a6481e62a04937003edb05f17e1de82f60447dd552af4fea05233f909ccc"),
 }
@@ -39,7 +39,7 @@ def load(number: int) -> bytes:
     if entry is None:
         raise ProtocolError("dictionary", f"unknown text dictionary {number}")
     name, sha256 = entry
-    data = resources.files("relay").joinpath("data", name).read_bytes()
+    data = resources.files("sync").joinpath("data", name).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"relay/data/{name} was changed after it shipped (SHA-256 mismatch): restore it")
+        raise RuntimeError(f"sync/data/{name} was changed after it shipped (SHA-256 mismatch): restore it")
     return data

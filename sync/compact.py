@@ -54,9 +54,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
-from relay import dictionary
 from siaga.errors import ProtocolError
 from siaga.report import MAX_TEXT_BYTES, Casualties, InvalidReport, Report
+from sync import compact_dict as dictionary
 
 VERSION = 1
 
