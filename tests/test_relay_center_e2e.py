@@ -52,9 +52,10 @@ class Carriers:
         self.posts: dict[str, Post] = {}
 
     def __call__(self, post_id: str) -> Post:
+        """The carrier ``post_id``, its uplink not started yet (``hand_over`` starts it)."""
         if post_id not in self.posts:
             cfg = post_config(self._tmp / post_id, [self._url], post_id=post_id, ack_timeout_s=5.0)
-            self.posts[post_id] = Post(cfg).start()
+            self.posts[post_id] = Post(cfg)
         return self.posts[post_id]
 
     def stop(self) -> None:
@@ -73,13 +74,14 @@ def carriers(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Carriers]:
 
 def hand_over(carrier: Post, packet: bytes, *, prev: str, hops: int) -> str:
     """The carrier takes custody of ``packet`` and queues it for the center, as relay/ will: the decoded
-    report's JSON with the ``relay`` field, in its store (the uplink sends the stored JSON as it is)."""
+    report's JSON with the ``relay`` field, in its store (the uplink sends the stored JSON as it is).
+    Its uplink starts only then, so it never sees the row before the relay field is in."""
     body = carried_dict(packet, prev=prev, hops=hops)
     report = Report.from_dict({k: v for k, v in body.items() if k != "relay"})
     rid = carrier.store.put(report).report_id
     with sqlite3.connect(carrier.cfg.store_path) as conn:
         conn.execute("UPDATE reports SET body = ? WHERE report_id = ?", (json.dumps(body), rid))
-    carrier.uplink.wake()
+    carrier.start()
     return rid
 
 
@@ -190,6 +192,7 @@ def test_a_post_still_cannot_publish_another_posts_report_without_its_packet(
     napan = carriers("napan")
     other = observed_origin()  # oebubun's report, sent by napan as if its own, with no relay field
     rid = napan.put([other])[0]
+    napan.start()
     assert wait_for(lambda: state_at(napan, rid)[0] == "rejected", 20)
     assert "post_mismatch" in (state_at(napan, rid)[1] or "")
     assert relay_center.storage.get_report(rid) is None
