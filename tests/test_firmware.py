@@ -454,3 +454,90 @@ def test_apply_refuses_a_bad_profile_before_touching_the_radio(tmp_path: Path) -
         with pytest.raises(ConfigError):
             apply.apply_profile("handset", host=f"127.0.0.1:{dev.port}", profile=bad, psk_file=tmp_path / "k", **FAST)
         assert dev.handshakes == 0 and not (tmp_path / "k").exists()
+
+
+# ------------------------------------------------------------- relay profile and the custody rebroadcast rule
+
+BLOCKING_MODES = ["CORE_PORTNUMS_ONLY", "KNOWN_ONLY", "LOCAL_ONLY", "NONE", "ALL_SKIP_DECODING"]
+
+
+@pytest.mark.parametrize("role", ["gateway", "relay"])
+@pytest.mark.parametrize("mode", BLOCKING_MODES)
+def test_rebroadcast_mode_that_drops_our_private_port_is_reported(tmp_path: Path, role: str, mode: str) -> None:
+    p = variant(tmp_path, role, lambda raw: raw["config"]["device"].update(rebroadcast_mode=mode))
+    problems = check_profile(p)
+    assert keys(problems) == {"config.device.rebroadcast_mode"}
+    assert mode in problems[0].message and "rebroadcast_mode: ALL" in problems[0].message
+
+
+@pytest.mark.parametrize("role", ["gateway", "relay"])
+def test_rebroadcast_mode_must_be_written_in_custody_profiles(tmp_path: Path, role: str) -> None:
+    # An unnamed mode would leave whatever the radio had (CORE_PORTNUMS_ONLY on an ex-ROUTER).
+    p = variant(tmp_path, role, lambda raw: raw["config"]["device"].pop("rebroadcast_mode"))
+    assert keys(check_profile(p)) == {"config.device.rebroadcast_mode"}
+
+
+def test_router_keeps_its_own_rebroadcast_rule(tmp_path: Path) -> None:
+    # The router is not a custody radio (no Pi): LOCAL_ONLY stays its choice (router.yaml says why).
+    assert check_profile(load_profile("router")) == []
+
+
+def test_relay_role_and_pi_link_rules(tmp_path: Path) -> None:
+    def router_like(raw: dict[str, Any]) -> None:
+        raw["config"]["device"]["role"] = "ROUTER"
+        raw["config"]["power"]["is_power_saving"] = True
+        raw["config"]["security"]["serial_enabled"] = False
+
+    assert keys(check_profile(variant(tmp_path, "relay", router_like))) == {
+        "config.device.role",
+        "config.power.is_power_saving",
+        "config.security.serial_enabled",
+    }
+    client_base = variant(tmp_path, "relay", lambda raw: raw["config"]["device"].update(role="CLIENT_BASE"))
+    assert check_profile(client_base) == []
+
+
+def test_cli_firmware_check_names_rebroadcast_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = variant(tmp_path, "relay", lambda raw: raw["config"]["device"].update(rebroadcast_mode="CORE_PORTNUMS_ONLY"))
+    assert siaga(["firmware", "check", "--role", "relay", str(bad.path)]) == 1
+    out = capsys.readouterr().out
+    assert "config.device.rebroadcast_mode: CORE_PORTNUMS_ONLY" in out and "rebroadcast_mode: ALL" in out
+
+
+def test_apply_relay_then_check_the_radio_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    psk_path = tmp_path / "channel.psk"
+    tty = tmp_path / "ttySIM1"
+    with simulator.SimulatedDevice(pty_path=tty, speed=SPEED, seed=12) as dev:
+        # A radio that was a ROUTER before: the firmware left CORE_PORTNUMS_ONLY behind.
+        mode = config_pb2.Config.DeviceConfig.RebroadcastMode
+        dev.state.config.device.role = config_pb2.Config.DeviceConfig.Role.ROUTER
+        dev.state.config.device.rebroadcast_mode = mode.CORE_PORTNUMS_ONLY
+        assert apply.check_radio("relay", port=str(tty), connect_timeout=20, read_timeout=5.0)  # not fit yet
+
+        result = apply.apply_profile("relay", port=str(tty), psk_file=psk_path, **FAST)
+        assert result.role == "relay" and result.frequency.centre_mhz == pytest.approx(920.875)
+        assert dev.state.config.device.role == config_pb2.Config.DeviceConfig.Role.ROUTER_LATE
+        assert dev.state.config.device.rebroadcast_mode == mode.ALL
+        assert dev.state.config.power.is_power_saving is False
+
+        # siaga firmware check against the radio: passes now ...
+        assert siaga(["firmware", "check", "--role", "relay", "--port", str(tty)]) == 0
+        assert "OK" in capsys.readouterr().out
+        # ... and names rebroadcast_mode (and the fix) once the radio drops our port again.
+        dev.state.config.device.rebroadcast_mode = mode.KNOWN_ONLY
+        assert siaga(["firmware", "check", "--role", "relay", "--port", str(tty)]) == 1
+        out = capsys.readouterr().out
+        assert "config.device.rebroadcast_mode: KNOWN_ONLY" in out and "rebroadcast_mode: ALL" in out
+        assert "siaga firmware apply --role relay" in out
+
+
+def test_check_gateway_radio_over_tcp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=13) as dev:
+        host = f"127.0.0.1:{dev.port}"
+        apply.apply_profile("gateway", host=host, psk_file=tmp_path / "channel.psk", **FAST)
+        assert siaga(["firmware", "check", "--role", "gateway", "--host", host]) == 0
+        dev.state.config.device.rebroadcast_mode = config_pb2.Config.DeviceConfig.RebroadcastMode.CORE_PORTNUMS_ONLY
+        problems = apply.check_radio("gateway", host=host, connect_timeout=20, read_timeout=5.0)
+        assert [p.key for p in problems] == ["config.device.rebroadcast_mode"]
+        assert "PRIVATE_APP" in problems[0].message
+    assert siaga(["firmware", "check", "--host", "127.0.0.1:9"]) == 78  # --role is required with a radio
