@@ -7,6 +7,7 @@ from devkit.sim.command import main_simulate, parse_listen
 from devkit.sim.device import SimulatedDevice
 from devkit.sim.links import garbage_bytes
 from devkit.sim.loop import EventLoop
+from devkit.sim.mesh import Mesh, RadioLink, RadioStats
 from devkit.sim.rf import Hop
 from devkit.sim.scenario import ScenarioStep, load_scenario, parse_step
 from devkit.sim.state import BROADCAST_NUM, DeviceState, SentPacket, node_id, parse_node_num
@@ -16,6 +17,9 @@ __all__ = [
     "DeviceState",
     "EventLoop",
     "Hop",
+    "Mesh",
+    "RadioLink",
+    "RadioStats",
     "ScenarioStep",
     "SentPacket",
     "SimulatedDevice",

@@ -8,7 +8,7 @@ the post daemon.
 The parts: devkit/sim/loop.py (one loop thread owns every socket, the pty and all device state; public
 methods called from other threads only post work to it), links.py (TCP and pty), scenario.py (the scenario
 format), admin.py (config get/set, edit transactions, reboot), rf.py (virtual nodes and the paths their
-packets take).  This module holds the public API, the
+packets take), mesh.py (several devices joined by radio links).  This module holds the public API, the
 handshake, what happens to a packet the client sends (queue status, rate limit, ACK/NAK), and reboots.
 """
 
@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 from meshtastic.protobuf import localonly_pb2, mesh_pb2, portnums_pb2
@@ -42,6 +42,7 @@ from devkit.sim.state import (
     NONCE_ONLY_CONFIG,
     NONCE_ONLY_NODES,
     PORT_ADMIN,
+    PORT_NODEINFO,
     PORT_ROUTING,
     PORT_TEXT,
     TEXT_RATE_LIMIT_S,
@@ -56,6 +57,20 @@ from siaga.airtime import MESH_HEADER_BYTES, time_on_air_ms
 from siaga.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class Air(Protocol):
+    """The radio beyond the device: what carries a client's packet to other simulated devices (a Mesh)."""
+
+    def carries(self, pkt: mesh_pb2.MeshPacket) -> bool:
+        """Whether ``pkt`` goes on air to other devices (a broadcast, or a DM to another device's node)."""
+        ...
+
+    def transmit(
+        self, device: SimulatedDevice, pkt: mesh_pb2.MeshPacket, on_ack: Callable[[bool], None] | None
+    ) -> None:
+        """Send ``pkt`` (loop thread); ``on_ack(acked)`` once the firmware's ACK came or its retries ran out."""
+        ...
 
 
 class SimulatedDevice:
@@ -120,6 +135,9 @@ class SimulatedDevice:
             is_stopping=lambda: self._stopping or self._loop.stopping,
         )
         self._record_file: Any = None
+        #: The radio links to other simulated devices when this device is part of a Mesh (set by
+        #: devkit/sim/mesh.py); None: the device hears only its virtual nodes.
+        self.air: Air | None = None
         self._fromradio_id = itertools.count(1)
 
         self._offline: collections.deque[mesh_pb2.MeshPacket] = collections.deque(maxlen=max(1, offline_queue))
@@ -477,8 +495,20 @@ class SimulatedDevice:
                 self._finish(sent, "nak:RATE_LIMIT_EXCEEDED")
                 return
             self._last_text_at = now
+        if pkt.pki_encrypted and pkt.to != BROADCAST_NUM and pkt.to != st.node_num:
+            known = st.nodes.get(pkt.to)
+            if known is None or not known.user.public_key:
+                # Firmware >= 2.7.19 (PR #9485) refuses a PKI DM to a node whose key it has not heard,
+                # and tells the client whatever want_ack says.
+                self.stats["pki_refused"] += 1
+                self._routing_reply(pkt.id, "PKI_UNKNOWN_PUBKEY", st.node_num)
+                self._finish(sent, "nak:PKI_UNKNOWN_PUBKEY")
+                return
+        air_link = self.air if self.air is not None and self.air.carries(pkt) else None
         if not pkt.want_ack:
             self._finish(sent, None)
+            if air_link is not None:
+                air_link.transmit(self, pkt, None)
             return
         air = time_on_air_ms(len(pkt.decoded.payload) + MESH_HEADER_BYTES) / 1000 / self.speed
         ack_air = time_on_air_ms(2 + MESH_HEADER_BYTES) / 1000 / self.speed
@@ -501,6 +531,8 @@ class SimulatedDevice:
                         self._send_queue_status(lk, 0)
 
         self._pending_acks[pkt.id] = sent
+        if air_link is not None and (pkt.to == BROADCAST_NUM or self._drop_acks > 0):
+            air_link.transmit(self, pkt, None)
         if self._drop_acks > 0:
             self._drop_acks -= 1
             nak = self._drop_nak
@@ -508,6 +540,16 @@ class SimulatedDevice:
                 self._call_later(self.nak_delay_s / self.speed, lambda: complete(f"nak:{nak}", (nak, st.node_num)))
             else:
                 self._call_later(self.nak_delay_s / self.speed, lambda: complete(False, None))
+        elif air_link is not None and pkt.to != BROADCAST_NUM:
+            # Another simulated device: the ACK comes from its radio over the link, or never.
+            def acked(ok: bool) -> None:
+                if ok:
+                    complete(True, ("NONE", pkt.to))
+                else:
+                    complete("nak:MAX_RETRANSMIT", ("MAX_RETRANSMIT", st.node_num))
+
+            air_link.transmit(self, pkt, acked)
+            return
         elif pkt.to == BROADCAST_NUM:
             # Implicit ACK: the device heard a neighbour rebroadcast it.
             self._call_later(air * 2, lambda: complete(True, ("NONE", st.node_num)))
@@ -564,6 +606,33 @@ class SimulatedDevice:
             log.warning("cannot save simulator state to %s: %s", self.state_path, exc)
 
     # ------------------------------------------------------------------ device → client
+    def receive_from_air(self, pkt: mesh_pb2.MeshPacket) -> None:
+        """A packet another simulated device transmitted reached this radio (loop thread; devkit/sim/mesh.py).
+
+        A NodeInfo teaches the node DB the sender's name and public key, as firmware's NodeInfoModule does.
+        """
+        sender = getattr(pkt, "from")
+        if pkt.decoded.portnum == PORT_NODEINFO:
+            user = mesh_pb2.User()
+            try:
+                user.ParseFromString(pkt.decoded.payload)
+            except Exception:
+                user = None
+            if user is not None:
+                info = self.state.nodes.get(sender) or mesh_pb2.NodeInfo(num=sender)
+                info.user.CopyFrom(user)
+                info.snr = pkt.rx_snr
+                info.hops_away = max(0, pkt.hop_start - pkt.hop_limit)
+                if self.has_clock:
+                    info.last_heard = int(time.time())
+                self.state.nodes[sender] = info
+        elif sender in self.state.nodes:
+            self.state.nodes[sender].snr = pkt.rx_snr
+        if self.has_clock and not pkt.rx_time:
+            pkt.rx_time = int(time.time())
+        self.stats["air_received"] += 1
+        self._deliver(pkt)
+
     def _deliver(self, pkt: mesh_pb2.MeshPacket) -> None:
         """Hand a packet from the mesh to the client, or keep it while no client is connected."""
         delivered = False
