@@ -358,7 +358,7 @@ def test_channel_url_key_is_used_as_given(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------- apply against the simulated device
 
-simulator = pytest.importorskip("devkit.simulator", reason="devkit/simulator.py not written yet")
+simulator = pytest.importorskip("devkit.sim", reason="devkit/sim/ not written yet")
 
 # Simulated time runs 20x: the post-commit reboot comes after 0.35 s instead of 7 s.
 SPEED = 20.0
