@@ -50,23 +50,26 @@ class StorageSink:
 
     def store_reports(self, batches: Sequence[ReceivedBatch]) -> None:
         """Every batch in one transaction (one fsync): a group commit when posts send faster than fsyncs."""
-        self._storage.ingest(
-            [
-                IncomingReport(
-                    report=w.report,
-                    post_id=item.post_id,
-                    received_at=item.received_at,
-                    age_s=w.age_s,
-                    age_source=w.age_source,
-                    post_sent_at=item.batch.sent_at,
-                    regency=item.regency,
-                    relay_prev=w.relay.prev if w.relay else None,
-                    relay_hops=w.relay.hops if w.relay else None,
-                )
-                for item in batches
-                for w in item.batch.reports
-            ]
-        )
+        self._storage.ingest(self.incoming(batches))
+
+    @staticmethod
+    def incoming(batches: Sequence[ReceivedBatch]) -> list[IncomingReport]:
+        """The reports of ``batches`` as the storage takes them."""
+        return [
+            IncomingReport(
+                report=w.report,
+                post_id=item.post_id,
+                received_at=item.received_at,
+                age_s=w.age_s,
+                age_source=w.age_source,
+                post_sent_at=item.batch.sent_at,
+                regency=item.regency,
+                relay_prev=w.relay.prev if w.relay else None,
+                relay_hops=w.relay.hops if w.relay else None,
+            )
+            for item in batches
+            for w in item.batch.reports
+        ]
 
     def store_status(
         self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool

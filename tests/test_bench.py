@@ -43,10 +43,13 @@ def test_quick_run_writes_the_table_and_json(tmp_path: Path, capsys: pytest.Capt
 
 def test_center_ingest_counts_what_it_stored(tmp_path: Path) -> None:
     res = center_ingest.measure(40, pg_dsn=None, workdir=str(tmp_path))
-    assert set(res) == {"sqlite"}
+    assert set(res) == {"sqlite", "loadavg_before", "loadavg_after"}
     r = res["sqlite"]
     assert r["stored"] == 80 and r["reports"] == 40 and r["messages"] >= 2
     assert {"batched_rps", "naive_rps", "speedup", "reports_per_message"} <= set(r)
+    # today's path and the one before it, each on its own database
+    assert set(r["paths"]) == {"before", "after"}
+    assert all(p["stored"] == 80 for p in r["paths"].values())
 
 
 def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
