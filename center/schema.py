@@ -173,9 +173,23 @@ ALTER TABLE report_copies ADD COLUMN relay_hops INTEGER;
 CREATE INDEX report_copies_relay ON report_copies (relay_origin, post_id)
 """
 
+#: Each center receiver's presence (docs/PROTOCOL.md, ``center_state``), from its retained topic
+#: ``112/v1/center/receivers/{receiver_id}``: every receiver records every receiver's messages.
+_RECEIVERS_SQL = """
+CREATE TABLE receivers (
+    receiver_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    connected_at TEXT,
+    session TEXT,
+    beat_ts DOUBLE PRECISION,
+    status_ts DOUBLE PRECISION NOT NULL
+)
+"""
+
 #: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
     _STAFF,
     Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
+    Migration("c003_receivers", _RECEIVERS_SQL, _RECEIVERS_SQL),
 )

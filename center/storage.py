@@ -28,6 +28,9 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
 ``replies`` — staff replies to a handset (the ``cmd`` topic) and their delivery state
     cmd_id PK, report_id, post_id, regency, to_node, text, created_by, created_ts, state (see REPLY_STATES),
     state_ts, detail.
+``receivers`` — each center receiver's presence, from its retained topic
+    receiver_id PK, state ("online" | "offline"), connected_at (its connection's ``at``), session
+    ("new" | "resumed"), beat_ts (its last heartbeat, its clock), status_ts (center clock).
 ``schema_migrations`` — name PK, applied_ts.  Every table's SQL, for both dialects, is in
     :mod:`center.schema`, applied in the order of its :data:`~center.schema.MIGRATIONS` (the staff's tables
     of :mod:`center.staffdb` too).
@@ -195,6 +198,28 @@ class PostPresence:
             "version": self.version,
             "first_seen_at": _iso(self.first_seen_at),
             "last_report_at": _iso(self.last_report_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverPresence:
+    """A center receiver as its presence topic last said (docs/PROTOCOL.md, ``center_state``)."""
+
+    receiver_id: str
+    state: str  # "online" | "offline"
+    connected_at: str | None  # its connection's ``at`` (the receiver's clock)
+    session: str | None  # "new" | "resumed"
+    last_beat_at: datetime | None  # its last heartbeat, by its own clock
+    status_at: datetime  # when the center last heard of it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "receiver_id": self.receiver_id,
+            "state": self.state,
+            "connected_at": self.connected_at,
+            "session": self.session,
+            "last_beat_at": _iso(self.last_beat_at),
+            "status_at": _iso(self.status_at),
         }
 
 
@@ -774,6 +799,43 @@ class CenterStorage(ABC):
                     post_id,
                 ),
             )
+
+    def record_receiver_state(
+        self,
+        receiver_id: str,
+        state: str,
+        received_at: datetime,
+        *,
+        connected_at: str | None = None,
+        session: str | None = None,
+        beat: datetime | None = None,
+    ) -> None:
+        """A center receiver's presence message (its own retained topic; ``offline`` is its Last Will, which
+        carries no connection or heartbeat: the last known ones are kept)."""
+        ts = received_at.timestamp()
+        with self.transaction():
+            self._run(
+                "INSERT INTO receivers (receiver_id, state, connected_at, session, beat_ts, status_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (receiver_id) DO UPDATE SET state = excluded.state,"
+                " connected_at = COALESCE(excluded.connected_at, receivers.connected_at),"
+                " session = COALESCE(excluded.session, receivers.session),"
+                " beat_ts = COALESCE(excluded.beat_ts, receivers.beat_ts), status_ts = excluded.status_ts",
+                (receiver_id, state, connected_at, session, beat.timestamp() if beat else None, ts),
+            )
+        self._notify("posts")
+
+    def receivers(self) -> list[ReceiverPresence]:
+        return [
+            ReceiverPresence(
+                receiver_id=r["receiver_id"],
+                state=r["state"],
+                connected_at=r["connected_at"],
+                session=r["session"],
+                last_beat_at=_dt(r["beat_ts"]) if r["beat_ts"] is not None else None,
+                status_at=_dt(r["status_ts"]),
+            )
+            for r in self.query("SELECT * FROM receivers ORDER BY receiver_id")
+        ]
 
     def posts(self) -> list[PostPresence]:
         return [_row_to_post(r) for r in self.query("SELECT * FROM posts ORDER BY post_id")]

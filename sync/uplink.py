@@ -19,6 +19,7 @@ a crash never loses an ack or a command.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
 import random
@@ -64,8 +65,12 @@ IDLE_POLL_S = 5.0
 STUCK_AFTER_S = 60.0
 #: Replies already handed to the radio (kept in store meta so a redelivered cmd is not sent twice).
 _CMD_META = "cmd_seen:"
-#: The last center epoch (CenterState.at) this post saw.
+#: The last epoch (CenterState.at) this post saw of each center receiver: JSON {receiver_id: at}.
+_CENTER_EPOCHS_META = "center_epochs"
+#: Where an older post kept the single center's epoch: only "has seen a center before" is read from it.
 _CENTER_EPOCH_META = "center_epoch"
+#: Receivers' epochs kept at most (a center runs a few; ids of long-gone ones drop out oldest first).
+_MAX_CENTER_EPOCHS = 32
 _MAX_QUEUED_EVENTS = 1000
 
 
@@ -134,7 +139,9 @@ class Uplink:
         self._tick = time.monotonic()
         self._connected_since: float | None = None
         self._center_state: str | None = None
-        self._center_epoch: str | None = None
+        self._receivers: dict[str, str] = {}  # receiver id → its last presence state
+        self._center_epochs: dict[str, str] = {}  # receiver id → the last ``at`` seen
+        self._seen_center = False
         self._avg_report_bytes = 700.0
         self._idle = True
         self.counters: dict[str, int] = {
@@ -161,7 +168,8 @@ class Uplink:
         counter = self._store.meta_get("boot_counter")
         self._boot = int(counter) if counter and counter.isdigit() else self._store.bump_boot_counter()
         # claims of a previous run (a crash, a SIGKILL) are not being worked on by anyone now
-        self._center_epoch = self._store.meta_get(_CENTER_EPOCH_META)
+        self._center_epochs = _load_epochs(self._store.meta_get(_CENTER_EPOCHS_META))
+        self._seen_center = bool(self._center_epochs) or self._store.meta_get(_CENTER_EPOCH_META) is not None
         released = self._store.release_all_claims()
         if released:
             log.info("released %d claims left by a previous run", released)
@@ -302,7 +310,7 @@ class Uplink:
                 [
                     (self._topics["ack"], 1),
                     (self._topics["cmd"], 1),
-                    (protocol.CENTER_STATE_TOPIC, 1),
+                    (protocol.CENTER_RECEIVERS_FILTER, 1),
                 ],
                 lambda refused: self._q.put(("suback", link, refused)),
             )
@@ -513,23 +521,35 @@ class Uplink:
         try:
             if message.topic == self._topics["cmd"]:
                 self._handle_command(protocol.decode_command(message.payload))
-            elif message.topic == protocol.CENTER_STATE_TOPIC:
-                self._handle_center_state(protocol.decode_center_state(message.payload), retained=message.retain)
+            elif (receiver := protocol.parse_center_receiver_topic(message.topic)) is not None:
+                if message.payload:
+                    state = protocol.decode_center_state(message.payload)
+                    self._handle_center_state(receiver, state, retained=message.retain)
+                else:  # a cleared presence: that receiver is gone for good
+                    self._receivers.pop(receiver, None)
+                    self._center_state = _center_state_of(self._receivers)
             else:
                 raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
         except ProtocolError as exc:
             self.counters["bad_messages"] += 1
             log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
 
-    def _handle_center_state(self, center: protocol.CenterState, *, retained: bool) -> None:
-        self._center_state = center.state
-        if center.state != "online" or center.at is None or center.at == self._center_epoch:
-            return
-        known = self._center_epoch is not None
-        self._center_epoch = center.at
-        # kept across restarts (one small write per center (re)subscription): a post restarted after the
-        # center re-subscribed afresh must still learn that what it published meanwhile may be gone
-        self._store.meta_set(_CENTER_EPOCH_META, center.at)
+    def _handle_center_state(self, receiver: str, center: protocol.CenterState, *, retained: bool) -> None:
+        # the center is online while any of its receivers is: one receiver's Last Will says nothing of the
+        # others (they split the reports through the shared subscription)
+        self._receivers[receiver] = center.state
+        self._center_state = _center_state_of(self._receivers)
+        if center.state != "online" or center.at is None or center.at == self._center_epochs.get(receiver):
+            return  # an offline Will, or a heartbeat of a connection already seen
+        known = self._seen_center
+        self._seen_center = True
+        self._center_epochs.pop(receiver, None)
+        self._center_epochs[receiver] = center.at
+        while len(self._center_epochs) > _MAX_CENTER_EPOCHS:
+            del self._center_epochs[next(iter(self._center_epochs))]
+        # kept across restarts (one small write per receiver (re)subscription): a post restarted after a
+        # receiver re-subscribed afresh must still learn that what it published meanwhile may be gone
+        self._store.meta_set(_CENTER_EPOCHS_META, json.dumps(self._center_epochs))
         if center.resumed:
             # the broker kept the receiver's session (and the receiver proved its subscriptions were in
             # it), so every report published meanwhile is waiting there: resending them only doubles traffic
@@ -682,3 +702,19 @@ class Uplink:
         self.counters["net_changes"] += 1
         self._q.put(("net",))
         self._kick.set()
+
+
+def _center_state_of(receivers: dict[str, str]) -> str | None:
+    if not receivers:
+        return None
+    return "online" if "online" in receivers.values() else "offline"
+
+
+def _load_epochs(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
