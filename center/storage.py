@@ -768,10 +768,13 @@ class CenterStorage(ABC):
         body = json.dumps(dict(status), ensure_ascii=False)
         with self.transaction():
             existing = self._rows("SELECT status_ts FROM posts WHERE post_id = ?", (post_id,))
-            if not existing:
-                self._run(
+            # every receiver records every status (a normal subscription): another one may insert the same
+            # new post at the same moment, so the insert yields to it and the update below applies instead
+            if (
+                not existing
+                and self._run(
                     "INSERT INTO posts (post_id, regency, state, status, status_ts, boot_counter, version,"
-                    " first_seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " first_seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (post_id) DO NOTHING",
                     (
                         post_id,
                         regency,
@@ -782,8 +785,11 @@ class CenterStorage(ABC):
                         version if isinstance(version, str) else None,
                         ts,
                     ),
-                )
+                ).rowcount
+            ):
                 return
+            if not existing:
+                existing = self._rows("SELECT status_ts FROM posts WHERE post_id = ?", (post_id,))
             if retained and existing[0]["status_ts"] is not None:
                 return
             self._run(

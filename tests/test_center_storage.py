@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -401,6 +402,40 @@ class TestPostgresStorage(StorageContract):
             open_storage(url) as storage,
         ):
             yield storage
+
+    def test_two_receivers_record_a_new_posts_first_status_at_once(
+        self, storage: CenterStorage, storage_url: str
+    ) -> None:
+        """Every receiver records every post status (a normal subscription).  Found with three receivers:
+        two inserting the same new post collided on its key and one dropped its connection.  Built here by
+        construction: the second insert waits on the first's uncommitted row, then finds it."""
+        other = open_storage(storage_url)
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                other.record_status("napan", "ttu", {"state": "online", "boot": 2}, NOW + timedelta(seconds=1))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=second)
+        try:
+            with storage.transaction():
+                storage.record_status("napan", "ttu", {"state": "online", "boot": 1}, NOW)
+                thread.start()
+                pid = other._conn.info.backend_pid  # type: ignore[attr-defined]
+                waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'"
+                with open_storage(storage_url) as watcher:
+                    deadline = time.monotonic() + 20
+                    while not watcher.query(waiting, (pid,))[0]["n"]:
+                        assert time.monotonic() < deadline, "the second insert never waited on the first"
+                        time.sleep(0.01)
+            thread.join(20)
+        finally:
+            other.close()
+        assert not errors, errors
+        post = storage.get_post("napan")
+        assert post is not None and post.boot_counter == 2 and post.status_at == NOW + timedelta(seconds=1)
 
     def test_password_not_in_connection_error(self) -> None:
         with pytest.raises(CenterError) as info:

@@ -315,6 +315,28 @@ def test_exports_csv_and_geojson(sqlite_web: Any) -> None:
     assert features[rid]["properties"]["cap_category"] == "Met"
 
 
+def test_posts_page_lists_the_center_receivers_with_their_last_heartbeat(web: Any) -> None:
+    _app, storage, client = web
+    now = utcnow()
+    beat = now - timedelta(seconds=20)
+    storage.record_receiver_state(
+        "siaga-center-a", "online", now, connected_at="2026-11-28T07:00:00.000Z", session="new", beat=beat
+    )
+    storage.record_receiver_state(
+        "siaga-center-b", "online", now, connected_at="2026-11-28T07:00:01.000Z", session="resumed", beat=beat
+    )
+    storage.record_receiver_state("siaga-center-b", "offline", now)  # its Last Will: the last beat stays
+    [a, b] = storage.receivers()
+    assert (a.state, b.state) == ("online", "offline") and b.last_beat_at == a.last_beat_at
+    assert abs((b.last_beat_at - beat).total_seconds()) < 0.01  # type: ignore[operator]
+    login(client)
+    page = client.get("/pos").text
+    section = page[page.index("Penerima pusat") :]
+    assert 'data-receiver-id="siaga-center-a"' in section and 'data-receiver-id="siaga-center-b"' in section
+    assert section.count("flag-online") == 1 and section.count(">mati<") == 1
+    assert "dilanjutkan" in section
+
+
 def test_silent_post_is_flagged(web: Any) -> None:
     _app, storage, client = web
     now = utcnow()

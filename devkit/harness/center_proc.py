@@ -14,6 +14,7 @@ siaga-center-proc).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import threading
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--stop-before-commit", type=int, default=0)
     parser.add_argument("--heartbeat-s", type=float, default=None)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.client_id} %(levelname)s %(name)s: %(message)s")
     storage = open_storage(args.db_url)
     if args.kill_after or args.stop_before_commit:
         real_ingest = storage.ingest
