@@ -75,6 +75,8 @@ STATUSES = ("baru", "diterima", "diverifikasi", "duplikat", "palsu", "dikirim", 
 REPLY_STATES = ("queued", "published", "received", "sent", "delivered", "failed")
 #: A mesh report with the same (origin, packet id) within this window of estimated time is the same report.
 MESH_MATCH_WINDOW = timedelta(hours=36)
+#: The PostgreSQL advisory lock that serialises migrations (any fixed number; "siaga" in ASCII).
+MIGRATION_LOCK_KEY = 0x7369616761
 #: The post sends a reply as "112: <text>" in one LoRa packet of at most REPLY_MAX_BYTES: a longer text
 #: would arrive cut short.  Counted in UTF-8 bytes (an accented letter takes two).
 MAX_REPLY_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
@@ -397,8 +399,17 @@ class CenterStorage(ABC):
         with self.transaction():
             return int(self._run(sql, params).rowcount or 0)
 
+    def _lock_migrations(self) -> None:  # noqa: B027 - optional hook
+        """Serialise schema changes of several centers starting at once, until the transaction ends.
+
+        SQLite needs nothing (BEGIN IMMEDIATE); PostgreSQL's CREATE TABLE is not safe against a
+        concurrent one even with IF NOT EXISTS (two fail on ``pg_type_typname_nsp_index``)."""
+
     def migrate(self) -> None:
+        """Apply what :data:`MIGRATIONS` holds and this database lacks; safe when several centers start
+        together (each migration re-checks, under the migration lock, whether another applied it)."""
         with self.transaction():
+            self._lock_migrations()
             self._run(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"
                 " applied_ts DOUBLE PRECISION NOT NULL)",
@@ -410,6 +421,9 @@ class CenterStorage(ABC):
                 continue
             sql = migration.postgresql if self.dialect == "postgresql" else migration.sqlite
             with self.transaction():
+                self._lock_migrations()
+                if self._rows("SELECT name FROM schema_migrations WHERE name = ?", (migration.name,)):
+                    continue  # another center applied it meanwhile
                 for statement in _statements(sql):
                     self._run(statement, ())
                 self._run(
@@ -657,22 +671,18 @@ class CenterStorage(ABC):
     def list_reports(self, flt: ReportFilter | None = None) -> list[CenterReport]:
         """Reports newest first (by center receipt time)."""
         flt = flt or ReportFilter()
-        where, params = [], []
-        for column in ("post_id", "category", "status"):
-            value = getattr(flt, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.since is not None:
-            where.append("received_ts >= ?")
-            params.append(flt.since.timestamp())
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _report_where(flt)
         limit = max(1, min(int(flt.limit), 10_000))
         rows = self.query(
             f"SELECT * FROM reports {clause} ORDER BY received_ts DESC, report_id LIMIT ? OFFSET ?",
             (*params, limit, max(0, int(flt.offset))),
         )
         return [_row_to_report(r) for r in rows]
+
+    def count_reports(self, flt: ReportFilter | None = None) -> int:
+        """How many reports match ``flt`` (its limit and offset aside)."""
+        clause, params = _report_where(flt or ReportFilter())
+        return int(self.query(f"SELECT count(*) AS n FROM reports {clause}", params)[0]["n"])
 
     def get_report(self, report_id: str) -> CenterReport | None:
         """A report by its id or by the id any post used for its copy."""
@@ -1116,6 +1126,19 @@ class _IngestPlan:
         ]
 
 
+def _report_where(flt: ReportFilter) -> tuple[str, list[Any]]:
+    where, params = [], []
+    for column in ("post_id", "category", "status"):
+        value = getattr(flt, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if flt.since is not None:
+        where.append("received_ts >= ?")
+        params.append(flt.since.timestamp())
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
 def _lock_keys_of(items: Sequence[IncomingReport]) -> list[str]:
     keys = set()
     for item in items:
@@ -1225,6 +1248,9 @@ class PostgresStorage(CenterStorage):
     def _lock_keys(self, keys: list[str]) -> None:
         sql, params = self._lock_query(keys)
         self._run(sql, params)
+
+    def _lock_migrations(self) -> None:
+        self._run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
 
     def _lock_query(self, keys: list[str]) -> tuple[str, list[Any]]:
         # one statement; in hash order (the lock is on the hash), so two batches never wait in a cycle

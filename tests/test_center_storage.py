@@ -437,6 +437,48 @@ class TestPostgresStorage(StorageContract):
         post = storage.get_post("napan")
         assert post is not None and post.boot_counter == 2 and post.status_at == NOW + timedelta(seconds=1)
 
+    def test_three_centers_starting_together_on_a_fresh_database(self, storage_url: str) -> None:
+        """Found when tried: three ``siaga center run`` on one fresh database, started together — two crashed
+        in the migration (``pg_type_typname_nsp_index``).  By construction: the migration lock is held while
+        all three reach it, then released; all three start, and each migration is applied once."""
+        import psycopg
+
+        holder = psycopg.connect(pg_dsn(), autocommit=True)
+        holder.execute("SELECT pg_advisory_lock(%s)", (storage_mod.MIGRATION_LOCK_KEY,))
+        opened: list[CenterStorage] = []
+        errors: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                opened.append(open_storage(storage_url))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(3)]
+        try:
+            for t in threads:
+                t.start()
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                " AND query LIKE 'SELECT pg_advisory_xact_lock(%%'"
+            )
+            deadline = time.monotonic() + 20
+            while holder.execute(waiting).fetchone()[0] < 3:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the centers did not wait for the migration lock"
+                time.sleep(0.01)
+            holder.execute("SELECT pg_advisory_unlock(%s)", (storage_mod.MIGRATION_LOCK_KEY,))
+            for t in threads:
+                t.join(30)
+        finally:
+            holder.close()
+            for s in opened:
+                s.close()
+        assert not errors, errors
+        assert len(opened) == 3
+        with open_storage(storage_url) as storage:
+            names = [r["name"] for r in storage.query("SELECT name FROM schema_migrations ORDER BY name")]
+        assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
+
     def test_password_not_in_connection_error(self) -> None:
         with pytest.raises(CenterError) as info:
             open_storage("postgresql://siaga:rahasia-sekali@127.0.0.1:1/none?connect_timeout=1")
