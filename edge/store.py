@@ -596,6 +596,18 @@ class Store:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def meta_prune(self, prefix: str, keep: int) -> int:
+        """Delete all but the ``keep`` newest meta keys starting with ``prefix`` (newest = last written:
+        by rowid, not by a time the post's clock may have wrong).  Returns how many went."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM meta WHERE key LIKE ? ESCAPE '\\' AND rowid NOT IN"
+                " (SELECT rowid FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY rowid DESC LIMIT ?)",
+                (pattern, pattern, max(0, keep)),
+            )
+            return int(cur.rowcount)
+
     def load_nodes(self) -> list[dict[str, Any]]:
         """Every radio in the node table (edge/nodes.py), as dicts of :data:`NODE_COLUMNS`."""
         return [dict(row) for row in self._read(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes")]

@@ -65,6 +65,9 @@ IDLE_POLL_S = 5.0
 STUCK_AFTER_S = 60.0
 #: Replies already handed to the radio (kept in store meta so a redelivered cmd is not sent twice).
 _CMD_META = "cmd_seen:"
+#: Handled command ids kept (the newest): a redelivery comes from the post's broker session, which lasts
+#: 7 days, and a post hands a few replies a day to its radio.  Pruned with the retention job.
+CMD_SEEN_KEEP = 2000
 #: The last epoch (CenterState.at) this post saw of each center receiver: JSON {receiver_id: at}.
 _CENTER_EPOCHS_META = "center_epochs"
 #: Where an older post kept the single center's epoch: only "has seen a center before" is read from it.
@@ -171,6 +174,8 @@ class Uplink:
         self._center_epochs = _load_epochs(self._store.meta_get(_CENTER_EPOCHS_META))
         self._seen_center = bool(self._center_epochs) or self._store.meta_get(_CENTER_EPOCH_META) is not None
         released = self._store.release_all_claims()
+        # also at start, not only every 6 h: a post restarted more often would never prune
+        self._store.meta_prune(_CMD_META, CMD_SEEN_KEEP)
         if released:
             log.info("released %d claims left by a previous run", released)
         self._netwatch.start()
@@ -685,6 +690,9 @@ class Uplink:
     def _job_retention(self) -> None:
         try:
             self._store.retention(self._cfg.store.retention_days)
+            pruned = self._store.meta_prune(_CMD_META, CMD_SEEN_KEEP)
+            if pruned:
+                log.info("forgot %d handled reply command ids (the newest %d are kept)", pruned, CMD_SEEN_KEEP)
         except SiagaError as exc:
             log.error("retention failed: %s", exc)
 

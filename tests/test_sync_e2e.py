@@ -398,3 +398,23 @@ def test_a_center_back_with_its_session_gets_what_was_kept_and_nothing_is_resent
             second.stop()
     finally:
         post.stop()
+
+
+def test_handled_command_ids_are_pruned_and_the_newest_still_stop_a_redelivery(
+    post: Post, center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sync import uplink as uplink_mod
+
+    monkeypatch.setattr(uplink_mod, "CMD_SEEN_KEEP", 5)
+    for i in range(8):
+        post.store.meta_set(f"cmd_seen:old-{i}", "2026-11-28T07:00:00.000Z")
+    [rid] = post.put(make_reports(1))
+    post.start()  # prunes at start: 5 of the 8 stay
+    assert post.wait_delivered(1, 10)
+    assert sum(post.store.meta_get(f"cmd_seen:old-{i}") is not None for i in range(8)) == 5
+    reply = center.service.send_reply(rid, "Ambulans berangkat", "sari")
+    assert post.events.wait(lambda: len(post.events.commands) == 1, 10)
+    assert wait_for(lambda: post.store.meta_get(f"cmd_seen:{reply.cmd_id}") is not None, 10)
+    post.uplink._job_retention()
+    assert post.store.meta_get(f"cmd_seen:{reply.cmd_id}") is not None  # the newest is kept
+    assert sum(post.store.meta_get(f"cmd_seen:old-{i}") is not None for i in range(8)) == 4
