@@ -7,22 +7,22 @@
   or disabling an account ends the session at once.
 * CSRF: each session has its own random token, rendered into every form and sent by fetch() as a header;
   every state-changing request must carry it (compared in constant time).
-* Rate limiting: failed logins are counted per account and per client address in a sliding window; past
-  the limit the login is refused without even checking the password.
+* Rate limiting: failed logins are counted per account and per client address in a sliding window, in the
+  database (shared by every center process on it); past the limit the login is refused without even
+  checking the password.
 """
 
 from __future__ import annotations
 
 import base64
-import collections
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,47 +88,40 @@ def check_password_policy(password: str) -> None:
 
 # -------------------------------------------------------------------------------- rate limiting
 class LoginLimiter:
-    """Sliding-window failure counter per key (account name, client address).  In process memory:
-    with several center processes each keeps its own count, which still bounds guessing."""
+    """Sliding-window failure counter per key (account name, client address), in the center database
+    (``login_failures``): every center process behind one database shares the count, so that a guesser
+    spreading attempts over several processes (or a restart) gains nothing."""
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0, clock: object = time.monotonic) -> None:
+    def __init__(
+        self, db: StaffDB, max_failures: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
         self.max_failures = max_failures
         self.window_s = window_s
-        self._clock = clock
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _now(self) -> float:
-        return float(self._clock())  # type: ignore[operator]
+        self._clock = clock  # wall clock: shared by processes (a monotonic clock is not)
 
     def check(self, *keys: str) -> None:
-        now = self._now()
-        with self._lock:
-            for key in keys:
-                window = self._failures.get(key)
-                if not window:
-                    continue
-                while window and window[0] <= now - self.window_s:
-                    window.popleft()
-                if len(window) >= self.max_failures:
-                    raise RateLimited(max(1, int(window[0] + self.window_s - now)))
+        since = self._clock() - self.window_s
+        for key in keys:
+            row = self.db.one(
+                "SELECT count(*) AS n, min(at_ts) AS first FROM login_failures WHERE key = ? AND at_ts > ?",
+                (key, since),
+            )
+            if row and int(row["n"]) >= self.max_failures:
+                raise RateLimited(max(1, int(float(row["first"]) + self.window_s - self._clock())))
 
     def failed(self, *keys: str) -> None:
-        now = self._now()
-        with self._lock:
+        now = self._clock()
+        with self.db.atomic():
             for key in keys:
-                self._failures.setdefault(key, collections.deque()).append(now)
-            if len(self._failures) > 10_000:
-                # an address sweep must not grow memory without bound: drop the stalest keys
-                for key in sorted(self._failures, key=lambda k: self._failures[k][-1] if self._failures[k] else 0)[
-                    :5000
-                ]:
-                    del self._failures[key]
+                self.db.execute("INSERT INTO login_failures (key, at_ts) VALUES (?, ?)", (key[:200], now))
+            # what has left every window goes at once: an address sweep cannot grow the table without bound
+            self.db.execute("DELETE FROM login_failures WHERE at_ts <= ?", (now - self.window_s,))
 
     def succeeded(self, *keys: str) -> None:
-        with self._lock:
+        with self.db.atomic():
             for key in keys:
-                self._failures.pop(key, None)
+                self.db.execute("DELETE FROM login_failures WHERE key = ?", (key[:200],))
 
 
 # -------------------------------------------------------------------------------- accounts + sessions
@@ -151,7 +144,7 @@ def _token_hash(token: str) -> str:
 class Auth:
     def __init__(self, db: StaffDB, *, limiter: LoginLimiter | None = None) -> None:
         self.db = db
-        self.limiter = limiter or LoginLimiter()
+        self.limiter = limiter or LoginLimiter(db)
 
     # accounts
     def add_user(self, username: str, password: str, role: str = "petugas") -> None:

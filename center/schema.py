@@ -186,10 +186,22 @@ CREATE TABLE receivers (
 )
 """
 
+#: Failed staff logins inside the rate limiter's window (center/auth.py LoginLimiter), shared by every
+#: center process on the database.
+_LOGIN_FAILURES_SQL = """
+CREATE TABLE login_failures (
+    key TEXT NOT NULL,
+    at_ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (key, at_ts);
+CREATE INDEX login_failures_at ON login_failures (at_ts)
+"""
+
 #: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
     _STAFF,
     Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
     Migration("c003_receivers", _RECEIVERS_SQL, _RECEIVERS_SQL),
+    Migration("s002_login_failures", _LOGIN_FAILURES_SQL, _LOGIN_FAILURES_SQL),
 )

@@ -379,7 +379,7 @@ class TestSqliteStorage(StorageContract):
             assert second.counts()["reports"] == 1
             names = [r["name"] for r in second.query("SELECT name FROM schema_migrations ORDER BY name")]
             assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
-            assert names == ["c001_core", "c002_relay_copies", "c003_receivers", "s001_staff"]
+            assert names == ["c001_core", "c002_relay_copies", "c003_receivers", "s001_staff", "s002_login_failures"]
 
 
 @pytest.mark.postgres

@@ -549,3 +549,28 @@ def test_carried_reports_show_their_carriers(web: Any) -> None:
     assert "hanya tiba lewat relay" in detail
     plain = client.get(f"/laporan/{direct}").text
     assert "diteruskan oleh" not in plain and "hanya tiba lewat relay" not in plain
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_login_rate_limit_is_shared_by_every_center_process(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two center processes on one database (two storages, two Auth): failures at one count at the other,
+    and a success at either clears them.  The clock is injected: the window is not waited out."""
+    from center.auth import Auth, AuthError, LoginLimiter, RateLimited
+    from center.staffdb import StaffDB
+
+    url = f"sqlite:///{tmp_path}/center.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    now = [1_000_000.0]
+    with open_storage(url) as one, open_storage(url) as two:
+        first = Auth(StaffDB(one), limiter=LoginLimiter(StaffDB(one), clock=lambda: now[0]))
+        second = Auth(StaffDB(two), limiter=LoginLimiter(StaffDB(two), clock=lambda: now[0]))
+        first.add_user("ani", PASSWORD)
+        for auth in (first, second, first, second, first):
+            with pytest.raises(AuthError):
+                auth.login("ani", "salah-sekali-123", "10.0.0.9")
+        with pytest.raises(RateLimited):
+            second.login("ani", PASSWORD, "10.0.0.8")  # the account's 5 failures, counted across processes
+        now[0] += 301  # the window passed
+        second.login("ani", PASSWORD, "10.0.0.8")
+        assert one.query("SELECT count(*) AS n FROM login_failures WHERE key = 'user:ani'")[0]["n"] == 0
