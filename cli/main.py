@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     firmware.add_commands(sub)  # firmware check|apply
     dev.add_simulate(sub)  # simulate
     center.add_commands(sub)  # center run|reports|reply|user
+    dev.add_rehearse(sub)  # rehearse
     dev.add_demo(sub)  # demo
     return parser
 
