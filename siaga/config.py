@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from siaga.errors import ConfigError
+from siaga.keyfile import read_hex_key
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
 ENV_VAR = "SIAGA_CONFIG"
@@ -245,6 +246,14 @@ class CenterMqttConfig(TlsMqttConfig):
 
 
 @dataclass(frozen=True, slots=True)
+class CenterRelayConfig:
+    """Reports carried post to post (docs/RELAY.md): the regency relay secret every post's key derives
+    from, so that the center can verify the origin's tag on a report another post delivered."""
+
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CenterConfig:
     db: str = _check(_db_url, "sqlite:////var/lib/siaga/center.db")
     http: str = _check(_listen, "127.0.0.1:8112")
@@ -252,6 +261,8 @@ class CenterConfig:
     # optional offline basemap for the dashboard: a raster MBTiles file built from an OSM extract
     mbtiles: Path | None = None
     mqtt: CenterMqttConfig | None = None
+    # without it, reports carried by another post are refused (relay_unverifiable) and wait at the carrier
+    relay: CenterRelayConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +377,11 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
         file = config.radio.meshtastic.handsets_file
         if not file.is_file():
             raise ConfigError("radio.meshtastic.handsets_file", str(file), "is not a readable file")
+    relay = config.center.relay
+    if relay is not None:
+        if relay.secret_file is None:
+            raise ConfigError("center.relay.secret_file", "", "is required (siaga center relay-secret --out FILE)")
+        read_hex_key(relay.secret_file, "center.relay.secret_file")  # read again by the center; checked here
     if config.center.mbtiles is not None and not config.center.mbtiles.is_file():
         raise ConfigError("center.mbtiles", str(config.center.mbtiles), "is not a readable file")
     for index, file in enumerate(config.classifier.extra_keywords):
