@@ -1051,7 +1051,8 @@ def encode_center_acks(
     out: list[tuple[bytes, tuple[str, ...]]] = []
     while ids:
         head = _center_ack_head(next(numbers), origin, committed_at)
-        body, taken = b"", []
+        body = b""
+        taken: list[str] = []
         for rid in ids:
             one = _center_ack_id(rid)
             if len(head) + 1 + len(body) + len(one) > MAX_PACKET_BYTES or len(taken) == 255:

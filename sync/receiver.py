@@ -391,42 +391,8 @@ class Receiver:
             link.publish(topic, protocol.encode_ack(ids, refused, at=datetime.now(UTC)), qos=1)
 
     def _check_carried(self, item: ReceivedBatch) -> ReceivedBatch:
-        """Verify every report the post carried for another one; keep only those that pass.
-
-        A refused one is counted under its reason; it is acked as rejected to the carrier (so that carrier
-        stops sending that forgery) unless the refusal is the center's own doing (RELAY_HELD_REASONS)."""
-        batch = item.batch
-        if not any(w.relay is not None for w in batch.reports):
-            return item
-        kept: list[protocol.WireReport] = []
-        refused: list[protocol.Rejected] = []
-        held = 0
-        for wire in batch.reports:
-            if wire.relay is None:
-                kept.append(wire)
-                continue
-            try:
-                if self._relay is None:
-                    raise ProtocolError("relay_unverifiable", "no [center.relay] secret_file is configured")
-                kept.append(self._relay.verify(item.post_id, wire, item.received_at))
-            except ProtocolError as exc:
-                self.rejects[exc.reason] += 1
-                if exc.reason in RELAY_HELD_REASONS:
-                    held += 1
-                    continue
-                log.warning(
-                    "receiver: refused report %s of post %s carried by %s (%s): %s",
-                    wire.report_id,
-                    wire.report.post_id,
-                    item.post_id,
-                    exc.reason,
-                    exc.detail[:200],
-                )
-                refused.append(protocol.Rejected(wire.report_id, str(exc)[: protocol.REASON_MAX]))
-            except Exception as exc:  # a bug in verifying, not bad input: the carrier keeps it and retries
-                self.rejects["decoder_bug"] += 1
-                held += 1
-                log.error("receiver: verifying a carried report failed (a bug): %r", exc, exc_info=exc)
+        checked, reasons, held = check_carried(item, self._relay)
+        self.rejects.update(reasons)
         if held and time.monotonic() - self._unverifiable_logged >= UNVERIFIABLE_LOG_EVERY_S:
             self._unverifiable_logged = time.monotonic()
             log.warning(
@@ -436,8 +402,7 @@ class Receiver:
                 item.post_id,
                 "set [center.relay] secret_file" if self._relay is None else "see the errors above",
             )
-        new_batch = dataclasses.replace(batch, reports=kept)
-        return dataclasses.replace(item, batch=new_batch, relay_rejected=(*item.relay_rejected, *refused))
+        return checked
 
     def _reject(self, message: Message, exc: ProtocolError) -> None:
         self.counters["rejected"] += 1
@@ -492,6 +457,52 @@ class Receiver:
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
         self._q.put(("down", link, reason))
+
+
+def check_carried(item: ReceivedBatch, relay: RelayCheck | None) -> tuple[ReceivedBatch, Counter[str], int]:
+    """Verify every report ``item``'s post carried for another one; keep only those that pass.
+
+    Returns the batch to store and ack, the refusals by reason, and how many were held.  A refused report
+    is acked as rejected to the carrier (so it stops sending that forgery), unless the refusal is the
+    center's own doing (:data:`RELAY_HELD_REASONS`, or a bug in verifying): such a report is *held* — not
+    acked at all, so the carrier keeps it and sends it again later."""
+    batch = item.batch
+    reasons: Counter[str] = Counter()
+    if not any(w.relay is not None for w in batch.reports):
+        return item, reasons, 0
+    kept: list[protocol.WireReport] = []
+    refused: list[protocol.Rejected] = []
+    held = 0
+    for wire in batch.reports:
+        if wire.relay is None:
+            kept.append(wire)
+            continue
+        try:
+            if relay is None:
+                raise ProtocolError("relay_unverifiable", "no [center.relay] secret_file is configured")
+            kept.append(relay.verify(item.post_id, wire, item.received_at))
+        except ProtocolError as exc:
+            reasons[exc.reason] += 1
+            if exc.reason in RELAY_HELD_REASONS:
+                held += 1
+                continue
+            log.warning(
+                "receiver: refused report %s of post %s carried by %s (%s): %s",
+                wire.report_id,
+                wire.report.post_id,
+                item.post_id,
+                exc.reason,
+                exc.detail[:200],
+            )
+            refused.append(protocol.Rejected(wire.report_id, str(exc)[: protocol.REASON_MAX]))
+        except Exception as exc:  # a bug in verifying, not bad input: the carrier keeps it and retries
+            reasons["decoder_bug"] += 1
+            held += 1
+            log.error("receiver: verifying a carried report failed (a bug): %r", exc, exc_info=exc)
+    checked = dataclasses.replace(
+        item, batch=dataclasses.replace(batch, reports=kept), relay_rejected=(*item.relay_rejected, *refused)
+    )
+    return checked, reasons, held
 
 
 def _decode(decoder: Callable[..., T], *args: Any) -> T:
