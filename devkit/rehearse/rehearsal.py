@@ -224,7 +224,8 @@ secret_file = "{self.secret_file}"
             )
             self.nodes[node_id] = run
         for link in self.topo.links:
-            self.mesh.link(link.a, link.b, loss=link.loss, snr=link.snr)
+            snr = {} if link.snr is None else {"snr": link.snr}
+            self.mesh.link(link.a, link.b, loss=link.loss, **snr)
         for handset in self.topo.handsets:
             for near in handset.near:
                 self.nodes[near].device.add_node(handset.id, handset.name[:36], handset.id[-4:].upper())
@@ -358,7 +359,7 @@ secret_file = "{self.secret_file}"
         self.generated.append(Generated(handset.id, text, sent_wall, handset.near, event.at))
 
     def _cut(self, a: str, b: str, seconds: float) -> None:
-        self.mesh.cut(a, b, seconds / self.speed)
+        self.mesh.cut(a, b, seconds)  # topology seconds: the mesh divides by its speed itself
         self.cut_links.add((a, b))
 
     def _kill(self, run: NodeRun) -> None:
@@ -433,6 +434,9 @@ secret_file = "{self.secret_file}"
                     finally:
                         store.close()
                     counts.stored = len(rows)
+                    counts.held = {
+                        (r.report.origin, r.report.text_raw) for r in rows if r.state not in ("delivered", "rejected")
+                    }
                     counts.copies_merged = sum(r.copies - 1 for r in rows)
                     counts.pending = state.get("pending", 0)
                     counts.sent = state.get("sent", 0) + state.get("delivered", 0)
@@ -441,13 +445,14 @@ secret_file = "{self.secret_file}"
         return out
 
     def _airtime_by_node(self) -> dict[str, float]:
-        stats = self.mesh.stats() if self.mesh is not None and hasattr(self.mesh, "stats") else {}
-        devices = stats.get("devices", {}) if isinstance(stats, dict) else {}
-        return {name: float(d.get("airtime_s", 0.0)) for name, d in devices.items() if isinstance(d, dict)}
+        """Each device's time on air so far (simulated seconds: what a real radio would spend)."""
+        if self.mesh is None or not self.mesh.started:
+            return {}
+        return {name: float(self.mesh.stats(name).airtime_s) for name in self.nodes}
 
     def summary(self) -> dict[str, Any]:
         nodes = self.node_counts()
-        airtime = sum(c.airtime_s for c in nodes.values()) if self.mesh is not None else None
+        airtime = sum(c.airtime_s for c in nodes.values()) if self.mesh is not None and self.mesh.started else None
         return summarize(
             self.generated,
             self.center_rows(),
@@ -518,10 +523,7 @@ def _default_mesh_factory() -> Callable[..., Any]:
     except ImportError as exc:
         raise SiagaError(f"the simulated mesh (devkit.sim.mesh.Mesh) is not available: {exc}") from None
 
-    def make(*, seed: int, speed: float) -> Any:
-        return Mesh(seed=seed, speed=speed)
-
-    return make
+    return Mesh
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -612,7 +614,7 @@ def run_rehearsal(
     title: str = "Ringkasan gladi Siaga Relay",
     mesh_factory: Callable[..., Any] | None = None,
 ) -> int:
-    """Run a rehearsal; exit code 0 when nothing was lost.
+    """Run a rehearsal; exit code 0 when every report reached the center.
 
     Without ``duration`` it ends once the timeline has played and every report is delivered with both
     receipts — or, with ``linger`` (the demo), keeps the dashboard up until Ctrl-C.  With ``duration`` it
@@ -670,4 +672,5 @@ def run_rehearsal(
                 shutil.rmtree(directory, ignore_errors=True)
     if as_json and summary is not None:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
-    return 0 if summary is not None and summary["lost"] == 0 else 1
+    # success: everything arrived (a run stopped early with reports still held is not one)
+    return 0 if summary is not None and summary["delivered"] == summary["generated"] else 1

@@ -59,6 +59,8 @@ class NodeCounts:
     copies_merged: int = 0
     restarts: int = 0
     airtime_s: float = 0.0
+    #: (origin, text) of the reports this node holds and has not seen delivered
+    held: set[tuple[str, str]] = field(default_factory=set)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,10 +121,15 @@ def summarize(
             (acked_center if is_center else acked_post).add((receipt.to, ref))
     generated_n = len(generated)
     delivered_n = len(delivered)
+    held_anywhere = set().union(*(c.held for c in nodes.values())) if nodes else set()
+    undelivered = [g for g in generated if key_of(g.handset, g.text) not in by_key]
+    # lost: neither at the center nor in any post's or relay's store — gone, not merely on its way
+    held = [g for g in undelivered if key_of(g.handset, g.text) in held_anywhere]
     return {
         "generated": generated_n,
         "delivered": delivered_n,
-        "lost": generated_n - delivered_n,
+        "held": len(held),
+        "lost": len(undelivered) - len(held),
         "duplicates_at_center": duplicates,
         "receipts_post": len(acked_post),
         "receipts_center": len(acked_center),
@@ -130,9 +137,16 @@ def summarize(
         "airtime_s": None if airtime_s is None else round(airtime_s, 3),
         "airtime_s_per_report": None if airtime_s is None or not delivered_n else round(airtime_s / delivered_n, 3),
         "observed_time_error_s": percentiles(clock_errors),
-        "copies_merged_at_center": merged_at_center,
         "receipt_packets": {"post": sent_post, "center": sent_center},
-        "undelivered": [{"handset": g.handset, "text": g.text} for g in generated if g not in delivered],
+        # the same packet heard twice (two paths, two posts) is one report, its copies merged
+        "stored": sum(c.stored for c in nodes.values()),
+        "duplicates_merged_at_posts": sum(c.copies_merged for c in nodes.values()),
+        "duplicates_merged_at_center": merged_at_center,
+        "receipts": {"post": len(acked_post), "center": len(acked_center)},
+        "undelivered": [
+            {"handset": g.handset, "text": g.text, "held": key_of(g.handset, g.text) in held_anywhere}
+            for g in undelivered
+        ],
         "nodes": {
             name: {
                 "role": c.role,
@@ -169,9 +183,10 @@ def render_table(summary: dict[str, Any], title: str) -> str:
         title,
         f"  laporan dibuat (generated)          : {summary['generated']}",
         f"  sampai di pusat 112 (delivered)     : {summary['delivered']}",
+        f"  masih di jalan (held)               : {summary['held']}",
         f"  HILANG (lost)                       : {summary['lost']}",
         f"  duplikat di pusat                   : {summary['duplicates_at_center']}"
-        f"  (salinan digabung: {summary['copies_merged_at_center']})",
+        f"  (salinan digabung: {summary['duplicates_merged_at_center']})",
         f"  tanda terima ke handset             : TERIMA {summary['receipts_post']},"
         f" PUSAT TERIMA {summary['receipts_center']}",
         f"  handset -> pusat (detik) p50/p95/max: {fmt(summary['latency_s'])}",
@@ -186,5 +201,6 @@ def render_table(summary: dict[str, Any], title: str) -> str:
             f"{n['restarts']:>8}{n['airtime_s']:>8.1f}s"
         )
     for item in summary["undelivered"]:
-        lines.append(f"  BELUM SAMPAI: {item['handset']} {item['text']!r}")
+        where = "masih disimpan" if item["held"] else "HILANG"
+        lines.append(f"  BELUM SAMPAI ({where}): {item['handset']} {item['text']!r}")
     return "\n".join(lines)
