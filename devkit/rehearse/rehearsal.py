@@ -50,10 +50,12 @@ SIAGA = [sys.executable, "-m", "cli"]
 DASHBOARD_USER = "demo"
 DASHBOARD_PASSWORD = "siaga-demo-112"
 
-#: Relay timers at speed 1.  The product's defaults (beacon 600 s, retry 30 s) suit a regency's real
-#: channel; a rehearsal wants the route found and a lost packet retried within seconds.
-BEACON_S = 8.0
+#: Relay timers at speed 1, divided by ``--speed`` down to the config's floors.  The product's defaults
+#: (beacon 600 s, retry 30 s) suit a regency's real channel; a rehearsal wants the route found and a lost
+#: packet retried within seconds.
+BEACON_S = 10.0  # also the lowest beacon_s the config accepts
 RETRY_S = 6.0
+RETRY_MIN_S = 1.0
 CACK_DELAY_S = 1.0
 #: How long the daemons have to connect to their radios before the timeline starts.
 READY_TIMEOUT_S = 90.0
@@ -277,9 +279,10 @@ secret_file = "{self.secret_file}"
             lines += [
                 "",
                 "[relay]",
+                "enabled = true",
                 f'key_file = "{run.dir / "relay.key"}"',
-                f"beacon_s = {BEACON_S / self.speed:.3f}",
-                f"retry_s = {RETRY_S / self.speed:.3f}",
+                f"beacon_s = {max(BEACON_S, BEACON_S / self.speed):.3f}",
+                f"retry_s = {max(RETRY_MIN_S, RETRY_S / self.speed):.3f}",
                 f"cack_delay_s = {CACK_DELAY_S / self.speed:.3f}",
             ]
         if run.role == "post":
