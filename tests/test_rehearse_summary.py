@@ -25,7 +25,14 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
         row("m1-9-20261207", A, "BANJIR", 1013.0),  # the same report stored twice: a duplicate
     ]
     nodes = {
-        "pos-1": NodeCounts(role="post", stored=3, copies_merged=1, airtime_s=3.0, held={(B, "LONGSOR")}),
+        "pos-1": NodeCounts(
+            role="post",
+            stored=3,
+            copies_merged=1,
+            airtime_s=3.0,
+            held={(B, "LONGSOR")},
+            ids={(B, "LONGSOR"): "m2-7-20261207"},
+        ),
         "bukit": NodeCounts(role="relay", airtime_s=1.0),
     }
     ref1, ref2 = report_ref("m1-1-20261207"), report_ref("m1-2-20261207")
@@ -36,12 +43,14 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
         Receipt("pos-1", A, f"112 POS SATU TERIMA #{ref2} BANJIR", True),
         Receipt("pos-1", A, f"112 PUSAT TERIMA #{ref2} 14:06", False),  # never acknowledged: not counted
         Receipt("pos-1", B, f"112 PUSAT TERIMA #{ref1} 14:05", True),  # to another handset: not its report
+        # a report still on its way has its first receipt already (its id from the post's store)
+        Receipt("pos-1", B, f"112 POS SATU TERIMA #{report_ref('m2-7-20261207')} LONGSOR", True),
     ]
     s = summarize(generated, center, receipts, nodes, airtime_s=4.0)
     assert (s["generated"], s["delivered"], s["held"], s["lost"]) == (4, 2, 1, 1)
     assert s["duplicates_at_center"] == 1 and s["duplicates_merged_at_center"] == 1
-    assert (s["receipts_post"], s["receipts_center"]) == (2, 1)
-    assert s["receipt_packets"] == {"post": 3, "center": 3}
+    assert (s["receipts_post"], s["receipts_center"]) == (3, 1)
+    assert s["receipt_packets"] == {"post": 4, "center": 3}
     assert s["latency_s"] == {"p50": 4.0, "p95": 4.0, "max": 4.0}
     assert s["airtime_s_per_report"] == 2.0
     assert [u["held"] for u in s["undelivered"]] == [True, False]

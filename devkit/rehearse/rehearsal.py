@@ -437,6 +437,7 @@ secret_file = "{self.secret_file}"
                     finally:
                         store.close()
                     counts.stored = len(rows)
+                    counts.ids = {(r.report.origin, r.report.text_raw): r.report_id for r in rows}
                     counts.held = {
                         (r.report.origin, r.report.text_raw) for r in rows if r.state not in ("delivered", "rejected")
                     }

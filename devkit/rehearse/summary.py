@@ -61,6 +61,8 @@ class NodeCounts:
     airtime_s: float = 0.0
     #: (origin, text) of the reports this node holds and has not seen delivered
     held: set[tuple[str, str]] = field(default_factory=set)
+    #: (origin, text) -> report id of every report in this node's store (receipts name its ref)
+    ids: dict[tuple[str, str], str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,7 +96,14 @@ def summarize(
     delivered = [g for g in generated if key_of(g.handset, g.text) in by_key]
     latencies = []
     clock_errors = []
+    # which report a receipt is for: (handset, ref) from the report ids at the posts and at the center
+    # (a first receipt is due as soon as the post has stored it, long before the center has it)
     refs: dict[tuple[str, str], str] = {}
+    wanted = {key_of(g.handset, g.text) for g in generated}
+    for counts in nodes.values():
+        for (origin, text), report_id in counts.ids.items():
+            if (origin, text) in wanted:
+                refs[(origin, report_ref(report_id))] = text
     for g in delivered:
         rows = by_key[key_of(g.handset, g.text)]
         first = min(rows, key=lambda r: r.received_wall)
