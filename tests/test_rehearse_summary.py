@@ -31,7 +31,7 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
             copies_merged=1,
             airtime_s=3.0,
             held={(B, "LONGSOR")},
-            ids={(B, "LONGSOR"): "m2-7-20261207"},
+            ids={(B, "LONGSOR"): "m2-7-20261207", (A, "KEBAKARAN"): "m1-1-20201207"},
         ),
         "bukit": NodeCounts(role="relay", airtime_s=1.0),
     }
@@ -39,6 +39,8 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
     receipts = [
         Receipt("pos-1", A, f"112 POS SATU TERIMA #{ref1} KEBAKARAN", True),
         Receipt("pos-1", A, f"112 POS SATU TERIMA #{ref1} KEBAKARAN", True),  # sent again: counted once
+        # another post stored the same packet under another id (its clock is years off): the same report
+        Receipt("pos-2", A, f"112 POS DUA TERIMA #{report_ref('m1-1-20201207')} KEBAKARAN", True),
         Receipt("pos-1", A, f"112 PUSAT TERIMA #{ref1} 14:05", True),
         Receipt("pos-1", A, f"112 POS SATU TERIMA #{ref2} BANJIR", True),
         Receipt("pos-1", A, f"112 PUSAT TERIMA #{ref2} 14:06", False),  # never acknowledged: not counted
@@ -50,7 +52,7 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
     assert (s["generated"], s["delivered"], s["held"], s["lost"]) == (4, 2, 1, 1)
     assert s["duplicates_at_center"] == 1 and s["duplicates_merged_at_center"] == 1
     assert (s["receipts_post"], s["receipts_center"]) == (3, 1)
-    assert s["receipt_packets"] == {"post": 4, "center": 3}
+    assert s["receipt_packets"] == {"post": 5, "center": 3}
     assert s["latency_s"] == {"p50": 4.0, "p95": 4.0, "max": 4.0}
     assert s["airtime_s_per_report"] == 2.0
     assert [u["held"] for u in s["undelivered"]] == [True, False]

@@ -127,7 +127,8 @@ def summarize(
         else:
             continue
         if receipt.acked and ref and (receipt.to, ref) in refs:
-            (acked_center if is_center else acked_post).add((receipt.to, ref))
+            # per report, not per ref: two posts that heard one packet may store it under two ids
+            (acked_center if is_center else acked_post).add((receipt.to, refs[(receipt.to, ref)]))
     generated_n = len(generated)
     delivered_n = len(delivered)
     held_anywhere = set().union(*(c.held for c in nodes.values())) if nodes else set()
