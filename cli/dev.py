@@ -52,7 +52,7 @@ def _demo(args: Any) -> int:
 
 
 def add_demo(sub: Any) -> None:
-    """``siaga demo`` (devkit/demo.py): broker, center and two simulated posts on this machine."""
+    """``siaga demo`` (devkit/demo.py): a rehearsal of the bundled TTU topology, the dashboard kept up."""
     from pathlib import Path
 
     p = sub.add_parser("demo", help="run the whole system on this machine with a realistic TTU scenario")
