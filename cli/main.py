@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import center, dev, firmware, post
+from cli import center, dev, firmware, post, relay
 from cli.base import EXIT_CONFIG, EXIT_FAILURE
 from siaga import config as config_mod
 from siaga.errors import ConfigError, SiagaError
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     firmware.add_commands(sub)  # firmware check|apply
     dev.add_simulate(sub)  # simulate
     center.add_commands(sub)  # center run|reports|reply|user
+    relay.add_commands(sub)  # relay key
     dev.add_demo(sub)  # demo
     return parser
 

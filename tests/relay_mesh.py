@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ class Mesh:
             uplink_connected=lambda: uplink,
             on_delivered=on_delivered,
             clock=lambda: self.t,
-            rng=random.Random(hash(name) & 0xFFFF),
+            rng=random.Random(zlib.crc32(name.encode())),  # stable across runs (str hash is salted)
         )
 
     def link(self, a: str, b: str, loss: float = 0.0) -> None:
@@ -190,7 +191,7 @@ class Mesh:
         deadline; stop when ``done()`` or past ``limit_s``."""
         end = self.t + limit_s
         while self.t <= end:
-            deadlines = []
+            deadlines: list[float] = []
             for _round in range(50):
                 deadlines = []
                 for name in list(self.nodes):

@@ -201,3 +201,29 @@ def test_the_airtime_cap_is_kept_and_everything_still_arrives(tmp_path: Path) ->
         assert mesh.t > 3600, "the cap made it take more than an hour"
     finally:
         mesh.close()
+
+
+def test_status_shows_neighbours_route_held_and_parked(mesh: Mesh, tmp_path: Path) -> None:
+    from edge.status import post_status, render_status
+    from siaga import config
+
+    chain(mesh)
+    assert mesh.run_until(lambda: mesh.nodes["a"].engine.routes.metric(False) == 2, 300)
+    mesh.cut.add(frozenset(("b", "c")))
+    put_reports(mesh, "a", 2)
+    assert mesh.run_until(lambda: mesh.nodes["b"].store.relay_summary()["held"] == 2, 600)
+    key = tmp_path / "b.key"
+    key.write_text("00" * 32)
+    cfg = config.from_dict(
+        {"node": {"post_id": "b", "data_dir": str(tmp_path / "rt")}, "relay": {"enabled": True, "key_file": str(key)}}
+    )
+    (tmp_path / "rt").mkdir()
+    from edge.status import write_runtime
+
+    write_runtime(cfg, {"radio": "connected", "relay": mesh.nodes["b"].engine.snapshot()})
+    status = post_status(cfg, mesh.nodes["b"].store)
+    text = render_status(status)
+    assert status["relay"]["held"] == 2
+    assert "Laporan pos lain dititipkan di sini: 2" in text, text
+    assert status["relay"]["live"]["neighbours"] and "Tetangga: " in text and "lompatan" in text, text
+    assert "relay_no_route" in status["attention"] or "lewat" in text
