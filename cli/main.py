@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_commands(sub)  # run, config, classify, report, queue, status
     firmware.add_commands(sub)  # firmware check|apply
     dev.add_simulate(sub)  # simulate
-    center.add_commands(sub)  # center run|reports|reply|user
+    center.add_commands(sub)  # center run|reports|reply|user|relay-secret
     relay.add_commands(sub)  # relay key
     dev.add_demo(sub)  # demo
     return parser

@@ -1,52 +1,62 @@
-"""``siaga relay key``: a post's own relay tag key, derived from the regency relay secret (docs/RELAY.md)."""
+"""``siaga relay key``: provisioning a post for the relay (docs/RELAY.md, "Keys").
+
+The regency relay secret stays at the center (``siaga center relay-secret``); each post is given only its
+own key, derived from it, so a post — or a stolen Pi — can tag its own reports and no other post's.
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from cli.base import EXIT_CONFIG, EXIT_FAILURE
+from cli.base import EXIT_OK
+
+_POST_ID = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
-def _relay_key(args: Any) -> int:
-    from sync.compact import derive_post_key
+def _post_id(value: str) -> str:
+    if not _POST_ID.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a post id (1-32 chars of a-z 0-9 -)")
+    return value
 
-    secret_path = Path(args.secret_file)
+
+def _epoch(value: str) -> int:
     try:
-        raw = secret_path.read_bytes()
-    except OSError as exc:
-        print(f"siaga: cannot read the regency relay secret {secret_path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_CONFIG
-    text = raw.strip()
-    # a hex file (what `siaga relay key --new-secret` writes) or 32 raw bytes
-    secret = bytes.fromhex(text.decode("ascii")) if re.fullmatch(rb"[0-9a-fA-F]{32,}", text) else raw
-    try:
-        key = derive_post_key(secret, args.post_id, args.epoch)
-    except ValueError as exc:
-        print(f"siaga: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    line = key.hex() + "\n"
-    if args.out:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(line)
-        print(f"kunci relay pos {args.post_id} (epoch {args.epoch}) ditulis ke {args.out} (mode 0600)")
-    else:
-        sys.stdout.write(line)
-    return 0
+        epoch = int(value)
+    except ValueError:
+        epoch = -1
+    if not 0 <= epoch <= 255:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a key epoch 0-255")
+    return epoch
 
 
 def add_commands(sub: Any) -> None:
-    """``siaga relay key`` (the key format: 64 hex digits, what ``[relay] key_file`` reads)."""
-    p = sub.add_parser("relay", help="custody relay between posts: provisioning")
+    """``siaga relay key`` (sync/compact.py derive_post_key)."""
+    p = sub.add_parser("relay", help="reports carried post to post over the mesh: provisioning")
     rsub = p.add_subparsers(dest="relay_command", metavar="ACTION")
     rsub.required = True
-    pk = rsub.add_parser("key", help="derive one post's relay tag key from the regency relay secret")
-    pk.add_argument("post_id", help="the post the key is for")
-    pk.add_argument("--secret-file", required=True, help="the regency relay secret (hex or 32 raw bytes)")
-    pk.add_argument("--epoch", type=int, default=0, help="key epoch 0-255 (raise it to re-key a stolen post)")
-    pk.add_argument("--out", help="write the key here (mode 0600) instead of printing it")
+    pk = rsub.add_parser("key", help="derive one post's relay key from the regency secret (for its [relay] key_file)")
+    pk.add_argument("--secret-file", required=True, type=Path, help="the regency relay secret (hex, mode 0600)")
+    pk.add_argument("--post", required=True, type=_post_id, help="the post id the key is for")
+    pk.add_argument(
+        "--epoch", type=_epoch, default=0, help="key epoch 0-255 (default 0; the next one re-keys a stolen post)"
+    )
+    pk.add_argument("--out", type=Path, help="write the key to this file (mode 0600, never overwritten) instead")
     pk.set_defaults(func=_relay_key)
+
+
+def _relay_key(args: argparse.Namespace) -> int:
+    from siaga.keyfile import read_hex_key, write_hex_key
+    from sync.compact import derive_post_key
+
+    secret = read_hex_key(args.secret_file, "--secret-file")
+    key = derive_post_key(secret, args.post, args.epoch)
+    if args.out is None:
+        print(key.hex())
+    else:
+        write_hex_key(args.out, key, "--out")
+        print(f"Kunci relay pos {args.post} (epoch {args.epoch}) ditulis ke {args.out}.", file=sys.stderr)
+    return EXIT_OK

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from siaga.errors import ConfigError
+from siaga.keyfile import read_hex_key
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
 ENV_VAR = "SIAGA_CONFIG"
@@ -247,6 +248,14 @@ class CenterMqttConfig(TlsMqttConfig):
 
 
 @dataclass(frozen=True, slots=True)
+class CenterRelayConfig:
+    """Reports carried post to post (docs/RELAY.md): the regency relay secret every post's key derives
+    from, so that the center can verify the origin's tag on a report another post delivered."""
+
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CenterConfig:
     db: str = _check(_db_url, "sqlite:////var/lib/siaga/center.db")
     http: str = _check(_listen, "127.0.0.1:8112")
@@ -254,6 +263,8 @@ class CenterConfig:
     # optional offline basemap for the dashboard: a raster MBTiles file built from an OSM extract
     mbtiles: Path | None = None
     mqtt: CenterMqttConfig | None = None
+    # without it, reports carried by another post are refused (relay_unverifiable) and wait at the carrier
+    relay: CenterRelayConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +403,11 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
         if config.relay.key_file is None:
             raise ConfigError("relay.key_file", None, "is required when the relay is enabled (siaga relay key)")
         read_relay_key(config.relay.key_file)
+    relay = config.center.relay
+    if relay is not None:
+        if relay.secret_file is None:
+            raise ConfigError("center.relay.secret_file", "", "is required (siaga center relay-secret --out FILE)")
+        read_hex_key(relay.secret_file, "center.relay.secret_file")  # read again by the center; checked here
     if config.center.mbtiles is not None and not config.center.mbtiles.is_file():
         raise ConfigError("center.mbtiles", str(config.center.mbtiles), "is not a readable file")
     for index, file in enumerate(config.classifier.extra_keywords):
@@ -464,17 +480,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
 
 
 def read_relay_key(file: Path) -> bytes:
-    """This post's 32-byte relay tag key from its file: 64 hex digits (whitespace around them ignored)."""
-    try:
-        text = file.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("relay.key_file", str(file), f"cannot be read: {exc}") from None
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
+    """This post's 32-byte relay tag key (`siaga relay key`): hex on one line, mode 0600 (siaga/keyfile.py)."""
+    key = read_hex_key(file, "relay.key_file", min_bytes=32)
     if len(key) != 32:
-        raise ConfigError("relay.key_file", str(file), "must hold 64 hex digits (a 32-byte key from siaga relay key)")
+        raise ConfigError("relay.key_file", str(file), f"holds {len(key)} bytes; a post key is exactly 32")
     return key
 
 

@@ -214,6 +214,7 @@ def test_status_shows_neighbours_route_held_and_parked(mesh: Mesh, tmp_path: Pat
     assert mesh.run_until(lambda: mesh.nodes["b"].store.relay_summary()["held"] == 2, 600)
     key = tmp_path / "b.key"
     key.write_text("00" * 32)
+    key.chmod(0o600)
     cfg = config.from_dict(
         {"node": {"post_id": "b", "data_dir": str(tmp_path / "rt")}, "relay": {"enabled": True, "key_file": str(key)}}
     )
