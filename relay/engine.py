@@ -426,7 +426,10 @@ class Engine:
         return True
 
     def _check_metric(self, now: float) -> None:
-        metric = self.routes.metric(self._uplink_connected())
+        connected = self._uplink_connected()
+        # a post that drains over MQTT only must not draw reports while its uplink is down: it would hold
+        # them without passing them on, so it advertises no route until the uplink is back
+        metric = self.routes.metric(connected) if self.forward or connected else codec.METRIC_NONE
         if metric != self._metric:
             if self._metric is not None:
                 log.info("relay: our metric %s → %s", self._metric, metric)
