@@ -226,7 +226,7 @@ class StoredReport:
 
     @functools.cached_property
     def report(self) -> Report:
-        return Report.from_dict(json.loads(self.body))
+        return _report_of(self.body)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.report.to_dict()
@@ -1121,9 +1121,17 @@ def _rows_from_pages(path: Path, names: list[str], have: set[str]) -> list[dict[
     return list(best.values())
 
 
+def _report_of(body: str) -> Report:
+    """The report in a stored body (a carried report's body also names its relay packet and hops)."""
+    data = json.loads(body)
+    if isinstance(data, dict):
+        data.pop("relay", None)
+    return Report.from_dict(data)
+
+
 def _row_is_sound(data: dict[str, Any]) -> bool:
     try:
-        Report.from_dict(json.loads(data["body"]))
+        _report_of(data["body"])
     except (InvalidReport, ValueError, TypeError, KeyError):
         return False
     return data.get("state") in STATES

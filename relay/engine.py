@@ -235,6 +235,10 @@ class Engine:
             self._thread.join(timeout)
             self._thread = None
 
+    def idle(self) -> bool:
+        """Nothing in flight, no CACK owed, nothing queued (tests wait for this)."""
+        return not self._flights and not self._owed and self._inbox.empty()
+
     def snapshot(self) -> dict[str, Any]:
         """For `siaga status` and the heartbeat: neighbours, route, held, parked, airtime (a copy)."""
         with self._snapshot_lock:
@@ -398,6 +402,10 @@ class Engine:
             return  # no CACK: the neighbour sends it again
         self._owe(now, from_node, ack.xmit, codec.ACCEPTED)
         self._count("rx.center_ack")
+        done = set(ack.report_ids)
+        for xmit, flight in list(self._flights.items()):
+            if flight.kind == "report" and done.issuperset(flight.report_ids):
+                del self._flights[xmit]  # the center has it: no point sending it again
         if mine:
             log.info("relay: the center has %d of our reports (ack walked back via !%08x)", len(mine), from_node)
             if self._on_delivered is not None:
@@ -418,7 +426,10 @@ class Engine:
         return True
 
     def _check_metric(self, now: float) -> None:
-        metric = self.routes.metric(self._uplink_connected())
+        connected = self._uplink_connected()
+        # a post that drains over MQTT only must not draw reports while its uplink is down: it would hold
+        # them without passing them on, so it advertises no route until the uplink is back
+        metric = self.routes.metric(connected) if self.forward or connected else codec.METRIC_NONE
         if metric != self._metric:
             if self._metric is not None:
                 log.info("relay: our metric %s → %s", self._metric, metric)

@@ -210,3 +210,23 @@ def test_random_cack_sets_round_trip() -> None:
         covered = {(x, r.outcome) for r in back for x in r.ids()}
         firsts = {x for x, _o in pairs}
         assert {x for x, _o in covered} == firsts
+
+
+def test_the_radio_turns_port_300_packets_into_relay_events() -> None:
+    """What the meshtastic library publishes for our private port (decoded.portnum stays the int 300,
+    topic meshtastic.receive.data.300) becomes a MeshRelayPacket; our own echo is ignored."""
+    from edge.radio import BROADCAST_NUM, Ignored, MeshRelayPacket, packet_to_event
+
+    payload = samples()[0]
+    packet = {
+        "from": 0x10000002,
+        "to": 0x10000001,
+        "id": 5,
+        "rxSnr": -3.5,
+        "decoded": {"portnum": 300, "payload": payload},
+    }
+    event = packet_to_event(packet, 0x10000001)
+    assert event == MeshRelayPacket(0x10000002, 0x10000001, payload, -3.5)
+    broadcast = packet_to_event({**packet, "to": BROADCAST_NUM}, 0x10000001)
+    assert isinstance(broadcast, MeshRelayPacket) and broadcast.to_num == BROADCAST_NUM
+    assert isinstance(packet_to_event(packet, 0x10000002), Ignored)

@@ -152,8 +152,11 @@ async def report_live(request: Request) -> Response:
 def posts_context(center: Center) -> dict[str, Any]:
     rows = center.post_rows()
     rows.sort(key=lambda r: (not r["silent"], r["post_id"]))
+    routes = center.storage.relay_routes()  # reports carried post to post (docs/RELAY.md)
     return {
         "rows": rows,
+        "relay_via": {o: [r for r in routes if r.origin == o] for o in {r.origin for r in routes}},
+        "relay_carried": {c: [r for r in routes if r.carrier == c] for c in {r.carrier for r in routes}},
         "silent_after_s": center.cfg.center.silent_after_s,
         "summary": center.summary(),
         "now_ms": int(center.clock() * 1000),
