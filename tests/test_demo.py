@@ -34,7 +34,8 @@ def test_demo_delivers_everything(tmp_path) -> None:
     assert summary["receipts"]["post"] == summary["receipts"]["center"] == 11
     assert summary["receipts_post"] == summary["receipts_center"] == 11
     # the post whose clock is six years wrong still yields correct times at the center
-    assert summary["observed_time_error_s"]["max"] < 5
+    eban = [r for r in summary["reports"] if r["post_id"] == "eban"]
+    assert eban and max(r["observed_error_s"] for r in eban) < 5
     assert summary["nodes"]["bukit-mutis"]["role"] == "relay" and summary["nodes"]["bukit-mutis"]["restarts"] == 1
     assert "PUSAT TERIMA" in (tmp_path / "demo" / "noemuti" / "radio-sent.jsonl").read_text()
     # progress was shown live, and every process was cleaned up

@@ -56,6 +56,10 @@ def test_counts_delivered_held_lost_duplicates_and_receipts() -> None:
     assert s["latency_s"] == {"p50": 4.0, "p95": 4.0, "max": 4.0}
     assert s["airtime_s_per_report"] == 2.0
     assert [u["held"] for u in s["undelivered"]] == [True, False]
+    assert [(r["text"], r["post_id"], r["latency_s"]) for r in s["reports"]] == [
+        ("KEBAKARAN", "pos-1", 4.0),
+        ("BANJIR", "pos-1", 2.0),
+    ]
     table = render_table(s, "Ringkasan")
     assert "HILANG (lost)                       : 1" in table and "bukit" in table
 

@@ -104,13 +104,26 @@ def summarize(
         for (origin, text), report_id in counts.ids.items():
             if (origin, text) in wanted:
                 refs[(origin, report_ref(report_id))] = text
+    per_report = []
     for g in delivered:
         rows = by_key[key_of(g.handset, g.text)]
         first = min(rows, key=lambda r: r.received_wall)
-        latencies.append(max(0.0, first.received_wall - g.sent_wall))
+        latency = max(0.0, first.received_wall - g.sent_wall)
         # the center's estimate of when it happened, against the truth (a post's clock may be years off)
-        clock_errors.append(abs(first.observed_wall - g.sent_wall))
+        error = abs(first.observed_wall - g.sent_wall)
+        latencies.append(latency)
+        clock_errors.append(error)
         refs[(g.handset, report_ref(first.report_id))] = g.text
+        per_report.append(
+            {
+                "at": g.at,
+                "handset": g.handset,
+                "text": g.text,
+                "post_id": first.post_id,
+                "latency_s": round(latency, 3),
+                "observed_error_s": round(error, 3),
+            }
+        )
     # the same report stored as two rows at the center: what custody and deduplication must prevent
     duplicates = sum(len(rows) - 1 for key, rows in by_key.items())
     merged_at_center = sum(row.copies - 1 for row in center)
@@ -153,6 +166,7 @@ def summarize(
         "duplicates_merged_at_posts": sum(c.copies_merged for c in nodes.values()),
         "duplicates_merged_at_center": merged_at_center,
         "receipts": {"post": len(acked_post), "center": len(acked_center)},
+        "reports": sorted(per_report, key=lambda r: r["at"]),
         "undelivered": [
             {"handset": g.handset, "text": g.text, "held": key_of(g.handset, g.text) in held_anywhere}
             for g in undelivered
