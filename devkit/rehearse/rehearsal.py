@@ -19,7 +19,6 @@ cut and healed, daemons SIGKILLed and restarted, uplinks cut.  Progress is print
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import heapq
 import json
 import logging
@@ -196,7 +195,9 @@ secret_file = "{self.secret_file}"
         wait_port(http_port, 60, alive=lambda: self.center is not None and self.center.poll() is None)
 
     def _start_mesh(self) -> None:
-        factory = self.mesh_factory or _default_mesh_factory()
+        from devkit.sim.mesh import Mesh
+
+        factory = self.mesh_factory or Mesh
         self.mesh = factory(seed=self.topo.seed, speed=self.speed)
         for index, node_id in enumerate(self.topo.nodes, start=1):
             post = self.topo.post(node_id)
@@ -239,10 +240,6 @@ secret_file = "{self.secret_file}"
             run.config.write_text(self._node_config(run), encoding="utf-8")
 
     def _node_config(self, run: NodeRun) -> str:
-        from siaga import config as config_mod
-
-        node_fields = {f.name for f in dataclasses.fields(config_mod.NodeConfig)}
-        has_relay = "relay" in {f.name for f in dataclasses.fields(config_mod.Config)}
         post = self.topo.post(run.id)
         lines = [
             "[node]",
@@ -255,8 +252,7 @@ secret_file = "{self.secret_file}"
         lon = post.lon if post else next(r.lon for r in self.topo.relays if r.id == run.id)
         if lat is not None and lon is not None:
             lines += [f"lat = {lat}", f"lon = {lon}"]
-        if "role" in node_fields:
-            lines.append(f'role = "{run.role}"')
+        lines.append(f'role = "{run.role}"')
         lines += [
             "",
             "[radio.meshtastic]",
@@ -275,16 +271,15 @@ secret_file = "{self.secret_file}"
                 "heartbeat_s = 5",
                 "ack_timeout_s = 30",
             ]
-        if has_relay:
-            lines += [
-                "",
-                "[relay]",
-                "enabled = true",
-                f'key_file = "{run.dir / "relay.key"}"',
-                f"beacon_s = {max(BEACON_S, BEACON_S / self.speed):.3f}",
-                f"retry_s = {max(RETRY_MIN_S, RETRY_S / self.speed):.3f}",
-                f"cack_delay_s = {CACK_DELAY_S / self.speed:.3f}",
-            ]
+        lines += [
+            "",
+            "[relay]",
+            "enabled = true",
+            f'key_file = "{run.dir / "relay.key"}"',
+            f"beacon_s = {max(BEACON_S, BEACON_S / self.speed):.3f}",
+            f"retry_s = {max(RETRY_MIN_S, RETRY_S / self.speed):.3f}",
+            f"cack_delay_s = {CACK_DELAY_S / self.speed:.3f}",
+        ]
         if run.role == "post":
             for handset in self.topo.handsets:
                 if handset.registered:
@@ -521,15 +516,6 @@ secret_file = "{self.secret_file}"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _default_mesh_factory() -> Callable[..., Any]:
-    try:
-        from devkit.sim.mesh import Mesh  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise SiagaError(f"the simulated mesh (devkit.sim.mesh.Mesh) is not available: {exc}") from None
-
-    return Mesh
-
-
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for key in ("SIAGA_CONFIG", "RUNTIME_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
