@@ -41,6 +41,7 @@ from meshtastic.serial_interface import SerialInterface
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
+from siaga.backoff import Attempts, Backoff
 from siaga.config import MeshtasticConfig
 from siaga.errors import RadioError
 
@@ -510,17 +511,15 @@ class RadioBridge:
 
     # ------------------------------------------------------------------ radio-link thread
     def _run_link(self) -> None:
-        attempt = 0
+        failures = Attempts(Backoff(self._tuning.backoff_first_s, self._tuning.backoff_max_s))
         while not self._stop.is_set():
-            attempt += 1
             started = time.monotonic()
-            iface = self._open(attempt)
+            iface = self._open(failures.failures + 1)
             if iface is None:
-                delay = min(self._tuning.backoff_max_s, self._tuning.backoff_first_s * 2 ** min(attempt - 1, 10))
-                self._stop.wait(delay)
+                self._stop.wait(failures.next_delay())
                 continue
             self.last_connect_s = time.monotonic() - started
-            attempt = 0
+            failures.reset()
             try:
                 self._watch(iface)
             finally:

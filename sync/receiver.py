@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from siaga.backoff import Attempts, Backoff
 from siaga.config import CenterMqttConfig
 from siaga.errors import ProtocolError, SiagaError, SyncError
 from sync import protocol
@@ -41,8 +41,8 @@ from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
+#: Reconnect: 0.25 s, doubling to at most 2 s, each wait shortened at random by up to half.
+RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 SESSION_EXPIRY_S = 86400
 #: Waiting for the SUBACK and the probe's round trip, the link is given up only after this long with
 #: nothing at all from the broker (a SUBACK queued behind a backlog comes while the backlog flows).
@@ -76,8 +76,16 @@ class ReceiverSink(Protocol):
 class Receiver:
     """One center receiver process's MQTT side.  ``start`` is non-blocking."""
 
-    def __init__(self, settings: CenterMqttConfig, sink: ReceiverSink, *, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: CenterMqttConfig,
+        sink: ReceiverSink,
+        *,
+        client_id: str | None = None,
+        backoff: Backoff = RECONNECT,
+    ) -> None:
         self._settings = settings
+        self._backoff = backoff
         self._sink = sink
         self._client_id = client_id or settings.client_id or f"siaga-center-{socket.gethostname()}"[:64]
         self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
@@ -146,16 +154,15 @@ class Receiver:
 
     # ------------------------------------------------------------------ the receiver thread
     def _run(self) -> None:
-        backoff = 0.0
+        failures = Attempts(self._backoff)
         while not self._stopping.is_set():
             self._tick = time.monotonic()
             if self._link is None:
                 if not self._connect():
-                    backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
-                    self._kick.wait(backoff * random.uniform(0.5, 1.0))
+                    self._kick.wait(failures.next_delay())
                     self._kick.clear()
                     continue
-                backoff = 0.0
+                failures.reset()
             if not self._ready and time.monotonic() - self._heard_mono > SUBSCRIBE_SILENCE_S:
                 log.warning("receiver: no SUBACK or probe from the broker; reconnecting")
                 self._drop("subscribe timeout")

@@ -7,9 +7,9 @@ One drain thread owns the connection and the store's drain bookkeeping (docs/REL
 * PUBACK → ``mark_sent`` (the broker has them); the center's ``ack`` → ``store.ack`` → ``delivered`` and
   :meth:`UplinkEvents.on_delivered`; a ``sent`` report the center never acknowledges returns to
   ``pending`` after ``ack_timeout_s`` and is sent again (the center stores it once);
-* a lost connection releases every claim at once; reconnect with a backoff capped at
-  :data:`RECONNECT_MAX_S`, broker URLs tried in order, and immediately when the kernel reports a network
-  change (:mod:`sync.netwatch`); while connected, a network change triggers an end-to-end probe.
+* a lost connection releases every claim at once; reconnect with a backoff capped at 2 s (:data:`RECONNECT`),
+  broker URLs tried in order, and immediately when the kernel reports a network change (:mod:`sync.netwatch`);
+  while connected, a network change triggers an end-to-end probe.
 
 APScheduler runs the periodic jobs: heartbeat (retained ``status``; Last Will ``offline``), stale-claim
 release, retention.  Messages from the broker are acknowledged (PUBACK) only after they were handled, so
@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from siaga.backoff import Attempts, Backoff
 from siaga.clock import Clock
 from siaga.config import Config, UplinkMqttConfig
 from siaga.errors import ConfigError, ProtocolError, SiagaError, SyncError
@@ -43,10 +43,9 @@ from sync.queue import ReportQueue
 
 log = logging.getLogger(__name__)
 
-#: Reconnect backoff: starts at RECONNECT_MIN_S, doubles, never waits longer than this (with jitter).
+#: Reconnect backoff: 0.25 s, doubling, never longer than 2 s, each wait shortened at random by up to half.
 #: A refused or unreachable connect costs one SYN, and a short cellular window must not be missed.
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
+RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 CONNECT_TIMEOUT_S = 8.0
 #: A network change while connected: the link must prove itself (a PUBACK) within this time.
 PROBE_TIMEOUT_S = 10.0
@@ -103,10 +102,19 @@ def _version() -> str:
 class Uplink:
     """Store-and-forward to the center.  ``start`` is non-blocking; everything runs on its own threads."""
 
-    def __init__(self, cfg: Config, store: ReportQueue, *, clock: Clock, events: UplinkEvents) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: ReportQueue,
+        *,
+        clock: Clock,
+        events: UplinkEvents,
+        backoff: Backoff = RECONNECT,
+    ) -> None:
         if cfg.uplink.mqtt is None:
             raise ConfigError("uplink.mqtt", None, "is required for the uplink")
         self._cfg = cfg
+        self._backoff = backoff
         self._mqtt: UplinkMqttConfig = cfg.uplink.mqtt
         self._store = store
         self._clock = clock
@@ -238,7 +246,7 @@ class Uplink:
 
     # ------------------------------------------------------------------ the drain thread
     def _run(self) -> None:
-        backoff = 0.0
+        failures = Attempts(self._backoff)
         attempt_at = time.monotonic()
         while not self._stopping.is_set():
             self._tick = time.monotonic()
@@ -251,20 +259,20 @@ class Uplink:
                         break
                     self._kick.clear()
                     if self._connect():
-                        backoff = 0.0
+                        failures.reset()
                     else:
-                        backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
-                        attempt_at = time.monotonic() + backoff * random.uniform(0.5, 1.0)
+                        attempt_at = time.monotonic() + failures.next_delay()
                     continue
                 self._serve_once()
                 if self._link is None:
-                    attempt_at = time.monotonic() + RECONNECT_MIN_S * random.uniform(0.5, 1.0)
+                    # a lost link is tried again at once (one short jittered wait), not after the last backoff
+                    attempt_at = time.monotonic() + self._backoff.delay(1)
             except Exception as exc:
                 # the loop must survive anything (a full disk, a bug in a callback): log, back off, go on
                 log.exception("uplink loop error: %s", exc)
                 self._last_error = str(exc)[:200]
                 self._drop_link("error")
-                attempt_at = time.monotonic() + RECONNECT_MAX_S
+                attempt_at = time.monotonic() + self._backoff.max_s
         self._drop_link("stopping", polite=True)
 
     def _connect(self) -> bool:
