@@ -44,6 +44,7 @@ from pubsub import pub
 from siaga.backoff import Attempts, Backoff
 from siaga.config import MeshtasticConfig
 from siaga.errors import RadioError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -535,7 +536,7 @@ class RadioBridge:
             if self._cfg.port:
                 iface = SerialInterface(devPath=self._cfg.port, connectNow=False, timeout=timeout)
             else:
-                host, port = _split_host(self._cfg.host or "")
+                host, port = parse_host_port(self._cfg.host or "", "radio.meshtastic.host", default_port=4403)
                 # The library connects without a timeout: a board that vanished from Wi-Fi (no RST)
                 # would hold this thread for the kernel's minutes-long SYN timeout.  Probe first.
                 with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
@@ -658,13 +659,6 @@ def _abort_connect(iface: MeshInterface) -> None:
     iface.isConnected.set()
     with contextlib.suppress(Exception, SystemExit):
         iface.close()
-
-
-def _split_host(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        return value, 4403
-    return host.strip("[]"), int(port)
 
 
 def _event_key(event: RadioEvent) -> str:

@@ -53,6 +53,7 @@ from meshtastic.protobuf import (
 from meshtastic.util import camel_to_snake, flags_from_list, fromStr
 
 from siaga.errors import ConfigError, RadioError
+from siaga.hostport import parse_host_port
 from siaga.report import CANNED_MESSAGES
 
 logger = logging.getLogger(__name__)
@@ -741,17 +742,6 @@ class ApplyResult:
     verified: int  # number of values read back and found equal
 
 
-def _split_host(host: str) -> tuple[str, int]:
-    name, sep, port = host.rpartition(":")
-    if sep and name and not name.endswith("]") and port.isdigit():
-        return name, int(port)
-    if host.startswith("[") and "]:" in host:
-        name, port = host[1:].split("]:", 1)
-        if port.isdigit():
-            return name, int(port)
-    return host.strip("[]"), 4403
-
-
 def _open_interface(port: str | None, host: str | None, timeout: int) -> Any:
     """Open the library's interface, turning every failure (including its sys.exit) into RadioError."""
     import meshtastic.mesh_interface
@@ -765,7 +755,7 @@ def _open_interface(port: str | None, host: str | None, timeout: int) -> Any:
             iface = meshtastic.serial_interface.SerialInterface(devPath=port, timeout=timeout)
         else:
             assert host is not None
-            hostname, tcp_port = _split_host(host)
+            hostname, tcp_port = parse_host_port(host, "--host", default_port=4403)
             iface = meshtastic.tcp_interface.TCPInterface(hostname=hostname, portNumber=tcp_port, timeout=timeout)
         # The constructor can return before the reader thread has run _connected() (which sends the first
         # heartbeat); closing in that window makes the library log a BrokenPipe traceback. Let it finish.
@@ -824,6 +814,8 @@ def apply_profile(
         raise ConfigError("port/host", port or host or "", "give exactly one of --port (serial) or --host (TCP)")
     if port and not os.path.exists(port):
         raise RadioError(f"port serial {port} tidak ada (radio tercolok?)")
+    if host:
+        parse_host_port(host, "--host", default_port=4403)  # a typo is a usage error (78), not a radio fault
     profile = profile or load_profile(role)
     problems = check_profile(profile, channel_name)
     if problems:

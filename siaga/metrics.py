@@ -7,11 +7,13 @@ depth from the store), so nothing is computed unless somebody scrapes.  Serve it
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from siaga.errors import ConfigError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class MetricsServer:
     """``GET /metrics`` on ``listen`` (HOST:PORT) in a background thread."""
 
     def __init__(self, registry: Registry, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
+        host, port = parse_host_port(listen, "metrics.listen", port_zero=True)
         registry_ref = registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,7 +116,7 @@ class MetricsServer:
                 log.debug("metrics: " + format, *args)
 
         try:
-            self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+            self._server = _server_class(host)((host, port), Handler)
         except OSError as exc:
             raise ConfigError("metrics.listen", listen, f"cannot be bound: {exc.strerror}") from None
         self._server.daemon_threads = True
@@ -131,3 +133,12 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class _HTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _server_class(host: str) -> type[ThreadingHTTPServer]:
+    """``[::1]:9112`` listens on IPv6 (the standard library's server is IPv4 unless told)."""
+    return _HTTPServer6 if ":" in host else ThreadingHTTPServer
