@@ -70,6 +70,7 @@ from siaga.config import Config
 from siaga.errors import CenterError
 from siaga.hostport import parse_host_port
 from siaga.report import CATEGORIES, LIFE_SAFETY, format_time
+from sync.protocol import MAX_REPLY_TEXT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -622,6 +623,8 @@ def make_env(center: Center) -> Environment:
         TRANSITIONS=TRANSITIONS,
         AGENCIES=AGENCIES,
         REPLY_LABEL=REPLY_LABEL,
+        # a hint to the browser (it counts characters, the limit is bytes: the storage refuses the rest)
+        REPLY_MAX_BYTES=MAX_REPLY_TEXT_BYTES,
     )
     return env
 
