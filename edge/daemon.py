@@ -9,8 +9,11 @@
 * uplink ``on_delivered`` → second receipt; uplink ``on_command`` (a staff reply) → a DM to the handset,
   its progress published back with ``publish_reply_state``.
 
-Receipt state lives in the store (``set_receipt``), written with the store's next commit or by
-:meth:`Post.tick` every :data:`RECEIPT_FLUSH_S` (SD-card wear: edge/store.py).  Receipts are at least once:
+Periodic work (heartbeat, stale claims, retention, receipt and node-table flushes, retries of reports held
+in memory, the runtime state file) is the job table of edge/jobs.py, run by the post's one scheduler.
+
+Receipt state lives in the store (``set_receipt``), written with the store's next commit or by the
+``receipt_flush`` job (SD-card wear: edge/store.py).  Receipts are at least once:
 after a crash, a receipt whose state was not yet written is sent again (a second "TERIMA" is harmless, a
 missing one makes the officer send the report again); a restart resends only for reports less than
 :data:`RESUME_WINDOW_S` old.  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
@@ -33,6 +36,7 @@ from typing import Any
 from edge.classify import Classifier
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
+from edge.jobs import JOBS, JobScheduler
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
@@ -59,8 +63,6 @@ log = logging.getLogger(__name__)
 
 #: After a restart, receipts that never went out are still sent for reports younger than this.
 RESUME_WINDOW_S = 3600
-#: Receipt states not yet written by another commit are written this often (a crash loses at most these).
-RECEIPT_FLUSH_S = 300.0
 #: Reports that could not be stored (disk full) are kept in RAM and retried, at most this many.
 UNSTORED_MAX = 1000
 #: Invalid UTF-8 in a text: kept (with U+FFFD) if at most this share of characters is broken.
@@ -99,8 +101,7 @@ class Post:
         self._seen_commands: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._runtime: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
-        self._last_retention = 0.0
-        self._last_receipt_flush = time.monotonic()
+        self._jobs: JobScheduler[Post] | None = None
         self._stopped = False
         #: Called after every store.put of a radio report (benchmarks, tests): (result, report).
         self.stored_hook: Callable[[PutResult, Report], None] | None = None
@@ -146,6 +147,8 @@ class Post:
                 self.radio.start()
             if self.uplink is not None:
                 self.uplink.start()
+            self._jobs = JobScheduler(cfg, self, JOBS)
+            self._jobs.start()
         except BaseException:
             self.stop()
             raise
@@ -170,6 +173,9 @@ class Post:
         def left(share: float) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
+        if self._jobs is not None:
+            self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
+            self._jobs = None
         if self.radio is not None:
             self.radio.stop(left(0.45))
         if self.outbox is not None:
@@ -190,33 +196,17 @@ class Post:
         self.outbox = None
         self.uplink = None
 
-    def tick(self) -> None:
-        """Housekeeping, from the main loop about twice a second."""
-        if self.nodes is not None:
-            self.nodes.maybe_flush()
-        if self._unstored:
-            self._retry_unstored()
-        if self.uplink is not None:
-            try:
-                uplink_state = self.uplink.state()
-            except Exception:
-                uplink_state = {"connected": False}
-            broker = uplink_state.get("broker") if uplink_state.get("connected") else None
-            if broker != self._runtime.get("uplink"):
-                self._write_runtime(uplink=broker)
-        now = time.monotonic()
-        if self.store is not None and now - self._last_receipt_flush >= RECEIPT_FLUSH_S:
-            self._last_receipt_flush = now
-            try:
-                self.store.flush()
-            except StoreError as exc:
-                log.warning("receipt states not written yet: %s", exc)
-        if self.store is not None and now - self._last_retention > 86400:
-            self._last_retention = now
-            try:
-                self.store.retention(self.cfg.store.retention_days)
-            except StoreError as exc:
-                log.warning("retention failed: %s", exc)
+    def refresh_runtime(self) -> None:
+        """The ``runtime_state`` job: the broker the uplink is connected to, for ``siaga status``."""
+        if self.uplink is None:
+            return
+        try:
+            uplink_state = self.uplink.state()
+        except Exception:
+            uplink_state = {"connected": False}
+        broker = uplink_state.get("broker") if uplink_state.get("connected") else None
+        if broker != self._runtime.get("uplink"):
+            self._write_runtime(uplink=broker)
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -459,8 +449,10 @@ class Post:
                 log.exception("uplink.wake failed")
         self._queue_post_receipt(report)
 
-    def _retry_unstored(self) -> None:
-        assert self.store is not None
+    def retry_unstored(self) -> None:
+        """The ``unstored_retry`` job: store the reports held in memory while the disk refused them."""
+        if self.store is None:
+            return
         while True:
             with self._unstored_lock:
                 if not self._unstored:
@@ -664,9 +656,9 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
             log.info("post %s running (radio: %s)", cfg.node.post_id, radio)
             notifier.ready(f"running, radio {radio}")
             watchdog.start()
+            # everything periodic runs on the post's scheduler (edge/jobs.py): this thread only waits
             while flags.signum is None and not stop.is_set():
                 stop.wait(0.5)
-                post.tick()
         finally:
             if flags.signum is not None:
                 log.info("signal %d: stopping", flags.signum)

@@ -11,9 +11,10 @@ One drain thread owns the connection and the store's drain bookkeeping (docs/REL
   broker URLs tried in order, and immediately when the kernel reports a network change (:mod:`sync.netwatch`);
   while connected, a network change triggers an end-to-end probe.
 
-APScheduler runs the periodic jobs: heartbeat (retained ``status``; Last Will ``offline``), stale-claim
-release, retention.  Messages from the broker are acknowledged (PUBACK) only after they were handled, so
-a crash never loses an ack or a command.
+The uplink's periodic work — :meth:`Uplink.heartbeat` (retained ``status``; Last Will ``offline``) and
+:meth:`Uplink.release_stale` — is run by its owner's scheduler: the post's one APScheduler table
+(edge/jobs.py), which the test harness runs too (devkit/harness/synctools.py).  Messages from the broker
+are acknowledged (PUBACK) only after they were handled, so a crash never loses an ack or a command.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from typing import Any, Protocol
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from siaga.backoff import Attempts, Backoff
 from siaga.clock import Clock
@@ -126,7 +125,6 @@ class Uplink:
         self._kick = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._scheduler: BackgroundScheduler | None = None
         self._netwatch = NetWatcher(self._on_net_change)
         self._link: MqttLink | None = None
         self._inflight: dict[int, _InFlight] = {}
@@ -176,13 +174,6 @@ class Uplink:
         self._netwatch.start()
         self._thread = threading.Thread(target=self._run, name="siaga-uplink", daemon=True)
         self._thread.start()
-        scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
-        scheduler.add_job(self._job_heartbeat, "interval", seconds=self._mqtt.heartbeat_s, id="heartbeat")
-        stale_every = max(1.0, min(30.0, self._mqtt.ack_timeout_s / 4))
-        scheduler.add_job(self._job_release_stale, "interval", seconds=stale_every, id="release_stale")
-        scheduler.add_job(self._job_retention, "interval", hours=6, id="retention")
-        scheduler.start()
-        self._scheduler = scheduler
         log.info(
             "uplink started: post %s, brokers %s, batch %d B, window %d, ack timeout %g s",
             self.post_id,
@@ -196,9 +187,6 @@ class Uplink:
         self._stopping.set()
         self._kick.set()
         self._q.put(("wake",))
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -657,11 +645,13 @@ class Uplink:
             log.debug("status publish failed: %s", exc)
             return None
 
-    # ------------------------------------------------------------------ scheduler jobs (their own thread)
-    def _job_heartbeat(self) -> None:
+    # ------------------------------------------------------------------ periodic work (the owner's job thread)
+    def heartbeat(self) -> None:
+        """Publish the retained ``status`` (from the drain thread, which owns the connection)."""
         self._q.put(("heartbeat",))
 
-    def _job_release_stale(self) -> None:
+    def release_stale(self) -> None:
+        """Claims nobody resolved and ``sent`` reports the center never acknowledged go back to pending."""
         try:
             claims, sent = self._store.release_stale(self._cfg.store.claim_timeout_s, self._mqtt.ack_timeout_s)
         except SiagaError as exc:
@@ -669,12 +659,6 @@ class Uplink:
             return
         if claims or sent:
             self.wake()
-
-    def _job_retention(self) -> None:
-        try:
-            self._store.retention(self._cfg.store.retention_days)
-        except SiagaError as exc:
-            log.error("retention failed: %s", exc)
 
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:

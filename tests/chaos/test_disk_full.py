@@ -228,8 +228,8 @@ def test_hold_overflow_drops_the_oldest_loudly(
 ) -> None:
     """Past UNSTORED_MAX held reports the oldest is dropped with an ERROR line and a counter, never silently.
 
-    The bound is lowered for the test (production: 1000); the in-process Post has no main loop, so the
-    test calls its ``tick`` as ``run_daemon`` does twice a second."""
+    The bound is lowered for the test (production: 1000); the test calls ``retry_unstored`` itself, as the
+    post's ``unstored_retry`` job (edge/jobs.py) does twice a second."""
     monkeypatch.setattr(daemon, "UNSTORED_MAX", 4)
     (tmp_path / "run").mkdir()
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))  # as under systemd: not on the full disk
@@ -248,7 +248,7 @@ def test_hold_overflow_drops_the_oldest_loudly(
         for text in texts:
             dev.inject_text(HANDSET, text)
         wait_until(lambda: post.counters().get("store.errors") == len(texts), 30, "every text to fail to store")
-        post.tick()  # a retry against the full disk keeps what it holds, in order
+        post.retry_unstored()  # a retry against the full disk keeps what it holds, in order
         assert post.counters().get("store.dropped") == 3
         assert post.healthy(), "held reports must not stop the watchdog: a restart would lose them"
         status = post_status(post.cfg, post.store)  # type: ignore[arg-type]
@@ -258,7 +258,7 @@ def test_hold_overflow_drops_the_oldest_loudly(
         (mount / "filler").unlink()
 
         def retried() -> bool:
-            post.tick()
+            post.retry_unstored()
             return len(reports(post)) == 5
 
         wait_until(retried, 30, "the held reports on retry")
