@@ -244,31 +244,34 @@ class Post:
         return all(self.health_checks().values())
 
     def register_metrics(self, registry: Registry) -> None:
-        """Gauges read at scrape time: radio state, queue by state, and every event counter by kind."""
+        """Read at scrape time (docs/METRICS.md): levels as gauges, event counts since start as counters."""
         registry.gauge(
             "radio_connected",
             "1 while the gateway radio is connected",
             lambda: float(bool(self.radio and self.radio.connected)),
         )
-        registry.gauge(
+        registry.counter(
             "post_events",
-            "radio traffic, reports, receipts and errors since start, by kind (monotonic)",
-            lambda: {(("kind", k),): float(v) for k, v in self.counters().items()},
+            "radio traffic, reports, receipts and errors since start, by kind",
+            self.counters,
+            label="kind",
         )
         registry.gauge(
             "post_queue",
             "reports in the post's store by state",
-            lambda: {(("state", k),): float(v) for k, v in self.store.counts().items()} if self.store else None,
+            lambda: self.store.counts() if self.store else None,
+            label="state",
         )
         registry.gauge(
             "post_oldest_pending_age_seconds",
             "age of the oldest report not yet delivered to the center (absent when none waits)",
             lambda: self.store.oldest_pending_age_s() if self.store else None,
         )
-        registry.gauge(
+        registry.counter(
             "uplink_events",
             "uplink events since start (published, acked, rejected, connects, disconnects...), by kind",
-            lambda: {(("kind", k),): float(v) for k, v in self.uplink.counters.items()} if self.uplink else None,
+            lambda: dict(self.uplink.counters) if self.uplink else None,
+            label="kind",
         )
 
     def state(self) -> dict[str, Any]:

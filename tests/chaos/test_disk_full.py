@@ -154,7 +154,7 @@ listen = "127.0.0.1:{metrics_port}"
             stream(dev, before)
             wait_until(lambda: len(read_db(db)[1]) == before_n, 30, "the first reports in the store")
             wait_until(lambda: len(acked_receipts(dev)) >= before_n, 60, "the receipts of the first reports")
-            errors_before = metric(metrics_port, 'siaga_post_events{kind="store.errors"}')
+            errors_before = metric(metrics_port, 'siaga_post_events_total{kind="store.errors"}')
 
             # 2. the disk fills up mid-stream
             filled_at = time.monotonic()
@@ -174,7 +174,7 @@ listen = "127.0.0.1:{metrics_port}"
             unstored = [text for text in receipts(dev) if text.split("#")[1][:4] not in stored_refs]
             assert not unstored, f"receipts went out for reports that were not stored: {unstored}"
             held = log_text.count("STORE FAILED")
-            errors = metric(metrics_port, 'siaga_post_events{kind="store.errors"}') - errors_before
+            errors = metric(metrics_port, 'siaga_post_events_total{kind="store.errors"}') - errors_before
             assert errors >= during_n, f"metrics count {errors} store errors for {during_n} failed reports"
             assert "Traceback" not in log_text
 
@@ -199,7 +199,7 @@ listen = "127.0.0.1:{metrics_port}"
             acked = acked_receipts(dev)
             twice = [ref for ref in refs if sum(f"#{ref}" in text for text in acked) != 1]
             assert not twice, f"reports with more than one acknowledged receipt: {twice}"
-            assert metric(metrics_port, 'siaga_post_events{kind="store.dropped"}') == 0
+            assert metric(metrics_port, 'siaga_post_events_total{kind="store.dropped"}') == 0
             assert proc.poll() is None
         finally:
             stop_process(proc, 30)
