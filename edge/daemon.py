@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.classify import Classifier
 from edge.handsets import with_handsets_file
@@ -58,6 +58,10 @@ from siaga.errors import ReportError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import PathHop, Report, mesh_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
+
+if TYPE_CHECKING:
+    # imported where it is made (_make_uplink): a post whose MQTT library is missing still queues reports
+    from sync.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class Post:
         self.intake: Intake | None = None
         self.radio: RadioBridge | None = None
         self.outbox: Outbox | None = None
-        self.uplink: Any = None
+        self.uplink: Uplink | None = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -153,7 +157,7 @@ class Post:
             self.stop()
             raise
 
-    def _make_uplink(self) -> Any:
+    def _make_uplink(self) -> Uplink | None:
         try:
             from sync.uplink import Uplink
         except ImportError as exc:

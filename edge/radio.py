@@ -507,9 +507,6 @@ class RadioBridge:
                 self.count("handler_errors")
                 log.exception("radio: handling %s failed; continuing", type(event).__name__)
 
-    def inbox_depth(self) -> int:
-        return self._inbox.qsize()
-
     # ------------------------------------------------------------------ radio-link thread
     def _run_link(self) -> None:
         failures = Attempts(Backoff(self._tuning.backoff_first_s, self._tuning.backoff_max_s))

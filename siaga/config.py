@@ -58,10 +58,6 @@ def _lon(value: float | None) -> str | None:
     return None if value is None or -180 <= value <= 180 else "must be a longitude within -180..180"
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
 def _range(lo: float, hi: float) -> Check:
     def check(value: float) -> str | None:
         return None if lo <= value <= hi else f"must be within {lo:g}..{hi:g}"

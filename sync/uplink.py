@@ -36,7 +36,17 @@ from siaga.config import Config, UplinkMqttConfig
 from siaga.errors import ConfigError, ProtocolError, SiagaError, SyncError
 from siaga.report import format_time
 from sync import protocol
-from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
+from sync.mqtt import (
+    BrokerAddress,
+    LinkDown,
+    LinkMessage,
+    LinkPublished,
+    LinkSubscribed,
+    Message,
+    MqttLink,
+    Will,
+    open_first,
+)
 from sync.netwatch import NetWatcher
 from sync.queue import ReportQueue
 
@@ -73,6 +83,36 @@ class UplinkEvents(Protocol):
 
     def on_command(self, command: dict[str, Any]) -> None:
         """A validated cmd from the center: {"cmd_id", "type": "reply", "report_id", "to", "text"}."""
+
+
+# What the drain thread is told, besides what its link reports (sync.mqtt.LinkEvent): queued from the
+# daemon's threads, the job thread and the network watcher, applied in order by the drain thread.
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A report was stored (or the uplink stops): look at the queue now."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatDue:
+    """Publish the retained status now (the heartbeat job)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetChanged:
+    """The kernel reported a network change: prove the link with a round trip."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyState:
+    """A reply's progress at this post, for the center (published on ``event``)."""
+
+    cmd_id: str
+    report_id: str
+    state: str
+
+
+UplinkEvent = LinkMessage | LinkPublished | LinkSubscribed | LinkDown | Wake | HeartbeatDue | NetChanged | ReplyState
+_WAKE = Wake()
 
 
 @dataclass
@@ -121,7 +161,7 @@ class Uplink:
         self.post_id = cfg.node.post_id
         self.regency = cfg.node.regency
         self._topics = {k: protocol.topic(self.regency, self.post_id, k) for k in protocol.KINDS}
-        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._q: queue.Queue[UplinkEvent] = queue.Queue()
         self._kick = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,7 +173,7 @@ class Uplink:
         self._subscribed = False
         self._heard_mono = time.monotonic()
         self._post_fields: dict[str, Any] = {}
-        self._reply_states: deque[tuple[str, str, str]] = deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._reply_states: deque[ReplyState] = deque(maxlen=_MAX_QUEUED_EVENTS)
         self._lock = threading.Lock()
         self._boot = 0
         self._started_mono = time.monotonic()
@@ -186,7 +226,7 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self._kick.set()
-        self._q.put(("wake",))
+        self._q.put(_WAKE)
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -196,7 +236,7 @@ class Uplink:
 
     def wake(self) -> None:
         """A report was just stored: drain now (and, when disconnected, try to connect now)."""
-        self._q.put(("wake",))
+        self._q.put(_WAKE)
         self._kick.set()
 
     def healthy(self) -> bool:
@@ -230,7 +270,7 @@ class Uplink:
         """Tell the center how a reply to a handset went: "sent" | "delivered" | "failed"."""
         if state not in protocol.REPLY_STATES:
             raise ValueError(f"reply state must be one of {protocol.REPLY_STATES}")
-        self._q.put(("reply_state", cmd_id, report_id, state))
+        self._q.put(ReplyState(cmd_id, report_id, state))
 
     # ------------------------------------------------------------------ the drain thread
     def _run(self) -> None:
@@ -291,7 +331,7 @@ class Uplink:
             # acks and replies would then be dropped for good.  Subscribing again is harmless to a session
             # that has them.  The SUBACK is not awaited here: the broker answers in order with what it
             # queued for us, which on a slow link can take longer than any fixed timeout, so the drain
-            # loop handles that backlog meanwhile and hears the SUBACK as an event (_apply "suback").
+            # loop handles that backlog meanwhile and hears the SUBACK as an event (_apply, LinkSubscribed).
             # Publishing before the SUBACK is safe: the broker handles our SUBSCRIBE before our later
             # PUBLISHes, so the subscription exists before any ack for them can be routed.
             link.subscribe_async(
@@ -300,7 +340,7 @@ class Uplink:
                     (self._topics["cmd"], 1),
                     (protocol.CENTER_STATE_TOPIC, 1),
                 ],
-                lambda refused: self._q.put(("suback", link, refused)),
+                lambda refused: self._q.put(LinkSubscribed(link, tuple(refused))),
             )
         except SyncError as exc:
             link.abort()
@@ -322,7 +362,7 @@ class Uplink:
                 log.info("new broker session: %d unacknowledged reports go again", requeued)
         self._publish_status()
         self._flush_reply_states()
-        self._q.put(("wake",))
+        self._q.put(_WAKE)
         return True
 
     def _connect_failed(self, text: str) -> None:
@@ -365,8 +405,8 @@ class Uplink:
             return
         self._fill_window()
 
-    def _take_events(self, timeout: float) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
+    def _take_events(self, timeout: float) -> list[UplinkEvent]:
+        out: list[UplinkEvent] = []
         try:
             out.append(self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait())
         except queue.Empty:
@@ -378,29 +418,27 @@ class Uplink:
                 break
         return out
 
-    def _apply(self, event: tuple[Any, ...], turn: _Turn) -> None:
-        kind = event[0]
-        if kind == "puback":
-            _, link, mid, ok, reason = event
-            if link is not self._link:
+    def _apply(self, event: UplinkEvent, turn: _Turn) -> None:
+        if isinstance(event, LinkPublished):
+            if event.link is not self._link:
                 return
             self._heard_mono = time.monotonic()
-            if self._probe is not None and self._probe[0] == mid:
+            if self._probe is not None and self._probe[0] == event.mid:
                 self._probe = None
-            flight = self._inflight.pop(mid, None)
+            flight = self._inflight.pop(event.mid, None)
             if flight is None:
                 return
-            if ok:
+            if event.ok:
                 turn.sent.extend(flight.report_ids)
             else:
                 # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
-                log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), reason)
-                self._last_error = f"broker refused publish: {reason}"
+                log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), event.reason)
+                self._last_error = f"broker refused publish: {event.reason}"
                 self._store.release(flight.report_ids)
                 self._drop_link("publish refused")
-        elif kind == "msg":
-            _, source, message = event
-            if not isinstance(source, MqttLink) or source is not self._link:
+        elif isinstance(event, LinkMessage):
+            source, message = event.link, event.message
+            if source is not self._link:
                 return
             self._heard_mono = time.monotonic()
             if message.topic == self._topics["ack"]:
@@ -414,9 +452,9 @@ class Uplink:
             else:
                 self._handle_message(message)
             source.ack(message.mid, message.qos)
-        elif kind == "suback":
-            _, source, refused = event
-            if not isinstance(source, MqttLink) or source is not self._link:
+        elif isinstance(event, LinkSubscribed):
+            source, refused = event.link, event.refused
+            if source is not self._link:
                 return
             if refused:
                 # an ACL that does not let this post read its acks: without them nothing is ever delivered
@@ -426,22 +464,21 @@ class Uplink:
                 return
             self._subscribed = True
             log.info("uplink subscribed to acks, replies and center state on %s", source.broker.url)
-        elif kind == "down":
-            _, source, reason = event
-            if isinstance(source, MqttLink) and source is self._link:
-                log.warning("uplink: connection to %s lost (%s)", source.broker.url, reason)
-                self._drop_link(reason)
-        elif kind == "heartbeat":
+        elif isinstance(event, LinkDown):
+            if event.link is self._link:
+                log.warning("uplink: connection to %s lost (%s)", event.link.broker.url, event.reason)
+                self._drop_link(event.reason)
+        elif isinstance(event, HeartbeatDue):
             self._publish_status()
-        elif kind == "net":
+        elif isinstance(event, NetChanged):
             if self._probe is None and self._link is not None:
                 mid = self._publish_status()
                 if mid is not None:
                     self._probe = (mid, time.monotonic() + PROBE_TIMEOUT_S)
-        elif kind == "reply_state":
-            self._reply_states.append((event[1], event[2], event[3]))
+        elif isinstance(event, ReplyState):
+            self._reply_states.append(event)
             self._flush_reply_states()
-        # "wake": nothing to apply; the window is filled after the events
+        # Wake: nothing to apply; the window is filled after the events
 
     def _fill_window(self) -> None:
         link = self._link
@@ -454,7 +491,7 @@ class Uplink:
             if room <= 0:
                 return  # the center is behind: wait for its acks (they wake this loop)
             per_batch = max(1, int(mqtt.batch_max_bytes * (3 if mqtt.compress else 1) / self._avg_report_bytes))
-            _token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch, room))
+            claimed = self._store.claim(min(CLAIM_MAX, free * per_batch, room))
             if not claimed:
                 self._idle = True
                 return
@@ -572,7 +609,7 @@ class Uplink:
             log.info("reply %s already handed to the radio; ignoring the redelivery", command["cmd_id"])
             return
         self.counters["commands"] += 1
-        self._reply_states.append((command["cmd_id"], command["report_id"], "received"))
+        self._reply_states.append(ReplyState(command["cmd_id"], command["report_id"], "received"))
         self._flush_reply_states()
         try:
             self._events.on_command(command)
@@ -583,8 +620,8 @@ class Uplink:
     def _flush_reply_states(self) -> None:
         link = self._link
         while link is not None and self._reply_states:
-            cmd_id, report_id, state = self._reply_states[0]
-            payload = protocol.encode_reply_state(cmd_id, report_id, state, at=self._clock.now())
+            item = self._reply_states[0]
+            payload = protocol.encode_reply_state(item.cmd_id, item.report_id, item.state, at=self._clock.now())
             try:
                 link.publish(self._topics["event"], payload, qos=1)
             except SyncError:
@@ -648,7 +685,7 @@ class Uplink:
     # ------------------------------------------------------------------ periodic work (the owner's job thread)
     def heartbeat(self) -> None:
         """Publish the retained ``status`` (from the drain thread, which owns the connection)."""
-        self._q.put(("heartbeat",))
+        self._q.put(HeartbeatDue())
 
     def release_stale(self) -> None:
         """Claims nobody resolved and ``sent`` reports the center never acknowledged go back to pending."""
@@ -662,15 +699,15 @@ class Uplink:
 
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:
-        self._q.put(("msg", link, message))
+        self._q.put(LinkMessage(link, message))
 
     def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
-        self._q.put(("puback", link, mid, ok, reason))
+        self._q.put(LinkPublished(link, mid, ok, reason))
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
-        self._q.put(("down", link, reason))
+        self._q.put(LinkDown(link, reason))
 
     def _on_net_change(self, kind: str) -> None:
         self.counters["net_changes"] += 1
-        self._q.put(("net",))
+        self._q.put(NetChanged())
         self._kick.set()
