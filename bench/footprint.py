@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/footprint.py [--reports 200] [--idle 60] [--dir /var/tmp]
 
-``python -m cli --config X run`` runs as its own process with the radio on devkit/simulator.py (TCP),
+``python -m cli --config X run`` runs as its own process with the radio on devkit/sim/ (TCP),
 the uplink on a fresh Mosquitto and a center (devkit/harness/center_proc.py, SQLite) acknowledging, receipts on
 (every report gets its two receipts, ACKed by the simulated handset).  Read from /proc/PID of the post only:
 
@@ -37,7 +37,7 @@ from bench.radio_ingest import HANDSET, TEXTS  # noqa: E402
 from bench.sync_drain import start_center, stop_center  # noqa: E402
 from devkit.harness.mosquitto import Mosquitto  # noqa: E402
 from devkit.harness.procs import spawn_siaga_run, stop_process  # noqa: E402
-from devkit.simulator import SimulatedDevice  # noqa: E402
+from devkit.sim import SimulatedDevice  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

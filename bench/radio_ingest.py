@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from meshtastic.tcp_interface import TCPInterface  # noqa: E402
 from pubsub import pub  # noqa: E402
 
-from devkit.simulator import SimulatedDevice  # noqa: E402
+from devkit.sim import SimulatedDevice  # noqa: E402
 from edge.daemon import Post  # noqa: E402
 from siaga import config as config_mod  # noqa: E402
 

@@ -163,5 +163,19 @@ _STAFF = Migration(
     _STAFF_SQL.replace("{serial}", "BIGSERIAL PRIMARY KEY"),
 )
 
+#: A copy another post carried (docs/RELAY.md, "To the center"): ``post_id`` of the copy is the carrier
+#: that published it; these name the origin post, the hop it came from and the custody hops it made.
+#: NULL for a copy the post delivered itself.  Additive: an older center's rows read as direct copies.
+_RELAY_COPIES_SQL = """
+ALTER TABLE report_copies ADD COLUMN relay_origin TEXT;
+ALTER TABLE report_copies ADD COLUMN relay_prev TEXT;
+ALTER TABLE report_copies ADD COLUMN relay_hops INTEGER;
+CREATE INDEX report_copies_relay ON report_copies (relay_origin, post_id)
+"""
+
 #: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
-MIGRATIONS: tuple[Migration, ...] = (Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL), _STAFF)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
+    _STAFF,
+    Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
+)

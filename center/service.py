@@ -18,6 +18,7 @@ from datetime import datetime
 from types import FrameType
 from typing import Any, Protocol
 
+from center.relayed import RelayVerifier
 from center.storage import CenterStorage, IncomingReport, Reply, open_storage
 from siaga.config import Config
 from siaga.errors import CenterError, ProtocolError, SyncError
@@ -59,6 +60,8 @@ class StorageSink:
                     age_source=w.age_source,
                     post_sent_at=item.batch.sent_at,
                     regency=item.regency,
+                    relay_prev=w.relay.prev if w.relay else None,
+                    relay_hops=w.relay.hops if w.relay else None,
                 )
                 for item in batches
                 for w in item.batch.reports
@@ -85,7 +88,15 @@ class CenterService:
         self.storage = storage if storage is not None else open_storage(cfg.center.db)
         self._own_storage = storage is None
         mqtt = cfg.center.mqtt
-        self.receiver = Receiver(mqtt, StorageSink(self.storage), client_id=client_id) if mqtt else None
+        self.receiver: Receiver | None = None
+        if mqtt:
+            try:
+                relay = RelayVerifier.from_config(cfg.center)
+            except BaseException:
+                if self._own_storage:
+                    self.storage.close()
+                raise
+            self.receiver = Receiver(mqtt, StorageSink(self.storage), client_id=client_id, relay=relay)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._outbox: threading.Thread | None = None

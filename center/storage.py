@@ -8,7 +8,8 @@ seconds in the database and timezone-aware datetimes in the API.
 Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON columns are TEXT):
 
 ``reports`` — one row per report, however many copies arrived
-    report_id TEXT PK (the first id seen), post_id (first post that delivered it), origin, mesh_packet_id,
+    report_id TEXT PK (the first id seen), post_id (first post that delivered it; a carried report: its
+    origin post), origin, mesh_packet_id,
     category, urgency, severity, mode, msg_type, text_raw, lat, lon, verified (0/1),
     body (the Report JSON, siaga.report.Report.to_dict), observed_post_ts (what the post's clock said),
     stored_post_ts, received_ts (center clock, first copy), observed_est_ts (estimated true observed time,
@@ -18,7 +19,9 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
 ``report_copies`` — each post's copy: PK (report_id, post_id)
     wire_report_id (the id that post used: differs from report_id when a mesh packet's UTC day differed),
     first_received_ts, last_received_ts, receipts (how often that post sent it: QoS 1 redelivery, resends),
-    path (JSON list of PathHop dicts), age_s, observed_est_ts.
+    path (JSON list of PathHop dicts), age_s, observed_est_ts; for a copy the post carried for another one
+    (docs/RELAY.md): relay_origin (the origin post), relay_prev (the hop before the carrier), relay_hops —
+    NULL for a copy a post delivered itself.
 ``posts`` — presence, from the retained ``status`` topic
     post_id PK, regency, state ("online" | "offline"), status (last status JSON), status_ts (center clock),
     boot_counter, version, first_seen_ts, last_report_ts.
@@ -29,7 +32,7 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
     :mod:`center.schema`, applied in the order of its :data:`~center.schema.MIGRATIONS` (the staff's tables
     of :mod:`center.staffdb` too).
 
-Methods: ingest, record_status, posts, get_post, list_reports, get_report, copies, set_status, counts,
+Methods: ingest, record_status, posts, get_post, list_reports, get_report, copies, relay_routes, set_status, counts,
 create_reply, set_reply_state, get_reply, replies, query/execute (an escape hatch with ``?`` placeholders
 for modules that own their own tables), close.
 
@@ -83,6 +86,14 @@ class IncomingReport:
     age_source: str  # "boot" | "wall"
     post_sent_at: datetime | None = None
     regency: str = ""
+    #: set for a report ``post_id`` carried for its origin (``report.post_id``) and the center verified:
+    #: the post it came from before the carrier, and the custody hops it made
+    relay_prev: str | None = None
+    relay_hops: int | None = None
+
+    @property
+    def carried(self) -> bool:
+        return self.relay_prev is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +148,25 @@ class ReportCopy:
     path: list[dict[str, Any]]
     age_s: float
     observed_est: datetime
+    #: a copy ``post_id`` carried for another post: the origin, the hop before the carrier, the custody hops
+    relay_origin: str | None = None
+    relay_prev: str | None = None
+    relay_hops: int | None = None
+
+    @property
+    def carried(self) -> bool:
+        return self.relay_origin is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRoute:
+    """Reports of ``origin`` that ``carrier`` delivered (carried over the mesh), for the posts page."""
+
+    origin: str
+    carrier: str
+    reports: int
+    max_hops: int
+    last_received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,9 +399,15 @@ class CenterStorage(ABC):
                 self._lock_keys(sorted(keys))
                 for item in items:
                     results.append(self._ingest_one(item))
-                latest: dict[str, IncomingReport] = {item.post_id: item for item in items}
-                for item in latest.values():
-                    self._touch_post(item, item.received_at.timestamp())
+                # the posts heard: each sender, and the origin of each report it carried (a post with no
+                # uplink of its own is known to the center only this way)
+                heard: dict[str, tuple[str, float]] = {}
+                for item in items:
+                    heard[item.post_id] = (item.regency, item.received_at.timestamp())
+                    if item.carried:
+                        heard[item.report.post_id] = (item.regency, item.received_at.timestamp())
+                for post_id, (regency, received) in heard.items():
+                    self._touch_post(post_id, regency, received)
         except CenterError:
             raise
         except Exception as exc:
@@ -387,6 +423,8 @@ class CenterStorage(ABC):
         canonical = self._find_canonical(report, est)
         path = json.dumps([hop.to_dict() for hop in report.path], ensure_ascii=False)
         if canonical is None:
+            # a carried report belongs to its origin post, not to the carrier that published it
+            owner = report.post_id if item.carried else item.post_id
             self._run(
                 "INSERT INTO reports (report_id, post_id, origin, mesh_packet_id, category, urgency,"
                 " severity, mode, msg_type, text_raw, lat, lon, verified, body, observed_post_ts,"
@@ -395,7 +433,7 @@ class CenterStorage(ABC):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'baru', ?)",
                 (
                     rid,
-                    item.post_id,
+                    owner,
                     report.origin,
                     report.mesh_packet_id,
                     report.category,
@@ -467,17 +505,30 @@ class CenterStorage(ABC):
         received = item.received_at.timestamp()
         self._run(
             "INSERT INTO report_copies (report_id, post_id, wire_report_id, first_received_ts,"
-            " last_received_ts, receipts, path, age_s, observed_est_ts) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
-            (report_id, item.post_id, item.report.report_id, received, received, path, item.age_s, est),
+            " last_received_ts, receipts, path, age_s, observed_est_ts, relay_origin, relay_prev, relay_hops)"
+            " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            (
+                report_id,
+                item.post_id,
+                item.report.report_id,
+                received,
+                received,
+                path,
+                item.age_s,
+                est,
+                item.report.post_id if item.carried else None,
+                item.relay_prev,
+                item.relay_hops,
+            ),
         )
 
-    def _touch_post(self, item: IncomingReport, received: float) -> None:
-        cur = self._run("UPDATE posts SET last_report_ts = ? WHERE post_id = ?", (received, item.post_id))
+    def _touch_post(self, post_id: str, regency: str, received: float) -> None:
+        cur = self._run("UPDATE posts SET last_report_ts = ? WHERE post_id = ?", (received, post_id))
         if not cur.rowcount:
             self._run(
                 "INSERT INTO posts (post_id, regency, state, status, first_seen_ts, last_report_ts)"
                 " VALUES (?, ?, 'unknown', '{}', ?, ?)",
-                (item.post_id, item.regency, received, received),
+                (post_id, regency, received, received),
             )
 
     def list_reports(self, flt: ReportFilter | None = None) -> list[CenterReport]:
@@ -528,8 +579,22 @@ class CenterStorage(ABC):
                 path=json.loads(r["path"]),
                 age_s=float(r["age_s"]),
                 observed_est=_dt(r["observed_est_ts"]),
+                relay_origin=r["relay_origin"],
+                relay_prev=r["relay_prev"],
+                relay_hops=None if r["relay_hops"] is None else int(r["relay_hops"]),
             )
             for r in rows
+        ]
+
+    def relay_routes(self) -> list[RelayRoute]:
+        """Which carrier delivered how many reports of which origin post (copies carried over the mesh)."""
+        rows = self.query(
+            "SELECT relay_origin AS origin, post_id AS carrier, count(*) AS n, max(relay_hops) AS max_hops,"
+            " max(last_received_ts) AS last_ts FROM report_copies WHERE relay_origin IS NOT NULL"
+            " GROUP BY relay_origin, post_id ORDER BY relay_origin, post_id"
+        )
+        return [
+            RelayRoute(r["origin"], r["carrier"], int(r["n"]), int(r["max_hops"] or 0), _dt(r["last_ts"])) for r in rows
         ]
 
     def set_status(self, report_id: str, status: str, *, incident_id: str | None = None) -> bool:

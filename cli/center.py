@@ -1,4 +1,4 @@
-"""``siaga center run|reports|reply|user``: the center's commands, thin handlers over center/ and sync/
+"""``siaga center run|reports|reply|user|relay-secret``: the center's commands, thin handlers over center/ and sync/
 (imported when a command runs: ``siaga report`` on a post never loads the web app)."""
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def add_commands(sub: Any) -> None:
     pp.add_argument("--json", action="store_true", help="print the reply as JSON")
     pp.set_defaults(func=_center_reply)
     _add_user(csub)
+    ps = csub.add_parser("relay-secret", help="create the regency relay secret (verifies reports carried by posts)")
+    ps.add_argument("--out", required=True, type=Path, help="the new secret file (mode 0600; never overwritten)")
+    ps.set_defaults(func=_relay_secret)
 
 
 def _add_user(csub: Any) -> None:
@@ -154,6 +157,22 @@ def _center_reply(args: argparse.Namespace) -> int:
         if problem:
             print(f"  broker: {problem}", file=sys.stderr)
     return EXIT_OK if published or mqtt is None else EXIT_FAILURE
+
+
+def _relay_secret(args: argparse.Namespace) -> int:
+    from siaga.errors import ConfigError
+    from siaga.keyfile import new_secret, write_hex_key
+
+    try:
+        write_hex_key(args.out, new_secret(), "--out")
+    except ConfigError as exc:
+        print(f"galat: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"Rahasia relay kabupaten ditulis ke {args.out} (mode 0600). Pasang di [center.relay] secret_file;\n"
+        f"tiap pos mendapat kuncinya sendiri: siaga relay key --secret-file {args.out} --post POS"
+    )
+    return EXIT_OK
 
 
 def _ask_password(args: Any) -> str:

@@ -1,4 +1,4 @@
-"""The developer's commands: ``siaga simulate`` (devkit/simulator.py) and ``siaga demo`` (devkit/demo.py)."""
+"""The developer's commands: ``siaga simulate`` (devkit/sim/) and ``siaga demo`` (devkit/demo.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 
 def _simulate(args: Any) -> int:
     from cli.base import setup_logging
-    from devkit.simulator import main_simulate
+    from devkit.sim import main_simulate
 
     setup_logging(args.log_level)  # no config file: the simulator is not a post
     return main_simulate(args)
 
 
 def add_simulate(sub: Any) -> None:
-    """``siaga simulate`` (devkit/simulator.py): a simulated Meshtastic device on TCP and/or a pty."""
+    """``siaga simulate`` (devkit/sim/): a simulated Meshtastic device on TCP and/or a pty."""
     p = sub.add_parser("simulate", help="run a simulated Meshtastic device (TCP and/or pty), play a scenario")
     p.add_argument("--listen", metavar="HOST:PORT", help="serve the TCP stream API (firmware uses port 4403)")
     p.add_argument("--pty", metavar="PATH", help="create a pseudo-terminal and make PATH a symlink to it")

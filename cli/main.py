@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import center, dev, firmware, post
+from cli import center, dev, firmware, post, relay
 from cli.base import EXIT_CONFIG, EXIT_FAILURE
 from siaga import config as config_mod
 from siaga.errors import ConfigError, SiagaError
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_commands(sub)  # run, config, classify, report, queue, status
     firmware.add_commands(sub)  # firmware check|apply
     dev.add_simulate(sub)  # simulate
-    center.add_commands(sub)  # center run|reports|reply|user
+    center.add_commands(sub)  # center run|reports|reply|user|relay-secret
+    relay.add_commands(sub)  # relay key
     dev.add_demo(sub)  # demo
     return parser
 

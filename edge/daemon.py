@@ -44,6 +44,7 @@ from edge.radio import (
     MeshMessage,
     MeshNodeInfo,
     MeshPosition,
+    MeshRelayPacket,
     MeshRouting,
     RadioBridge,
     RadioEvent,
@@ -52,8 +53,9 @@ from edge.radio import (
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
 from edge.status import write_runtime
 from edge.store import PutResult, Store
+from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
-from siaga.config import Config
+from siaga.config import Config, read_relay_key
 from siaga.errors import ReportError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import PathHop, Report, mesh_report_id, node_id
@@ -97,6 +99,7 @@ class Post:
         self.radio: RadioBridge | None = None
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
+        self.relay: Engine | None = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -143,6 +146,10 @@ class Post:
                 log.warning("no [radio.meshtastic] configured: only reports typed in at the post are queued")
             if cfg.uplink.mqtt is not None and self._with_uplink:
                 self.uplink = self._make_uplink()
+            if cfg.relay.enabled:
+                self.relay = self._make_relay()
+            elif self.uplink is None:
+                log.warning("no uplink and no relay: reports stay in this post's queue until one is configured")
             self._write_runtime(radio="disconnected")
             if self.outbox is not None:
                 self.outbox.start()
@@ -151,11 +158,62 @@ class Post:
                 self.radio.start()
             if self.uplink is not None:
                 self.uplink.start()
+            if self.relay is not None:
+                self.relay.start()
             self._jobs = JobScheduler(cfg, self, JOBS)
             self._jobs.start()
         except BaseException:
             self.stop()
             raise
+
+    def _make_relay(self) -> Engine | None:
+        cfg = self.cfg
+        if self.radio is None:
+            log.error("[relay] enabled but no [radio.meshtastic]: nothing to relay over")
+            return None
+        relay = cfg.relay
+        assert self.store is not None and relay.key_file is not None
+        uplink = self.uplink
+
+        def uplink_connected() -> bool:
+            try:
+                return bool(uplink is not None and uplink.state().get("connected"))
+            except Exception:
+                return False
+
+        def accepted(_ids: list[str]) -> None:
+            if uplink is not None:
+                uplink.wake()
+
+        # A post with an uplink of its own drains over MQTT only (its carried reports too); the relay drain
+        # and the uplink therefore never both take a report.  The engine still receives custody, beacons,
+        # and sends the center's acks back to the previous hops.
+        engine = Engine(
+            post_id=cfg.node.post_id,
+            store=self.store,
+            radio=self.radio,
+            settings=RelaySettings(
+                beacon_s=relay.beacon_s,
+                retry_s=relay.retry_s,
+                cack_delay_s=relay.cack_delay_s,
+                airtime_cap=relay.airtime_cap,
+                max_hops=relay.max_hops,
+            ),
+            key=read_relay_key(relay.key_file),
+            key_epoch=relay.key_epoch,
+            forward=uplink is None,
+            relay_role=cfg.node.role == "relay",
+            uplink_connected=uplink_connected,
+            on_delivered=self._relay_delivered,
+            on_accepted=accepted,
+        )
+        log.info(
+            "relay on: %s, beacon every %g s, airtime cap %.0f %%",
+            "forwarding over the mesh" if uplink is None else "carrying to this post's uplink",
+            relay.beacon_s,
+            relay.airtime_cap * 100,
+        )
+        return engine
 
     def _make_uplink(self) -> Uplink | None:
         try:
@@ -180,6 +238,8 @@ class Post:
         if self._jobs is not None:
             self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
             self._jobs = None
+        if self.relay is not None:
+            self.relay.stop(left(0.2))
         if self.radio is not None:
             self.radio.stop(left(0.45))
         if self.outbox is not None:
@@ -199,6 +259,7 @@ class Post:
         self.radio = None
         self.outbox = None
         self.uplink = None
+        self.relay = None
 
     def refresh_runtime(self) -> None:
         """The ``runtime_state`` job: the broker the uplink is connected to, for ``siaga status``."""
@@ -211,6 +272,11 @@ class Post:
         broker = uplink_state.get("broker") if uplink_state.get("connected") else None
         if broker != self._runtime.get("uplink"):
             self._write_runtime(uplink=broker)
+
+    def refresh_relay_state(self) -> None:
+        """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
+        if self.relay is not None:
+            self._write_runtime(relay=self.relay.snapshot())
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -305,7 +371,18 @@ class Post:
 
     # ------------------------------------------------------------------ radio events (radio-in thread)
     def handle_radio(self, event: RadioEvent) -> None:
-        if isinstance(event, MeshMessage):
+        if isinstance(event, MeshRelayPacket):
+            my_num = self.radio.my_node_num if self.radio is not None else None
+            if self.relay is None:
+                self.count("ignored.relay_off")
+            elif event.to_num in (BROADCAST_NUM, my_num):
+                self.relay.feed(event.from_num, event.payload, event.snr)  # queued: never blocks
+            else:
+                self.count("ignored.relay_other")
+        elif isinstance(event, MeshMessage):
+            if self.cfg.node.role == "relay":
+                self.count("ignored.relay_role")  # a hilltop relay takes no reports of its own
+                return
             self._on_message(event)
         elif isinstance(event, MeshRouting):
             if self.outbox is not None and self.radio is not None:
@@ -523,6 +600,8 @@ class Post:
         now = self.clock.now()
         resumed = 0
         for row in self.store.list_reports(limit=5000):
+            if row.carried:
+                continue
             report = row.report
             if report.source != "meshtastic" or not report.origin.startswith("!"):
                 continue
@@ -552,11 +631,21 @@ class Post:
         if self.store is None:
             return
         now = committed_at or self.clock.now()
+        carried = False
         for row in self.store.get_many(list(report_ids)):
+            if row.carried:
+                carried = True  # never a handset receipt for another post's report; its ack walks back
+                continue
             report = row.report
             if report.source != "meshtastic" or row.receipt_center is not None:
                 continue
             self._queue_center_receipt(report, now)
+        if carried and self.relay is not None:
+            self.relay.wake()  # store.ack owed the previous hops a CENTER_ACK in the same commit
+
+    def _relay_delivered(self, report_ids: list[str], committed_at: datetime) -> None:
+        """The center's ack walked back over the mesh to this origin post: the officer's second receipt."""
+        self.on_delivered(report_ids, committed_at)
 
     def on_command(self, command: dict[str, Any]) -> None:
         """A validated command from the center; ``reply`` becomes a DM ``112: <text>`` to the handset."""

@@ -49,6 +49,8 @@ RETENTION_EVERY_S = 6 * 3600.0
 RETENTION_FIRST_S = 600.0
 #: Reports held in memory (disk full) are tried again, and the runtime state file refreshed, this often.
 HOUSEKEEPING_S = 0.5
+#: The relay's routes and custody are written to the runtime state file (``siaga status``) this often.
+RELAY_STATE_S = 5.0
 
 
 class UplinkOwner(Protocol):
@@ -73,6 +75,8 @@ class PostParts(UplinkOwner, Protocol):
     def retry_unstored(self) -> None: ...
 
     def refresh_runtime(self) -> None: ...
+
+    def refresh_relay_state(self) -> None: ...
 
 
 T = TypeVar("T", contravariant=True)
@@ -136,6 +140,7 @@ JOBS: tuple[Job[PostParts], ...] = (
     Job("node_flush", lambda cfg: NODE_FLUSH_S, _flush_nodes),
     Job("unstored_retry", lambda cfg: HOUSEKEEPING_S, lambda post: post.retry_unstored()),
     Job("runtime_state", lambda cfg: HOUSEKEEPING_S, lambda post: post.refresh_runtime()),
+    Job("relay_state", lambda cfg: RELAY_STATE_S if cfg.relay.enabled else None, lambda p: p.refresh_relay_state()),
 )
 
 Owner = TypeVar("Owner")

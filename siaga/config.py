@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from siaga.errors import ConfigError
 from siaga.hostport import parse_host_port
+from siaga.keyfile import read_hex_key
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
 ENV_VAR = "SIAGA_CONFIG"
@@ -147,6 +148,8 @@ class NodeConfig:
         lambda v: None if v in ("actual", "exercise", "test") else "must be actual, exercise or test",
         "actual",
     )
+    # "post": a village post (handsets, reports); "relay": a hilltop Pi that only carries others' reports
+    role: str = _check(lambda v: None if v in ("post", "relay") else "must be post or relay", "post")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,14 @@ class CenterMqttConfig(TlsMqttConfig):
 
 
 @dataclass(frozen=True, slots=True)
+class CenterRelayConfig:
+    """Reports carried post to post (docs/RELAY.md): the regency relay secret every post's key derives
+    from, so that the center can verify the origin's tag on a report another post delivered."""
+
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CenterConfig:
     db: str = _check(_db_url, "sqlite:////var/lib/siaga/center.db")
     http: str = _check(_listen, "127.0.0.1:8112")
@@ -250,6 +261,23 @@ class CenterConfig:
     # optional offline basemap for the dashboard: a raster MBTiles file built from an OSM extract
     mbtiles: Path | None = None
     mqtt: CenterMqttConfig | None = None
+    # without it, reports carried by another post are refused (relay_unverifiable) and wait at the carrier
+    relay: CenterRelayConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Custody relay between posts over the mesh (docs/RELAY.md, "Custody protocol, version 1")."""
+
+    enabled: bool = False
+    # this post's own 32-byte tag key, hex (from `siaga relay key`); mode 0600
+    key_file: Path | None = None
+    key_epoch: int = _check(_range(0, 255), 0)
+    beacon_s: float = _check(_range(10, 86400), 600.0)
+    retry_s: float = _check(_range(1, 3600), 30.0)
+    cack_delay_s: float = _check(_range(0, 60), 2.0)
+    airtime_cap: float = _check(_range(0.001, 1.0), 0.25)
+    max_hops: int = _check(_range(1, 100), 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +302,7 @@ class Config:
     center: CenterConfig = field(default_factory=CenterConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     handsets: tuple[HandsetConfig, ...] = ()
     path: Path | None = None
 
@@ -364,6 +393,19 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
         file = config.radio.meshtastic.handsets_file
         if not file.is_file():
             raise ConfigError("radio.meshtastic.handsets_file", str(file), "is not a readable file")
+    if config.relay.enabled or config.node.role == "relay":
+        if not config.relay.enabled:
+            raise ConfigError("relay.enabled", False, "must be true for node.role = relay")
+        if config.node.role == "relay" and config.uplink.mqtt is not None:
+            raise ConfigError("uplink.mqtt", "", "a relay (node.role = relay) has no uplink; make it a post")
+        if config.relay.key_file is None:
+            raise ConfigError("relay.key_file", None, "is required when the relay is enabled (siaga relay key)")
+        read_relay_key(config.relay.key_file)
+    relay = config.center.relay
+    if relay is not None:
+        if relay.secret_file is None:
+            raise ConfigError("center.relay.secret_file", "", "is required (siaga center relay-secret --out FILE)")
+        read_hex_key(relay.secret_file, "center.relay.secret_file")  # read again by the center; checked here
     if config.center.mbtiles is not None and not config.center.mbtiles.is_file():
         raise ConfigError("center.mbtiles", str(config.center.mbtiles), "is not a readable file")
     for index, file in enumerate(config.classifier.extra_keywords):
@@ -433,6 +475,14 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, "must not contain a NUL character")
         return Path(value)
     raise ConfigError(key, value, f"has an unsupported type {hint!r}")  # pragma: no cover
+
+
+def read_relay_key(file: Path) -> bytes:
+    """This post's 32-byte relay tag key (`siaga relay key`): hex on one line, mode 0600 (siaga/keyfile.py)."""
+    key = read_hex_key(file, "relay.key_file", min_bytes=32)
+    if len(key) != 32:
+        raise ConfigError("relay.key_file", str(file), f"holds {len(key)} bytes; a post key is exactly 32")
+    return key
 
 
 def read_secret(file: Path | None, env: str) -> str | None:

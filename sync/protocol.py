@@ -19,6 +19,8 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -30,6 +32,7 @@ from typing import Any
 
 from siaga.errors import ProtocolError
 from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX, InvalidReport, Report, format_time, parse_time
+from sync import compact
 
 VERSION = 1
 PREFIX = "112/v1"
@@ -52,6 +55,9 @@ REPLY_STATES = ("received", "sent", "delivered", "failed")
 MAX_REPLY_TEXT_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
 #: Reasons a post may be told a report is refused for good (so it stops resending it).
 REASON_MAX = 200
+#: A carried report's ``relay.packet``: base64 of one relay packet (sync/compact.py), at most 219 bytes.
+MAX_RELAY_PACKET_B64 = 4 * math.ceil(compact.MAX_PACKET_BYTES / 3)
+RELAY_KEYS = frozenset({"packet", "prev", "hops"})
 
 _SLUG = re.compile(r"^[a-z0-9-]{1,32}$")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
@@ -173,12 +179,30 @@ def _short(value: object, limit: int = 40) -> str:
 
 # ---------------------------------------------------------------------------- reports (post → center)
 @dataclass(frozen=True, slots=True)
+class RelayCarry:
+    """What a carrier adds to a report it carried for another post (docs/PROTOCOL.md, "Carried reports").
+
+    ``packet`` is the relay packet exactly as the carrier received it, ``parsed`` is it parsed by
+    :func:`sync.compact.parse_report` — its tag is NOT checked here (only the center holds the keys)."""
+
+    packet: bytes
+    prev: str  # the post (or relay) the carrier received it from
+    hops: int  # custody hops the report made, as the carrier says
+    parsed: compact.ReportPacket
+
+
+@dataclass(frozen=True, slots=True)
 class WireReport:
-    """A report as it travels: ``age_s`` = seconds since the post stored it, when it sent it."""
+    """A report as it travels: ``age_s`` = seconds since the post stored it, when it sent it.
+
+    ``relay`` is set for a report the sending post carried for another one: then ``report.post_id`` is the
+    origin's, not the sender's, and the center takes the report from ``relay.packet`` once its tag is
+    verified."""
 
     report: Report
     age_s: float
     age_source: str  # "boot": exact (no reboot since stored) | "wall": from the post's wall clock
+    relay: RelayCarry | None = None
 
     @property
     def report_id(self) -> str:
@@ -325,10 +349,59 @@ def _wire_report(entry: Any, post_id: str) -> WireReport:
     source = entry.get("age_src")
     if source not in AGE_SOURCES:
         raise ProtocolError("schema", f"age_src must be boot or wall, not {_short(source)}")
-    report = Report.from_dict(entry.get("report"))  # type: ignore[arg-type]
-    if report.post_id != post_id:
-        raise ProtocolError("post_mismatch", f"report post_id {report.post_id!r} in a batch of {post_id!r}")
-    return WireReport(report, float(age), str(source))
+    body = entry.get("report")
+    relay = None
+    if isinstance(body, dict) and "relay" in body:
+        body = dict(body)
+        relay = decode_relay(body.pop("relay"))
+    report = Report.from_dict(body)  # type: ignore[arg-type]
+    if relay is None:
+        # no post publishes another post's report, except one it carried (and then with the origin's packet)
+        if report.post_id != post_id:
+            raise ProtocolError("post_mismatch", f"report post_id {report.post_id!r} in a batch of {post_id!r}")
+    else:
+        carried = relay.parsed.report
+        if report.post_id != carried.post_id or report.report_id != carried.report_id:
+            raise ProtocolError(
+                "relay_mismatch",
+                f"carried report {report.report_id!r} of {report.post_id!r} but its packet is "
+                f"{carried.report_id!r} of {carried.post_id!r}",
+            )
+    return WireReport(report, float(age), str(source), relay)
+
+
+def encode_relay(packet: bytes, prev: str, hops: int) -> dict[str, Any]:
+    """The ``relay`` object a carrier puts in the body of a report it carried (checked as the center will)."""
+    out = {"packet": base64.b64encode(bytes(packet)).decode("ascii"), "prev": prev, "hops": hops}
+    decode_relay(out)
+    return out
+
+
+def decode_relay(value: Any) -> RelayCarry:
+    """Validate a carried report's ``relay`` object; the packet is parsed (its tag is not checked here)."""
+    if not isinstance(value, dict):
+        raise ProtocolError("schema", "relay must be an object")
+    unknown = sorted(set(value) - RELAY_KEYS)
+    if unknown:
+        raise ProtocolError("schema", f"relay has an unknown field {_short(unknown[0])}")
+    prev = value.get("prev")
+    if not isinstance(prev, str) or not _SLUG.match(prev):
+        raise ProtocolError("schema", f"relay.prev must be a post id slug, not {_short(prev)}")
+    hops = value.get("hops")
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= compact.MAX_HOPS:
+        raise ProtocolError("schema", f"relay.hops must be an integer 0..{compact.MAX_HOPS}, not {_short(hops)}")
+    text = value.get("packet")
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_RELAY_PACKET_B64:
+        raise ProtocolError("schema", f"relay.packet must be base64 of at most {compact.MAX_PACKET_BYTES} bytes")
+    try:
+        packet = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise ProtocolError("schema", "relay.packet is not valid base64") from None
+    try:
+        parsed = compact.parse_report(packet)
+    except ProtocolError as exc:
+        raise ProtocolError("relay_packet", f"relay.packet refused ({exc.reason}): {exc.detail}") from None
+    return RelayCarry(packet, prev, hops, parsed)
 
 
 # ---------------------------------------------------------------------------- ack (center → post)

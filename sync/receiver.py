@@ -20,6 +20,7 @@ This module imports nothing from ``center/``: the center passes a :class:`Receiv
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -64,6 +65,25 @@ class ReceivedBatch:
     post_id: str
     batch: protocol.ReportBatch
     received_at: datetime
+    #: carried reports refused after decoding (a tag that is not the origin's): acked as rejected to the
+    #: carrier, counted under their own reason (not ``report_invalid``)
+    relay_rejected: tuple[protocol.Rejected, ...] = ()
+
+
+class RelayCheck(Protocol):
+    """Verifies a report another post carried (``wire.relay`` set): returns it as the center stores it,
+    or raises ProtocolError with a reason (``relay_tag``, ...).  The center's implementation is
+    ``center.relayed.RelayVerifier``; without one, carried reports are refused as ``relay_unverifiable``."""
+
+    def verify(self, carrier: str, wire: protocol.WireReport, received_at: datetime) -> protocol.WireReport: ...
+
+
+#: Carried reports refused for a reason on the center's side (no secret configured): the carrier is told
+#: nothing, so it keeps the report and sends it again after its ack timeout — never dropped for good over
+#: a center's configuration.
+RELAY_HELD_REASONS = frozenset({"relay_unverifiable"})
+#: Between two warnings about carried reports the center cannot verify (each resend would log one).
+UNVERIFIABLE_LOG_EVERY_S = 60.0
 
 
 #: Report messages committed together at most (one transaction, one fsync) when they queue up.
@@ -92,10 +112,13 @@ class Receiver:
         *,
         client_id: str | None = None,
         backoff: Backoff = RECONNECT,
+        relay: RelayCheck | None = None,
     ) -> None:
         self._settings = settings
         self._backoff = backoff
         self._sink = sink
+        self._relay = relay
+        self._unverifiable_logged = -UNVERIFIABLE_LOG_EVERY_S
         self._client_id = client_id or settings.client_id or f"siaga-center-{socket.gethostname()}"[:64]
         self._q: queue.Queue[ReceiverEvent] = queue.Queue()
         self._stopping = threading.Event()
@@ -340,7 +363,7 @@ class Receiver:
                 self._reject(message, exc)
                 link.ack(message.mid, message.qos)
                 continue
-            good.append((message, ReceivedBatch(regency, post_id, batch, received_at)))
+            good.append((message, self._check_carried(ReceivedBatch(regency, post_id, batch, received_at))))
         if not good:
             return
         try:
@@ -369,9 +392,24 @@ class Receiver:
         if batch.unreadable:
             self.rejects["report_unreadable"] += batch.unreadable
         ids = [w.report.report_id for w in batch.reports]
-        if ids or batch.rejected:
+        refused = [*batch.rejected, *item.relay_rejected]
+        if ids or refused:
             topic = protocol.topic(item.regency, item.post_id, "ack")
-            link.publish(topic, protocol.encode_ack(ids, batch.rejected, at=datetime.now(UTC)), qos=1)
+            link.publish(topic, protocol.encode_ack(ids, refused, at=datetime.now(UTC)), qos=1)
+
+    def _check_carried(self, item: ReceivedBatch) -> ReceivedBatch:
+        checked, reasons, held = check_carried(item, self._relay)
+        self.rejects.update(reasons)
+        if held and time.monotonic() - self._unverifiable_logged >= UNVERIFIABLE_LOG_EVERY_S:
+            self._unverifiable_logged = time.monotonic()
+            log.warning(
+                "receiver: %d reports carried by post %s were not verified and not acknowledged (the carrier "
+                "keeps them and sends them again): %s",
+                held,
+                item.post_id,
+                "set [center.relay] secret_file" if self._relay is None else "see the errors above",
+            )
+        return checked
 
     def _reject(self, message: Message, exc: ProtocolError) -> None:
         self.counters["rejected"] += 1
@@ -426,6 +464,52 @@ class Receiver:
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
         self._q.put(LinkDown(link, reason))
+
+
+def check_carried(item: ReceivedBatch, relay: RelayCheck | None) -> tuple[ReceivedBatch, Counter[str], int]:
+    """Verify every report ``item``'s post carried for another one; keep only those that pass.
+
+    Returns the batch to store and ack, the refusals by reason, and how many were held.  A refused report
+    is acked as rejected to the carrier (so it stops sending that forgery), unless the refusal is the
+    center's own doing (:data:`RELAY_HELD_REASONS`, or a bug in verifying): such a report is *held* — not
+    acked at all, so the carrier keeps it and sends it again later."""
+    batch = item.batch
+    reasons: Counter[str] = Counter()
+    if not any(w.relay is not None for w in batch.reports):
+        return item, reasons, 0
+    kept: list[protocol.WireReport] = []
+    refused: list[protocol.Rejected] = []
+    held = 0
+    for wire in batch.reports:
+        if wire.relay is None:
+            kept.append(wire)
+            continue
+        try:
+            if relay is None:
+                raise ProtocolError("relay_unverifiable", "no [center.relay] secret_file is configured")
+            kept.append(relay.verify(item.post_id, wire, item.received_at))
+        except ProtocolError as exc:
+            reasons[exc.reason] += 1
+            if exc.reason in RELAY_HELD_REASONS:
+                held += 1
+                continue
+            log.warning(
+                "receiver: refused report %s of post %s carried by %s (%s): %s",
+                wire.report_id,
+                wire.report.post_id,
+                item.post_id,
+                exc.reason,
+                exc.detail[:200],
+            )
+            refused.append(protocol.Rejected(wire.report_id, str(exc)[: protocol.REASON_MAX]))
+        except Exception as exc:  # a bug in verifying, not bad input: the carrier keeps it and retries
+            reasons["decoder_bug"] += 1
+            held += 1
+            log.error("receiver: verifying a carried report failed (a bug): %r", exc, exc_info=exc)
+    checked = dataclasses.replace(
+        item, batch=dataclasses.replace(batch, reports=kept), relay_rejected=(*item.relay_rejected, *refused)
+    )
+    return checked, reasons, held
 
 
 def _decode(decoder: Callable[..., T], *args: Any) -> T:

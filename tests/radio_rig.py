@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devkit.simulator import SimulatedDevice
+from devkit.sim import SimulatedDevice
 from edge.daemon import Post
 from edge.radio import RadioTuning
 from edge.store import StoredReport

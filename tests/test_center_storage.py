@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,23 @@ def incoming(report: Report, post_id: str = "oebubun", *, age_s: float = 60.0, a
         age_source="boot",
         post_sent_at=at,
         regency="ttu",
+    )
+
+
+def carried(
+    report: Report, carrier: str, *, prev: str, hops: int, age_s: float = 60.0, at: datetime = NOW
+) -> IncomingReport:
+    """A report of ``report.post_id`` that ``carrier`` delivered (the center has verified its packet)."""
+    return IncomingReport(
+        report=report,
+        post_id=carrier,
+        received_at=at,
+        age_s=age_s,
+        age_source="boot",
+        post_sent_at=at,
+        regency="ttu",
+        relay_prev=prev,
+        relay_hops=hops,
     )
 
 
@@ -148,6 +166,94 @@ class StorageContract:
         post = storage.get_post("napan")
         assert post is not None and post.regency == "ttu" and post.last_report_at == NOW
 
+    def test_carried_report_is_stored_under_its_origin_with_a_copy_via_the_carrier(
+        self, storage: CenterStorage
+    ) -> None:
+        report = make_report("KEBAKARAN rumah warga", category="kebakaran").with_changes(post_id="oebubun")
+        [result] = storage.ingest([carried(report, "kefa-kota", prev="bukit-01", hops=2, age_s=600)])
+        assert result.created and result.wire_report_id == report.report_id
+        found = storage.get_report(report.report_id)
+        assert found is not None and found.post_id == "oebubun" and found.report == report
+        assert found.observed_est == NOW - timedelta(seconds=600)
+        [copy] = storage.copies(report.report_id)
+        assert (copy.post_id, copy.relay_origin, copy.relay_prev, copy.relay_hops) == (
+            "kefa-kota",
+            "oebubun",
+            "bukit-01",
+            2,
+        )
+        assert copy.carried
+        # both posts are known: the carrier was heard, the origin (no uplink of its own) through it
+        assert {p.post_id for p in storage.posts()} == {"kefa-kota", "oebubun"}
+        assert storage.get_post("oebubun").last_report_at == NOW  # type: ignore[union-attr]
+        assert storage.list_reports(ReportFilter(post_id="oebubun"))[0].report_id == report.report_id
+
+    def test_same_report_via_two_carriers_and_direct_is_one_report(self, storage: CenterStorage) -> None:
+        report = make_report().with_changes(post_id="oebubun")
+        storage.ingest([carried(report, "kefa-kota", prev="bukit-01", hops=2)])
+        storage.ingest([carried(report, "napan", prev="oebubun", hops=1, at=NOW + timedelta(seconds=5))])
+        storage.ingest([carried(report, "napan", prev="oebubun", hops=1, at=NOW + timedelta(seconds=9))])
+        [direct] = storage.ingest([incoming(report, "oebubun", at=NOW + timedelta(seconds=20))])
+        assert not direct.created and direct.copies == 3
+        assert storage.counts()["reports"] == 1
+        copies = {c.post_id: c for c in storage.copies(report.report_id)}
+        assert set(copies) == {"kefa-kota", "napan", "oebubun"}
+        assert copies["napan"].receipts == 2 and copies["napan"].relay_prev == "oebubun"
+        assert not copies["oebubun"].carried
+        assert storage.get_report(report.report_id).post_id == "oebubun"  # type: ignore[union-attr]
+        routes = storage.relay_routes()
+        assert [(r.origin, r.carrier, r.reports, r.max_hops) for r in routes] == [
+            ("oebubun", "kefa-kota", 1, 2),
+            ("oebubun", "napan", 1, 1),
+        ]
+        assert routes[1].last_received_at == NOW + timedelta(seconds=9)
+
+    def test_relay_routes_count_reports_per_origin_and_carrier(self, storage: CenterStorage) -> None:
+        items = [
+            carried(make_report(f"laporan {i}").with_changes(post_id="oebubun"), "napan", prev="oebubun", hops=1)
+            for i in range(3)
+        ]
+        items.append(carried(make_report("lain").with_changes(post_id="bijaepasu"), "napan", prev="oebubun", hops=2))
+        storage.ingest(items)
+        assert [(r.origin, r.carrier, r.reports) for r in storage.relay_routes()] == [
+            ("bijaepasu", "napan", 1),
+            ("oebubun", "napan", 3),
+        ]
+
+    def test_relay_columns_added_to_an_older_database(self, storage_url: str) -> None:
+        """A center database written before carried reports existed gains the copy columns; its rows read
+        as copies their posts delivered themselves."""
+        from center import schema
+
+        older = schema.MIGRATIONS[:2]
+        old = make_report()
+        body = json.dumps(old.to_dict())
+        original = storage_mod.MIGRATIONS
+        storage_mod.MIGRATIONS = older  # the migrations an older release shipped
+        try:
+            with open_storage(storage_url) as first:
+                # what an older center wrote (its own INSERTs: today's would name the new columns)
+                first.execute(
+                    "INSERT INTO reports (report_id, post_id, origin, category, urgency, severity, mode, msg_type,"
+                    " text_raw, body, observed_post_ts, stored_post_ts, received_ts, observed_est_ts, age_s,"
+                    " age_source, updated_ts) VALUES (?, 'oebubun', ?, 'lainnya', 'Unknown', 'Unknown', 'actual',"
+                    " 'new', ?, ?, ?, ?, ?, ?, 60, 'boot', ?)",
+                    (old.report_id, old.origin, old.text_raw, body, *[NOW.timestamp()] * 5),
+                )
+                first.execute(
+                    "INSERT INTO report_copies (report_id, post_id, wire_report_id, first_received_ts,"
+                    " last_received_ts, age_s, observed_est_ts) VALUES (?, 'oebubun', ?, ?, ?, 60, ?)",
+                    (old.report_id, old.report_id, *[NOW.timestamp()] * 3),
+                )
+                assert "relay_origin" not in first.query("SELECT * FROM report_copies")[0]
+        finally:
+            storage_mod.MIGRATIONS = original
+        with open_storage(storage_url) as second:
+            [report] = second.list_reports()
+            [copy] = second.copies(report.report_id)
+            assert not copy.carried and copy.relay_prev is None and copy.relay_hops is None
+            assert second.relay_routes() == []
+
     def test_replies_lifecycle(self, storage: CenterStorage) -> None:
         report = make_mesh_report(packet_id=5)
         storage.ingest([incoming(report)])
@@ -244,7 +350,8 @@ class TestSqliteStorage(StorageContract):
         with open_storage(storage_url) as second:
             assert second.counts()["reports"] == 1
             names = [r["name"] for r in second.query("SELECT name FROM schema_migrations ORDER BY name")]
-            assert names == sorted(m.name for m in storage_mod.MIGRATIONS) == ["c001_core", "s001_staff"]
+            assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
+            assert names == ["c001_core", "c002_relay_copies", "s001_staff"]
 
 
 @pytest.mark.postgres

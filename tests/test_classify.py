@@ -814,7 +814,7 @@ def test_said_of_is_validated_and_extensible(tmp_path: Path) -> None:
 def test_tokens_keep_their_clauses() -> None:
     clf = default_classifier()
     # "." and "," between digits are part of a number, not clause separators
-    assert clf._tokens_and_clauses("1.500 jiwa, 2 luka; aman")[1] == [0, 0, 0, 1, 1, 2]
+    assert clf.tokens_and_clauses("1.500 jiwa, 2 luka; aman")[1] == [0, 0, 0, 1, 1, 2]
     assert clf.tokens("1.500 jiwa, 2 luka; aman") == ["1", "500", "jiwa", "2", "luka", "aman"]
 
 

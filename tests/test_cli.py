@@ -163,3 +163,48 @@ def _count(config: Path) -> int:
         return 0
     with Store.open(db) as store:
         return sum(store.counts().values())
+
+
+# ---------------------------------------------------------------------------- relay keys
+def test_relay_secret_then_a_posts_key(tmp_path: Path, run_siaga) -> None:
+    import stat
+
+    from sync.compact import derive_post_key
+
+    secret = tmp_path / "relay-secret.hex"
+    made = run_siaga("center", "relay-secret", "--out", str(secret))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    raw = bytes.fromhex(secret.read_text().strip())
+    assert len(raw) == 32
+    # never overwritten: the posts' keys derive from it
+    again = run_siaga("center", "relay-secret", "--out", str(secret))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert bytes.fromhex(secret.read_text().strip()) == raw
+
+    key = run_siaga("relay", "key", "--secret-file", str(secret), "--post", "oebubun")
+    assert key.returncode == 0, key.stderr
+    assert key.stdout.strip() == derive_post_key(raw, "oebubun", 0).hex()
+    epoch3 = run_siaga("relay", "key", "--secret-file", str(secret), "--post", "oebubun", "--epoch", "3")
+    assert epoch3.stdout.strip() == derive_post_key(raw, "oebubun", 3).hex() != key.stdout.strip()
+    out = tmp_path / "oebubun.key"
+    written = run_siaga("relay", "key", "--secret-file", str(secret), "--post", "oebubun", "--out", str(out))
+    assert written.returncode == 0 and written.stdout == ""
+    assert out.read_text().strip() == key.stdout.strip() and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_relay_key_refuses_bad_input(tmp_path: Path, run_siaga) -> None:
+    secret = tmp_path / "secret.hex"
+    secret.write_text("ab" * 32)
+    secret.chmod(0o644)
+    loose = run_siaga("relay", "key", "--secret-file", str(secret), "--post", "oebubun")
+    assert loose.returncode == 78 and "readable by other users" in loose.stderr and loose.stdout == ""
+    secret.chmod(0o600)
+    for bad in (["--post", "Oebubun!"], ["--post", "oebubun", "--epoch", "256"], ["--post", "oebubun", "--epoch", "x"]):
+        done = run_siaga("relay", "key", "--secret-file", str(secret), *bad)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+    short = tmp_path / "short.hex"
+    short.write_text("ab" * 16)
+    short.chmod(0o600)
+    done = run_siaga("relay", "key", "--secret-file", str(short), "--post", "oebubun")
+    assert done.returncode == 78 and "at least 32" in done.stderr

@@ -31,8 +31,10 @@ def test_example_config_documents_every_key() -> None:
         "classifier": config.ClassifierConfig,
         "center": config.CenterConfig,
         "center.mqtt": config.CenterMqttConfig,
+        "center.relay": config.CenterRelayConfig,
         "log": config.LogConfig,
         "metrics": config.MetricsConfig,
+        "relay": config.RelayConfig,
         "handsets": config.HandsetConfig,
     }
     import dataclasses
@@ -40,7 +42,7 @@ def test_example_config_documents_every_key() -> None:
     missing = []
     for section, cls in sections.items():
         for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(f.type) or f.name == "mqtt":
+            if dataclasses.is_dataclass(f.type) or f.name in ("mqtt", "relay"):
                 continue
             if f"{f.name} =" not in text and f"{f.name}=" not in text:
                 missing.append(f"{section}.{f.name}")
@@ -164,3 +166,80 @@ def test_unwritable_data_dir_is_a_config_error(tmp_path: Path, run_siaga) -> Non
     result = run_siaga("report", "KEBAKARAN", config=path)
     assert result.returncode == 78
     assert "node.data_dir" in result.stderr
+
+
+def test_relay_config_is_checked_at_start(tmp_path: Path) -> None:
+    """[relay] enabled needs its key file (64 hex digits); a relay role needs the relay and no uplink."""
+    base = {"node": {"post_id": "bukit-01"}}
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"enabled": True}})
+    assert exc.value.key == "relay.key_file"
+    bad = tmp_path / "bad.key"
+    bad.write_text("abcd\n")
+    bad.chmod(0o600)
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"enabled": True, "key_file": str(bad)}})
+    assert exc.value.key == "relay.key_file"
+    good = tmp_path / "relay.key"
+    good.write_text("ab" * 32 + "\n")
+    good.chmod(0o600)
+    cfg = config.from_dict(
+        {"node": {"post_id": "bukit-01", "role": "relay"}, "relay": {"enabled": True, "key_file": str(good)}}
+    )
+    assert cfg.node.role == "relay" and config.read_relay_key(good) == bytes([0xAB]) * 32
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({"node": {"post_id": "bukit-01", "role": "relay"}})
+    assert exc.value.key == "relay.enabled"
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"airtime_cap": 2}})
+    assert exc.value.key == "relay.airtime_cap"
+
+
+# ---------------------------------------------------------------------------- [center.relay]
+def _relay_secret(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "relay-secret.hex"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_center_relay_secret_file_is_read_and_checked(tmp_path: Path) -> None:
+    secret = _relay_secret(tmp_path, "ab" * 32 + "\n")
+    cfg = config.from_dict({"center": {"relay": {"secret_file": str(secret)}}}, require_post=False)
+    assert cfg.center.relay is not None and cfg.center.relay.secret_file == secret
+    assert config.from_dict({}, require_post=False).center.relay is None
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "why"),
+    [
+        ("ab" * 32, 0o644, "readable by other users"),
+        ("ab" * 32, 0o640, "readable by other users"),
+        ("ab" * 31, 0o600, "at least 32"),
+        ("not hex at all", 0o600, "hex digits"),
+        ("", 0o600, "at least 32"),
+    ],
+)
+def test_center_relay_secret_file_refused_naming_the_key(tmp_path: Path, text: str, mode: int, why: str) -> None:
+    secret = _relay_secret(tmp_path, text, mode)
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"center": {"relay": {"secret_file": str(secret)}}}, require_post=False)
+    assert err.value.key == "center.relay.secret_file" and why in err.value.reason
+
+
+def test_center_relay_needs_its_secret_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"center": {"relay": {}}}, require_post=False)
+    assert err.value.key == "center.relay.secret_file"
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"center": {"relay": {"secret_file": str(tmp_path / "absent")}}}, require_post=False)
+    assert err.value.key == "center.relay.secret_file" and "cannot be read" in err.value.reason
+
+
+def test_center_relay_bad_secret_exits_78(tmp_path: Path, run_siaga) -> None:  # type: ignore[no-untyped-def]
+    secret = _relay_secret(tmp_path, "ab" * 32, 0o644)
+    cfg = tmp_path / "center.toml"
+    cfg.write_text(f'[center]\ndb = "sqlite:///{tmp_path}/c.db"\n[center.relay]\nsecret_file = "{secret}"\n')
+    done = run_siaga("center", "reports", config=cfg)
+    assert done.returncode == 78
+    assert "center.relay.secret_file" in done.stderr

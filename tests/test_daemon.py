@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from devkit.simulator import SimulatedDevice
+from devkit.sim import SimulatedDevice
 from edge.daemon import Post, run_daemon
 from edge.radio import MeshMessage
 from edge.status import read_runtime

@@ -18,16 +18,19 @@ from meshtastic import __main__ as meshtastic_main
 from meshtastic.protobuf import apponly_pb2, channel_pb2, config_pb2
 
 from cli.main import main as siaga
-from firmware_config import profiles
-from firmware_config.profiles import Problem, check_profile, load_profile, radio_frequency
-from siaga.errors import ConfigError
+from firmware_config import apply, channel, radio
+from firmware_config.check import check_profile, check_result, expected_canned_messages
+from firmware_config.frequency import CHANNEL_NAME, Lora, radio_frequency
+from firmware_config.load import load_profile, load_shipped
+from firmware_config.profile import ROLES, Problem, Profile, get_path, profile_path
+from siaga.errors import ConfigError, RadioError
 
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def variant(tmp_path: Path, role: str, change: Any, name: str = "variant.yaml") -> profiles.Profile:
+def variant(tmp_path: Path, role: str, change: Any, name: str = "variant.yaml") -> Profile:
     """A copy of a shipped profile with ``change(raw_dict)`` applied, loaded from a real file."""
-    raw = yaml.safe_load(profiles.profile_path(role).read_text(encoding="utf-8"))
+    raw = yaml.safe_load(profile_path(role).read_text(encoding="utf-8"))
     raw = copy.deepcopy(raw)
     change(raw)
     path = tmp_path / name
@@ -39,23 +42,20 @@ def keys(problems: list[Problem]) -> set[str]:
     return {p.key for p in problems}
 
 
-def lora(**fields: Any) -> config_pb2.Config.LoRaConfig:
-    cfg = config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST)
-    for k, v in fields.items():
-        setattr(cfg, k, v)
-    return cfg
+def lora(**fields: Any) -> Lora:
+    return Lora(**{"use_preset": True, "modem_preset": "LONG_FAST", **fields})
 
 
-SG = config_pb2.Config.LoRaConfig.SG_923
-US = config_pb2.Config.LoRaConfig.US
+SG = "SG_923"
+US = "US"
 
 
 # ------------------------------------------------------------------------------------ shipped profiles
 
 
 def test_shipped_profiles_pass_every_check() -> None:
-    results = profiles.check_all()
-    assert [r.profile.name for r in results] == ["handset", "router", "gateway"]
+    results = [check_result(p) for p in load_shipped()]
+    assert [r.profile.name for r in results] == ["handset", "router", "gateway", "relay"]
     for result in results:
         assert result.problems == (), result.problems
         freq = result.frequency
@@ -65,30 +65,30 @@ def test_shipped_profiles_pass_every_check() -> None:
         assert result.profile.lora.hop_limit == 4
 
 
-@pytest.mark.parametrize("role", profiles.ROLES)
+@pytest.mark.parametrize("role", ROLES)
 def test_profile_parses_exactly_like_meshtastic_configure(role: str) -> None:
     """Our loader and the library's own --configure parser build the same DeviceProfile protobuf."""
-    path = profiles.profile_path(role)
+    path = profile_path(role)
     with contextlib.redirect_stdout(io.StringIO()):
         theirs = meshtastic_main._profile_from_yaml(yaml.safe_load(path.read_text(encoding="utf-8")))
     ours = load_profile(role)
     assert ours.parse_problems == ()
-    assert ours.device_profile == theirs
+    assert radio.device_profile(ours) == theirs
 
 
 def test_shipped_profiles_carry_no_secret() -> None:
-    for role in profiles.ROLES:
-        text = profiles.profile_path(role).read_text(encoding="utf-8")
+    for role in ROLES:
+        text = profile_path(role).read_text(encoding="utf-8")
         assert "meshtastic.org/e/" not in text
         assert "psk" not in yaml.safe_load(text).__repr__().lower()
-        dp = load_profile(role).device_profile
+        dp = radio.device_profile(load_profile(role))
         assert not dp.channel_url
         assert not dp.config.security.private_key and not dp.config.security.admin_key
 
 
 def test_roles_and_role_specific_settings() -> None:
     role = config_pb2.Config.DeviceConfig.Role
-    handset, router, gateway = (load_profile(r).device_profile for r in profiles.ROLES)
+    handset, router, gateway, relay = (radio.device_profile(load_profile(r)) for r in ROLES)
     assert handset.config.device.role == role.CLIENT
     assert router.config.device.role in (role.ROUTER, role.ROUTER_LATE)
     assert gateway.config.device.role == role.CLIENT_BASE
@@ -97,6 +97,10 @@ def test_roles_and_role_specific_settings() -> None:
     assert handset.config.position.position_broadcast_smart_enabled
     assert not router.config.bluetooth.enabled and router.config.power.is_power_saving
     assert gateway.config.security.serial_enabled and not gateway.config.bluetooth.enabled
+    assert relay.config.device.role in (role.ROUTER_LATE, role.CLIENT_BASE)
+    rebroadcast = config_pb2.Config.DeviceConfig.RebroadcastMode
+    assert relay.config.device.rebroadcast_mode == gateway.config.device.rebroadcast_mode == rebroadcast.ALL
+    assert relay.config.security.serial_enabled and not relay.config.power.is_power_saving
 
 
 def test_handset_canned_messages_equal_the_classifier_set() -> None:
@@ -138,7 +142,7 @@ def test_frequency_math_follows_firmware() -> None:
     shifted = radio_frequency(lora(region=SG, channel_num=16, frequency_offset=0.01))
     assert shifted.centre_mhz == pytest.approx(920.885)
     # 125 kHz preset: 64 slots.
-    slow = lora(region=SG, channel_num=1, modem_preset=config_pb2.Config.LoRaConfig.LONG_SLOW)
+    slow = lora(region=SG, channel_num=1, modem_preset="LONG_SLOW")
     assert radio_frequency(slow).centre_mhz == pytest.approx(917.0625)
     with pytest.raises(ConfigError):
         radio_frequency(lora(region=SG, channel_num=33))
@@ -265,7 +269,7 @@ def test_unreadable_or_non_mapping_yaml_raises_config_error(tmp_path: Path) -> N
 def test_cli_firmware_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert siaga(["firmware", "check"]) == 0
     out = capsys.readouterr().out
-    assert out.count("920.875 MHz") == 3 and "Semua profil lolos" in out
+    assert out.count("920.875 MHz") == len(ROLES) == 4 and "Semua profil lolos" in out
 
     bad = variant(tmp_path, "handset", lambda raw: raw["config"]["lora"].update(channel_num=0)).path
     assert siaga(["firmware", "check", "--role", "handset", str(bad)]) == 1
@@ -307,22 +311,24 @@ def test_cli_firmware_apply_argument_errors(tmp_path: Path, capsys: pytest.Captu
 def _channel_url(psk: bytes, name: str = "TTU112") -> str:
     cs = apponly_pb2.ChannelSet()
     cs.settings.append(channel_pb2.ChannelSettings(name=name, psk=psk))
-    cs.lora_config.region = US  # must be ignored: the profile's lora config is what gets written
+    cs.lora_config.region = (
+        config_pb2.Config.LoRaConfig.US
+    )  # must be ignored: the profile's lora config is what gets written
     b64 = base64.urlsafe_b64encode(cs.SerializeToString()).decode().rstrip("=")
     return f"https://meshtastic.org/e/#{b64}"
 
 
 def test_psk_is_generated_once_per_regency_with_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "siaga" / "channel.psk"
-    first = profiles.plan_channels(psk_file=path)
+    first = apply.channel_plan(psk_file=path)
     assert first.source == "generated" and first.psk_path == path
-    psk = bytes(first.settings[0].psk)
-    assert len(psk) == 32 and psk != profiles._DEFAULT_KEY
+    psk = first.settings[0].psk
+    assert len(psk) == 32 and psk != channel._DEFAULT_KEY
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert base64.b64decode(path.read_text().strip()) == psk
-    assert first.settings[0].name == profiles.CHANNEL_NAME
-    assert first.settings[0].module_settings.position_precision == 32
-    second = profiles.plan_channels(psk_file=path)
+    assert first.settings[0].name == CHANNEL_NAME
+    assert first.settings[0].position_precision == 32
+    second = apply.channel_plan(psk_file=path)
     assert second.source == "file" and bytes(second.settings[0].psk) == psk
 
 
@@ -331,41 +337,37 @@ def test_psk_file_readable_by_others_or_default_key_is_refused(tmp_path: Path) -
     path.write_text(base64.b64encode(os.urandom(32)).decode())
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
-        profiles.plan_channels(psk_file=path)
+        apply.channel_plan(psk_file=path)
     path.chmod(0o600)
     path.write_text("AQ==\n")
     with pytest.raises(ConfigError, match="default"):
-        profiles.plan_channels(psk_file=path)
-    for psk in (b"", b"\x01", profiles._DEFAULT_KEY):
+        apply.channel_plan(psk_file=path)
+    for psk in (b"", b"\x01", channel._DEFAULT_KEY):
         with pytest.raises(ConfigError):
-            profiles.plan_channels(channel_url=_channel_url(psk))
+            apply.channel_plan(channel_url=_channel_url(psk))
     with pytest.raises(ConfigError):
-        profiles.plan_channels(channel_url="https://example.org/not-a-channel")
+        apply.channel_plan(channel_url="https://example.org/not-a-channel")
 
 
 def test_channel_url_key_is_used_as_given(tmp_path: Path) -> None:
     key = os.urandom(32)
-    plan = profiles.plan_channels(channel_url=_channel_url(key), psk_file=tmp_path / "unused.psk")
+    plan = apply.channel_plan(channel_url=_channel_url(key), psk_file=tmp_path / "unused.psk")
     assert plan.source == "url" and bytes(plan.settings[0].psk) == key and plan.settings[0].name == "TTU112"
     assert not (tmp_path / "unused.psk").exists()
 
 
 # ------------------------------------------------------------------- apply against the simulated device
 
-simulator = pytest.importorskip("devkit.simulator", reason="devkit/simulator.py not written yet")
+simulator = pytest.importorskip("devkit.sim", reason="devkit/sim/ not written yet")
 
 # Simulated time runs 20x: the post-commit reboot comes after 0.35 s instead of 7 s.
 SPEED = 20.0
 FAST = {"pause": 0.0, "settle": 1.0, "connect_timeout": 20, "reconnect_timeout": 30.0, "read_timeout": 5.0}
 
 
-def _device_leaves(profile: profiles.Profile, state: Any) -> list[tuple[str, Any, Any]]:
-    out = []
-    for s in profile.settings:
-        root_dev = state.config if s.kind == "config" else state.module_config
-        root_prof = profile.device_profile.config if s.kind == "config" else profile.device_profile.module_config
-        out.append((".".join(s.path), profiles._get_path(root_dev, s.path), profiles._get_path(root_prof, s.path)))
-    return out
+def _device_leaves(profile: Profile, state: Any) -> list[tuple[str, Any, Any]]:
+    device = {"config": radio.to_values(state.config), "module_config": radio.to_values(state.module_config)}
+    return [(s.key, get_path(device, s.key.split(".")), profile.get(s.key)) for s in profile.settings]
 
 
 def test_apply_handset_over_tcp_writes_reads_back_and_keeps_the_key(tmp_path: Path) -> None:
@@ -373,7 +375,7 @@ def test_apply_handset_over_tcp_writes_reads_back_and_keeps_the_key(tmp_path: Pa
     with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=7) as dev:
         # The simulated device starts with bluetooth off and wifi on: the profile must change them.
         assert dev.state.module_config.canned_message.enabled is False
-        result = profiles.apply_profile("handset", host=f"127.0.0.1:{dev.port}", psk_file=psk_path, **FAST)
+        result = apply.apply_profile("handset", host=f"127.0.0.1:{dev.port}", psk_file=psk_path, **FAST)
         state = dev.state
 
         assert result.channel_source == "generated" and result.psk_path == psk_path
@@ -384,10 +386,10 @@ def test_apply_handset_over_tcp_writes_reads_back_and_keeps_the_key(tmp_path: Pa
             assert got == want, path
         assert state.config.lora.channel_num == 16 and state.config.lora.hop_limit == 4
         assert state.module_config.detection_sensor.name == "SOS"
-        assert state.canned_messages == "|".join(profiles.expected_canned_messages())
+        assert state.canned_messages == "|".join(expected_canned_messages())
         key = base64.b64decode(psk_path.read_text())
         assert len(key) == 32 and bytes(state.channels[0].settings.psk) == key
-        assert state.channels[0].settings.name == profiles.CHANNEL_NAME
+        assert state.channels[0].settings.name == CHANNEL_NAME
         assert state.channels[0].role == channel_pb2.Channel.Role.PRIMARY
         assert all(ch.role == channel_pb2.Channel.Role.DISABLED for ch in state.channels[1:])
         # One begin/commit transaction; the device rebooted after the commit and we reconnected.
@@ -404,7 +406,7 @@ def test_apply_router_over_pty_reuses_the_regency_key(tmp_path: Path) -> None:
     psk_path.chmod(0o600)
     tty = tmp_path / "ttySIM0"
     with simulator.SimulatedDevice(pty_path=tty, speed=SPEED, seed=8) as dev:
-        result = profiles.apply_profile("router", port=str(tty), psk_file=psk_path, **FAST)
+        result = apply.apply_profile("router", port=str(tty), psk_file=psk_path, **FAST)
         assert result.channel_source == "file"
         assert bytes(dev.state.channels[0].settings.psk) == key
         role = config_pb2.Config.DeviceConfig.Role
@@ -416,7 +418,7 @@ def test_apply_router_over_pty_reuses_the_regency_key(tmp_path: Path) -> None:
 def test_apply_with_channel_url_ignores_its_lora_config(tmp_path: Path) -> None:
     key = os.urandom(32)
     with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=9) as dev:
-        result = profiles.apply_profile(
+        result = apply.apply_profile(
             "gateway",
             host=f"127.0.0.1:{dev.port}",
             channel_url=_channel_url(key),
@@ -426,20 +428,23 @@ def test_apply_with_channel_url_ignores_its_lora_config(tmp_path: Path) -> None:
         assert result.channel_source == "url" and not (tmp_path / "x").exists()
         assert dev.state.channels[0].settings.name == "TTU112"
         # The URL carried region US: the profile's SG_923 slot 16 is what the device got.
-        assert dev.state.config.lora.region == SG and dev.state.config.lora.channel_num == 16
+        assert (
+            dev.state.config.lora.region == config_pb2.Config.LoRaConfig.SG_923
+            and dev.state.config.lora.channel_num == 16
+        )
 
 
 def test_verification_reports_a_value_the_device_did_not_keep(tmp_path: Path) -> None:
-    plan = profiles.plan_channels(psk_file=tmp_path / "channel.psk")
+    plan = apply.channel_plan(psk_file=tmp_path / "channel.psk")
     with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=10) as dev:
         host = f"127.0.0.1:{dev.port}"
-        profiles.apply_profile("gateway", host=host, psk_file=tmp_path / "channel.psk", **FAST)
+        apply.apply_profile("gateway", host=host, psk_file=tmp_path / "channel.psk", **FAST)
         # As if the firmware had clamped the slot and someone re-enabled a public channel.
         dev.state.config.lora.channel_num = 20
         dev.state.channels[1].role = channel_pb2.Channel.Role.SECONDARY
         dev.state.channels[1].settings.name = "LongFast"
-        with pytest.raises(profiles.RadioError) as err:
-            profiles._verify(load_profile("gateway"), plan, None, host, 20, 30.0, 5.0)
+        with pytest.raises(RadioError) as err:
+            apply.verify(load_profile("gateway"), plan, None, host, 20, 30.0, 5.0)
         assert "config.lora.channel_num" in str(err.value) and "kanal 1" in str(err.value)
 
 
@@ -447,7 +452,92 @@ def test_apply_refuses_a_bad_profile_before_touching_the_radio(tmp_path: Path) -
     bad = variant(tmp_path, "handset", lambda raw: raw["config"]["lora"].update(channel_num=0))
     with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=11) as dev:
         with pytest.raises(ConfigError):
-            profiles.apply_profile(
-                "handset", host=f"127.0.0.1:{dev.port}", profile=bad, psk_file=tmp_path / "k", **FAST
-            )
+            apply.apply_profile("handset", host=f"127.0.0.1:{dev.port}", profile=bad, psk_file=tmp_path / "k", **FAST)
         assert dev.handshakes == 0 and not (tmp_path / "k").exists()
+
+
+# ------------------------------------------------------------- relay profile and the custody rebroadcast rule
+
+BLOCKING_MODES = ["CORE_PORTNUMS_ONLY", "KNOWN_ONLY", "LOCAL_ONLY", "NONE", "ALL_SKIP_DECODING"]
+
+
+@pytest.mark.parametrize("role", ["gateway", "relay"])
+@pytest.mark.parametrize("mode", BLOCKING_MODES)
+def test_rebroadcast_mode_that_drops_our_private_port_is_reported(tmp_path: Path, role: str, mode: str) -> None:
+    p = variant(tmp_path, role, lambda raw: raw["config"]["device"].update(rebroadcast_mode=mode))
+    problems = check_profile(p)
+    assert keys(problems) == {"config.device.rebroadcast_mode"}
+    assert mode in problems[0].message and "rebroadcast_mode: ALL" in problems[0].message
+
+
+@pytest.mark.parametrize("role", ["gateway", "relay"])
+def test_rebroadcast_mode_must_be_written_in_custody_profiles(tmp_path: Path, role: str) -> None:
+    # An unnamed mode would leave whatever the radio had (CORE_PORTNUMS_ONLY on an ex-ROUTER).
+    p = variant(tmp_path, role, lambda raw: raw["config"]["device"].pop("rebroadcast_mode"))
+    assert keys(check_profile(p)) == {"config.device.rebroadcast_mode"}
+
+
+def test_router_keeps_its_own_rebroadcast_rule(tmp_path: Path) -> None:
+    # The router is not a custody radio (no Pi): LOCAL_ONLY stays its choice (router.yaml says why).
+    assert check_profile(load_profile("router")) == []
+
+
+def test_relay_role_and_pi_link_rules(tmp_path: Path) -> None:
+    def router_like(raw: dict[str, Any]) -> None:
+        raw["config"]["device"]["role"] = "ROUTER"
+        raw["config"]["power"]["is_power_saving"] = True
+        raw["config"]["security"]["serial_enabled"] = False
+
+    assert keys(check_profile(variant(tmp_path, "relay", router_like))) == {
+        "config.device.role",
+        "config.power.is_power_saving",
+        "config.security.serial_enabled",
+    }
+    client_base = variant(tmp_path, "relay", lambda raw: raw["config"]["device"].update(role="CLIENT_BASE"))
+    assert check_profile(client_base) == []
+
+
+def test_cli_firmware_check_names_rebroadcast_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = variant(tmp_path, "relay", lambda raw: raw["config"]["device"].update(rebroadcast_mode="CORE_PORTNUMS_ONLY"))
+    assert siaga(["firmware", "check", "--role", "relay", str(bad.path)]) == 1
+    out = capsys.readouterr().out
+    assert "config.device.rebroadcast_mode: CORE_PORTNUMS_ONLY" in out and "rebroadcast_mode: ALL" in out
+
+
+def test_apply_relay_then_check_the_radio_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    psk_path = tmp_path / "channel.psk"
+    tty = tmp_path / "ttySIM1"
+    with simulator.SimulatedDevice(pty_path=tty, speed=SPEED, seed=12) as dev:
+        # A radio that was a ROUTER before: the firmware left CORE_PORTNUMS_ONLY behind.
+        mode = config_pb2.Config.DeviceConfig.RebroadcastMode
+        dev.state.config.device.role = config_pb2.Config.DeviceConfig.Role.ROUTER
+        dev.state.config.device.rebroadcast_mode = mode.CORE_PORTNUMS_ONLY
+        assert apply.check_radio("relay", port=str(tty), connect_timeout=20, read_timeout=5.0)  # not fit yet
+
+        result = apply.apply_profile("relay", port=str(tty), psk_file=psk_path, **FAST)
+        assert result.role == "relay" and result.frequency.centre_mhz == pytest.approx(920.875)
+        assert dev.state.config.device.role == config_pb2.Config.DeviceConfig.Role.ROUTER_LATE
+        assert dev.state.config.device.rebroadcast_mode == mode.ALL
+        assert dev.state.config.power.is_power_saving is False
+
+        # siaga firmware check against the radio: passes now ...
+        assert siaga(["firmware", "check", "--role", "relay", "--port", str(tty)]) == 0
+        assert "OK" in capsys.readouterr().out
+        # ... and names rebroadcast_mode (and the fix) once the radio drops our port again.
+        dev.state.config.device.rebroadcast_mode = mode.KNOWN_ONLY
+        assert siaga(["firmware", "check", "--role", "relay", "--port", str(tty)]) == 1
+        out = capsys.readouterr().out
+        assert "config.device.rebroadcast_mode: KNOWN_ONLY" in out and "rebroadcast_mode: ALL" in out
+        assert "siaga firmware apply --role relay" in out
+
+
+def test_check_gateway_radio_over_tcp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with simulator.SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=13) as dev:
+        host = f"127.0.0.1:{dev.port}"
+        apply.apply_profile("gateway", host=host, psk_file=tmp_path / "channel.psk", **FAST)
+        assert siaga(["firmware", "check", "--role", "gateway", "--host", host]) == 0
+        dev.state.config.device.rebroadcast_mode = config_pb2.Config.DeviceConfig.RebroadcastMode.CORE_PORTNUMS_ONLY
+        problems = apply.check_radio("gateway", host=host, connect_timeout=20, read_timeout=5.0)
+        assert [p.key for p in problems] == ["config.device.rebroadcast_mode"]
+        assert "PRIVATE_APP" in problems[0].message
+    assert siaga(["firmware", "check", "--host", "127.0.0.1:9"]) == 78  # --role is required with a radio

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+import string
 import zlib
 from datetime import UTC, datetime
 
@@ -12,8 +15,9 @@ from hypothesis import strategies as st
 
 from siaga.errors import ProtocolError
 from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX
-from sync import protocol
+from sync import compact, protocol
 from sync.protocol import Rejected, WireReport
+from tests.carried import carried_wire, packet_of
 from tests.reports import make_mesh_report, make_report
 
 SENT = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
@@ -318,3 +322,115 @@ def test_ack_carries_the_center_commit_time() -> None:
     assert protocol.decode_ack(protocol.encode_ack(["ma1b2c3d4-0000002a-20261128"])).at is None
     with pytest.raises(ProtocolError):
         protocol.decode_ack(b'{"v": 1, "type": "ack", "ids": [], "rejected": [], "at": "yesterday"}')
+
+
+# ---------------------------------------------------------------------------- carried reports (relay)
+def _carried_payload(relay: object, *, body: dict[str, object] | None = None, carrier: str = "napan") -> bytes:
+    report = body if body is not None else make_report(post_id="oebubun").to_dict()
+    return batch_payload([entry({**report, "relay": relay})], post_id=carrier)
+
+
+def test_a_carried_report_round_trips_with_its_packet() -> None:
+    report = make_mesh_report(post_id="oebubun")
+    packet = packet_of(report, age_s=30, hops=2, transit_s=100)
+    wire_entry = carried_wire(packet, prev="bukit-01", hops=2, held_s=7.5)
+    [sealed] = protocol.encode_report_batches("napan", [wire_entry], sent_at=SENT, max_bytes=16 * 1024)
+    batch = protocol.decode_report_batch(sealed.payload, "napan")
+    assert batch.rejected == [] and len(batch.reports) == 1
+    [got] = batch.reports
+    assert got.report.post_id == "oebubun" and got.report_id == report.report_id and got.age_s == 7.5
+    assert got.relay is not None
+    assert (got.relay.packet, got.relay.prev, got.relay.hops) == (packet, "bukit-01", 2)
+    assert got.relay.parsed.report.report_id == report.report_id and not got.relay.parsed.verified
+
+
+def test_without_a_relay_field_another_posts_report_is_still_refused() -> None:
+    other = make_report(post_id="oebubun").to_dict()
+    batch = protocol.decode_report_batch(batch_payload([entry(other)], post_id="napan"), "napan")
+    assert batch.reports == [] and "post_mismatch" in batch.rejected[0].reason
+
+
+def test_the_largest_packet_fits_the_relay_field_bound() -> None:
+    assert protocol.MAX_RELAY_PACKET_B64 == 292
+    noise = random.Random(12).choices(string.ascii_letters + string.digits + string.punctuation, k=4000)
+    packet = packet_of(make_report("".join(noise), post_id="oebubun"))  # cut to fit: about the largest
+    assert compact.MAX_PACKET_BYTES - 4 <= len(packet) <= compact.MAX_PACKET_BYTES
+    assert len(protocol.encode_relay(packet, "napan", 0)["packet"]) <= protocol.MAX_RELAY_PACKET_B64
+    biggest = packet + b"\x00" * (compact.MAX_PACKET_BYTES - len(packet))
+    assert len(base64.b64encode(biggest)) == protocol.MAX_RELAY_PACKET_B64
+
+
+def _good_packet() -> tuple[dict[str, object], bytes]:
+    report = make_report(post_id="oebubun")
+    return report.to_dict(), packet_of(report)
+
+
+@pytest.mark.parametrize(
+    ("relay", "why"),
+    [
+        ("not an object", "relay must be an object"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": 1, "sig": "x"}, "unknown field"),
+        ({"packet": "AAAA", "hops": 1}, "relay.prev"),
+        ({"packet": "AAAA", "prev": "Oebubun!", "hops": 1}, "relay.prev"),
+        ({"packet": "AAAA", "prev": "x" * 33, "hops": 1}, "relay.prev"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": -1}, "relay.hops"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": 128}, "relay.hops"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": True}, "relay.hops"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": 1.0}, "relay.hops"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": "1"}, "relay.hops"),
+        ({"prev": "oebubun", "hops": 1}, "relay.packet"),
+        ({"packet": 12, "prev": "oebubun", "hops": 1}, "relay.packet"),
+        ({"packet": "", "prev": "oebubun", "hops": 1}, "relay.packet"),
+        ({"packet": "A" * 296, "prev": "oebubun", "hops": 1}, "relay.packet must be base64 of at most 219"),
+        ({"packet": "AAA*", "prev": "oebubun", "hops": 1}, "not valid base64"),
+        ({"packet": "AAA", "prev": "oebubun", "hops": 1}, "not valid base64"),
+        ({"packet": "ÄÄÄÄ", "prev": "oebubun", "hops": 1}, "not valid base64"),
+        ({"packet": "AAAA", "prev": "oebubun", "hops": 1}, "relay_packet"),  # 3 zero bytes: no packet
+        ({"packet": "AQE" + "A" * 289, "prev": "oebubun", "hops": 1}, "relay_packet"),  # garbage after the header
+    ],
+)
+def test_hostile_relay_fields_are_refused_by_id(relay: object, why: str) -> None:
+    body, _packet = _good_packet()
+    batch = protocol.decode_report_batch(_carried_payload(relay, body=body), "napan")
+    assert batch.reports == []
+    [refused] = batch.rejected
+    assert refused.report_id == body["report_id"] and why in refused.reason, refused.reason
+
+
+def test_a_packet_of_another_report_or_post_is_a_mismatch() -> None:
+    body, packet = _good_packet()
+    other_report = packet_of(make_report("BANJIR", post_id="oebubun"))
+    other_post = packet_of(make_report(report_id=str(body["report_id"]), post_id="bijaepasu"))
+    for wrong in (other_report, other_post):
+        relay = protocol.encode_relay(wrong, "oebubun", 1)
+        batch = protocol.decode_report_batch(_carried_payload(relay, body=body), "napan")
+        assert batch.reports == [] and "relay_mismatch" in batch.rejected[0].reason
+    # the carrier's own name on another's packet is no way round the check either
+    batch = protocol.decode_report_batch(
+        _carried_payload(protocol.encode_relay(packet, "oebubun", 1), body={**body, "post_id": "napan"}), "napan"
+    )
+    assert batch.reports == [] and "relay_mismatch" in batch.rejected[0].reason
+
+
+def test_oversized_and_other_version_packets_are_refused() -> None:
+    _body, packet = _good_packet()
+    for bad, reason in (
+        (packet + b"\x00" * (compact.MAX_PACKET_BYTES + 1 - len(packet)), "schema"),  # 220 bytes: 296 chars
+        (b"\x02" + packet[1:], "relay_packet"),  # a codec version this center does not know
+        (packet[:-1], "relay_packet"),  # cut short
+    ):
+        relay = {"packet": base64.b64encode(bad).decode(), "prev": "oebubun", "hops": 0}
+        with pytest.raises(ProtocolError) as info:
+            protocol.decode_relay(relay)
+        assert info.value.reason == reason
+    with pytest.raises(ProtocolError):
+        protocol.encode_relay(packet, "Not A Slug", 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=240), st.integers(-2, 130), st.text(max_size=40))
+def test_random_relay_fields_only_ever_refuse_the_entry(packet: bytes, hops: int, prev: str) -> None:
+    body, _ = _good_packet()
+    relay = {"packet": base64.b64encode(packet).decode(), "prev": prev, "hops": hops}
+    batch = protocol.decode_report_batch(_carried_payload(relay, body=body), "napan")
+    assert len(batch.reports) + len(batch.rejected) == 1

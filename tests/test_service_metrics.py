@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devkit.harness.mosquitto import Mosquitto, free_port
-from devkit.simulator import SimulatedDevice
+from devkit.sim import SimulatedDevice
 from tests.conftest import REPO
 
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from meshtastic.protobuf import mesh_pb2
 from pubsub import pub
 
-from devkit.simulator import SimulatedDevice, garbage_bytes, load_scenario, parse_step
+from devkit.sim import SimulatedDevice, garbage_bytes, load_scenario, parse_step
 from devkit.stream import MAX_PAYLOAD, START1, START2, Frame, FrameDecoder, Noise, encode_frame
 from siaga.errors import ConfigError
 

@@ -495,3 +495,35 @@ def test_siaga_center_run_serves_the_dashboard(tmp_path: Path, mosquitto: Any) -
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_carried_reports_show_their_carriers(web: Any) -> None:
+    """Posts page: which carriers a post's reports came through, and what a carrier carried for whom;
+    report page: "diteruskan oleh <carrier> (n hop)"."""
+    from center.storage import IncomingReport
+
+    _app, storage, client = web
+    now = utcnow()
+    reports = [make_report(f"KEBAKARAN rumah {i}", post_id="oebubun") for i in range(3)]
+
+    def carried(report: Any, carrier: str, prev: str, hops: int) -> None:
+        storage.ingest(
+            [IncomingReport(report, carrier, now, 10.0, "boot", regency="ttu", relay_prev=prev, relay_hops=hops)]
+        )
+
+    for report in reports:
+        carried(report, "napan", "bukit-01", 2)
+    carried(reports[0], "kefa-kota", "oebubun", 1)
+    direct = ingest(storage, make_report("BANJIR", post_id="napan"))
+    login(client)
+    page = client.get("/pos").text
+    assert "lewat napan (3 laporan, ≤2 hop)" in page and "lewat kefa-kota (1 laporan, ≤1 hop)" in page
+    assert "membawa 3 laporan pos oebubun" in page and "membawa 1 laporan pos oebubun" in page
+    rows = client.get("/pos/baris").text
+    assert "lewat napan" in rows
+    detail = client.get(f"/laporan/{reports[0].report_id}").text
+    assert "diteruskan oleh <strong>napan</strong> (2 hop, dari bukit-01)" in detail
+    assert "diteruskan oleh <strong>kefa-kota</strong> (1 hop, dari oebubun)" in detail
+    assert "hanya tiba lewat relay" in detail
+    plain = client.get(f"/laporan/{direct}").text
+    assert "diteruskan oleh" not in plain and "hanya tiba lewat relay" not in plain

@@ -56,16 +56,21 @@ def post_config(
     )
 
 
-def center_config(db_url: str, urls: Iterable[str], *, mqtt_extra: dict[str, Any] | None = None) -> Config:
-    return config_mod.from_dict(
-        {
-            "center": {
-                "db": db_url,
-                "mqtt": {"urls": list(urls), "keepalive_s": 5, "regency": "+", **(mqtt_extra or {})},
-            }
-        },
-        require_post=False,
-    )
+def center_config(
+    db_url: str,
+    urls: Iterable[str],
+    *,
+    mqtt_extra: dict[str, Any] | None = None,
+    relay_secret_file: Path | None = None,
+) -> Config:
+    """``relay_secret_file``: the regency relay secret (hex, mode 0600) that verifies carried reports."""
+    center: dict[str, Any] = {
+        "db": db_url,
+        "mqtt": {"urls": list(urls), "keepalive_s": 5, "regency": "+", **(mqtt_extra or {})},
+    }
+    if relay_secret_file is not None:
+        center["relay"] = {"secret_file": str(relay_secret_file)}
+    return config_mod.from_dict({"center": center}, require_post=False)
 
 
 def make_reports(n: int, post_id: str = "oebubun", *, text: str = "KEBAKARAN rumah warga dekat pasar") -> list[Report]:

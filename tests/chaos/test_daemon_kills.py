@@ -2,7 +2,7 @@
 
 Issue 7: ``siaga run`` (a real subprocess: the real meshtastic library, the real SQLite store, the real uplink
 to a real Mosquitto and a real center) is killed with SIGKILL at random moments while a simulated gateway
-radio (devkit/simulator.py over TCP) streams texts from three registered handsets, and started again each
+radio (devkit/sim/ over TCP) streams texts from three registered handsets, and started again each
 time.  CI runs a reduced schedule; ``pytest --full`` runs the issue's 50 kills during 2,000 reports.
 """
 
@@ -22,7 +22,7 @@ from meshtastic.tcp_interface import TCPInterface
 from devkit.harness.mosquitto import Mosquitto
 from devkit.harness.procs import spawn_siaga_run, stop_process
 from devkit.harness.synctools import Center, center_report_ids, wait_for
-from devkit.simulator import SimulatedDevice
+from devkit.sim import SimulatedDevice
 from edge.store import Store
 from tests.conftest import Budget
 from tests.radio_rig import post_config, radio_of, running_post

@@ -30,7 +30,7 @@ import pytest
 
 from devkit.harness.mosquitto import free_port
 from devkit.harness.procs import spawn_siaga_run, stop_process
-from devkit.simulator import SimulatedDevice
+from devkit.sim import SimulatedDevice
 from edge import daemon
 from edge.status import post_status, read_runtime
 from siaga import config as config_mod

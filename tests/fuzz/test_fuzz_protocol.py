@@ -20,6 +20,7 @@ would be redelivered forever); a valid report from a real post afterwards is sto
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import zlib
@@ -33,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from center.relayed import RelayVerifier
 from center.service import StorageSink
 from center.storage import CenterStorage, open_storage
 from devkit.harness.mosquitto import Mosquitto
@@ -42,7 +44,8 @@ from siaga.errors import ProtocolError
 from siaga.report import Callback, Casualties
 from sync import protocol
 from sync.mqtt import publish_once
-from sync.receiver import ReceivedBatch
+from sync.receiver import ReceivedBatch, RelayCheck, check_carried
+from tests.carried import SECRET, carried_dict, packet_of, tamper_text
 from tests.conftest import Budget
 from tests.fuzz.conftest import Reasons
 from tests.reports import make_mesh_report, make_report
@@ -65,8 +68,9 @@ ENVELOPE_REASONS = (
     "topic",
     "unknown_cmd",
 )
-#: Refusals of single reports inside a good envelope (Receiver.rejects).
-ENTRY_REASONS = ("report_invalid", "report_unreadable")
+#: Refusals of single reports inside a good envelope (Receiver.rejects); the relay ones are of reports
+#: another post carried (center/relayed.py).
+ENTRY_REASONS = ("report_invalid", "report_unreadable", "relay_tag", "relay_report", "relay_unverifiable")
 KNOWN = (*ENVELOPE_REASONS, *ENTRY_REASONS)
 EXAMPLE_CAP = timedelta(seconds=30)
 
@@ -87,10 +91,23 @@ def _base_reports() -> list[dict[str, Any]]:
         callback=Callback(handset="!a1b2c3d4", officer="Yohanes Taek", village="Oebubun", phone="+6281200000000"),
         verified=True,
     )
-    return [full.to_dict(), make_mesh_report().to_dict(), make_report("BANJIR", category="banjir").to_dict()]
+    return [
+        full.to_dict(),
+        make_mesh_report().to_dict(),
+        make_report("BANJIR", category="banjir").to_dict(),
+        _carried_base(),
+    ]
+
+
+def _carried_base() -> dict[str, Any]:
+    """A report of post bijaepasu (no uplink) that POST carried: its genuine packet and the relay field."""
+    origin = make_mesh_report(from_node=0xB0B0B0B0, post_id="bijaepasu", casualties=Casualties(dead=1))
+    return carried_dict(packet_of(origin, age_s=90, hops=1, transit_s=30), prev="bukit-01", hops=1)
 
 
 BASE = _base_reports()
+#: The center's verifier for the in-process test (the broker test's center has no secret: relay_unverifiable).
+VERIFIER = RelayVerifier(SECRET)
 
 
 def batch(reports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -207,6 +224,22 @@ zlib_payloads = st.one_of(
     st.binary(max_size=200).map(lambda b: b"\x78" + b),  # a zlib header and junk
     st.builds(lambda: zlib.compress(zlib.compress(json.dumps(batch()).encode()))),  # compressed twice
 )
+
+
+@st.composite
+def tampered_carried(draw: st.DrawFn) -> bytes:
+    """The carried report with its packet altered by a carrier: bits flipped anywhere (the tag, the signed
+    fields, the mutable header), the body left as it was."""
+    doc = batch([BASE[3]])
+    relay = doc["reports"][0]["report"]["relay"]
+    packet = bytearray(base64.b64decode(relay["packet"]))
+    for _ in range(draw(st.integers(1, 3))):
+        bit = draw(st.integers(0, len(packet) * 8 - 1))
+        packet[bit // 8] ^= 1 << (bit % 8)
+    relay["packet"] = base64.b64encode(bytes(packet)).decode()
+    return json.dumps(doc).encode()
+
+
 _TOO_MANY = {**batch([]), "reports": [{"age_s": 1, "age_src": "boot", "report": {}}] * 501}
 _PAYLOAD_KINDS = [
     st.binary(max_size=4096),
@@ -214,6 +247,8 @@ _PAYLOAD_KINDS = [
     json_values.map(lambda v: json.dumps(v).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     *[mutated_batches()] * 10,
+    tampered_carried(),
+    tampered_carried(),
     zlib_payloads,
     zlib_payloads,
     st.just(json.dumps(_TOO_MANY).encode()),  # one report over the per-message limit
@@ -296,19 +331,31 @@ def test_payloads_decode_to_a_reason_or_a_batch_the_center_can_store(
                 return
             reasons.accept("event")
             return
-        got: protocol.ReportBatch = result
+        decoded: protocol.ReportBatch = result
         entries = entry_count(payload)
-        assert entries is None or len(got.reports) + len(got.rejected) + got.unreadable == entries
+        assert entries is None or len(decoded.reports) + len(decoded.rejected) + decoded.unreadable == entries
+        # reports carried for another post: verified by the center before anything is stored
+        item, relay_reasons, held = check_carried(ReceivedBatch("ttu", decoded.post_id, decoded, received), VERIFIER)
+        got = item.batch
+        assert held == 0 and sum(relay_reasons.values()) == len(item.relay_rejected)
+        assert len(got.reports) + len(item.relay_rejected) == len(decoded.reports)
         reasons.accept("batch")
         reasons.accept("report", len(got.reports))
         reasons.add("report_invalid", len(got.rejected))
         reasons.add("report_unreadable", got.unreadable)
-        assert all(r.reason for r in got.rejected), "a report refused without telling the post why"
+        for key, n in relay_reasons.items():
+            reasons.add(key, n)
+        refused = [*got.rejected, *item.relay_rejected]
+        assert all(r.reason for r in refused), "a report refused without telling the post why"
+        for wire in got.reports:
+            if wire.relay is not None:  # stored from its verified packet, never from the carrier's JSON
+                assert wire.report.report_id == wire.relay.parsed.report.report_id
+                assert wire.report.text_raw.startswith(wire.relay.parsed.report.text)
         if got.reports:
-            sink.store_reports([ReceivedBatch("ttu", got.post_id, got, received)])
+            sink.store_reports([item])
             accepted_ids.update(w.report_id for w in got.reports)
         # the ack the receiver publishes next must encode, and the post must be able to read it
-        ack = protocol.decode_ack(protocol.encode_ack([w.report_id for w in got.reports], got.rejected, at=received))
+        ack = protocol.decode_ack(protocol.encode_ack([w.report_id for w in got.reports], refused, at=received))
         assert ack.ids == [w.report_id for w in got.reports]
 
     run = settings(
@@ -321,6 +368,11 @@ def test_payloads_decode_to_a_reason_or_a_batch_the_center_can_store(
     null_id = batch()
     null_id["reports"][0]["report"]["report_id"] = None
     run = example(REPORT_TOPIC, json.dumps(null_id).encode())(run)
+    # once a carrier that rewrote a carried report's text and kept the origin's tag (relay_tag, always)
+    forged = batch([BASE[3]])
+    relay = forged["reports"][0]["report"]["relay"]
+    relay["packet"] = base64.b64encode(tamper_text(base64.b64decode(relay["packet"]), "AMAN")).decode()
+    run = example(REPORT_TOPIC, json.dumps(forged).encode())(run)
     run()
 
     print(reasons)
@@ -328,7 +380,7 @@ def test_payloads_decode_to_a_reason_or_a_batch_the_center_can_store(
     stored = set(center_report_ids(storage))
     assert stored == accepted_ids, (sorted(stored ^ accepted_ids)[:5], len(stored), len(accepted_ids))
     assert storage.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
-    for must in ("json", "schema", "too_large", "too_deep", "encoding", "report_invalid", "too_many"):
+    for must in ("json", "schema", "too_large", "too_deep", "encoding", "report_invalid", "too_many", "relay_tag"):
         assert reasons.counts[must] >= 1, reasons
     assert reasons.accepted["report"] >= 1, reasons
 
@@ -359,9 +411,16 @@ def test_a_running_receiver_counts_every_hostile_message_and_keeps_storing(
             expected_delta = Counter({"rejected": 1, str(reason): 1})
         elif kind == "batch":
             invalid, unreadable = len(expected.rejected), expected.unreadable
-            expected_delta = +Counter({"batches": 1, "report_invalid": invalid, "report_unreadable": unreadable})
-            accepted_ids.update(w.report_id for w in expected.reports)
-            reasons.accept("report", len(expected.reports))
+            # this center has no relay secret: every carried report is held (relay_unverifiable)
+            no_secret: RelayCheck | None = None
+            item, relay_reasons, _held = check_carried(
+                ReceivedBatch("ttu", POST, expected, datetime.now(UTC)), no_secret
+            )
+            expected_delta = +(
+                Counter({"batches": 1, "report_invalid": invalid, "report_unreadable": unreadable}) + relay_reasons
+            )
+            accepted_ids.update(w.report_id for w in item.batch.reports)
+            reasons.accept("report", len(item.batch.reports))
         else:
             expected_delta = Counter({kind: 1})
         before = snapshot()
