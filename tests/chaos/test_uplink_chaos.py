@@ -443,7 +443,18 @@ def test_a_link_that_resets_during_the_handshake_is_retried_within_the_backoff(
 
 
 # ------------------------------------------------------------------ the post daemon killed mid-drain
-def test_post_daemon_sigkilled_mid_drain(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
+def _post_row(db: Path) -> tuple[str, int | None] | None:
+    """The center's view of the post (state, boot counter), read without its write lock."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        row = conn.execute("SELECT state, boot_counter FROM posts WHERE post_id = 'oebubun'").fetchone()
+    return None if row is None else (str(row[0]), row[1])
+
+
+def test_post_daemon_sigkilled_mid_drain(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """``siaga run`` SIGKILLed mid-drain, landed by construction: after the center (a child process) has 800
+    reports it is frozen (SIGSTOP), so nothing more can be acknowledged; the daemon publishes on until the
+    broker holds reports it PUBACKed that the center has not committed — ``sent`` at the post, awaiting an
+    ack — and the daemon is SIGKILLed then.  Started again, it sends them again: each at the center once."""
     data = tmp_path / "post"
     config = tmp_path / "siaga.toml"
     config.write_text(
@@ -462,42 +473,69 @@ ack_timeout_s = 5
     )
     with Store.open(data / "post.db") as store:
         ids = [store.put(r).report_id for r in make_reports(6000)]
+    db = tmp_path / "center.db"
+    db_url = f"sqlite:///{db}"
+    open_storage(db_url).close()
+    center_log = tmp_path / "center.log"
+    center = _center_proc(db_url, mosquitto.url, center_log)
     log = tmp_path / "daemon.log"
     daemon = spawn_siaga_run(config, log)
+    store = Store.open(data / "post.db", check=False)
     try:
-        assert wait_for(lambda: center.storage.counts()["reports"] >= 800, 20), log.read_text()[-2000:]
-        daemon.send_signal(signal.SIGKILL)
-        daemon.wait(5)
-        assert center.storage.counts()["reports"] < 6000, "the drain finished before the kill: nothing tested"
+        wait_state(lambda: _count_reports(db) >= 800, f"800 reports at the center: {log.read_text()[-2000:]}")
+        with paused(center):
+            dry = _count_reports(db) >= len(ids)
+            if dry:  # the drain outran the freeze: more work, which the frozen center cannot take
+                ids += [store.put(r).report_id for r in make_reports(500, text="BANJIR susulan")]
+            held = wait_state(
+                lambda: sent_not_at_center(store, db), "the broker to hold reports the frozen center has not"
+            )
+            daemon.send_signal(signal.SIGKILL)
+            assert daemon.wait(10) == -signal.SIGKILL
+        assert _count_reports(db) < len(ids) and store.counts()["delivered"] < len(ids)
         # the broker saw the socket close without DISCONNECT: the Last Will says offline
-        assert wait_for(lambda: (p := center.storage.get_post("oebubun")) is not None and p.state == "offline", 10)
+        wait_state(lambda: (row := _post_row(db)) is not None and row[0] == "offline", "the Last Will at the center")
         daemon = spawn_siaga_run(config, log)
-        with Store.open(data / "post.db", check=False) as store:
-            assert wait_for(lambda: store.counts()["delivered"] == 6000, 30), store.counts()
-            assert store.counts() == _all_delivered(6000)
-        assert_exactly_once(center.storage, ids)
-        assert wait_for(lambda: center.storage.get_post("oebubun").state == "online", 10)  # type: ignore[union-attr]
-        assert center.storage.get_post("oebubun").boot_counter == 2  # type: ignore[union-attr]
+        wait_state(lambda: store.counts()["delivered"] == len(ids), f"every report delivered: {store.counts()}")
+        assert store.counts() == _all_delivered(len(ids))
+        wait_state(lambda: (row := _post_row(db)) is not None and row[0] == "online", "the post online again")
+        center.send_signal(signal.SIGTERM)
+        assert center.wait(30) == 0, center_log.read_text(errors="replace")[-2000:]
+        with open_storage(db_url) as storage:
+            assert_exactly_once(storage, ids)
+            assert storage.get_post("oebubun").boot_counter == 2  # type: ignore[union-attr]
+        print(
+            f"daemon SIGKILLed with {len(held)} reports PUBACKed by the broker and not at the center"
+            + (" (the center had every report when frozen: 500 more were put in)" if dry else "")
+        )
     finally:
+        store.close()
         stop_process(daemon)
+        _reap(center)
 
 
 # ------------------------------------------------------------------ a silent cut, noticed by the keepalive
 def test_tcp_path_cut_without_close(tmp_path: Path, mosquitto: Mosquitto, center: Center) -> None:
+    """The link goes silent mid-drain: once the center has 300 reports, the link is cut and more reports are
+    stored behind the cut, so the post has work it cannot deliver however far the drain got (by construction,
+    not by the machine's speed)."""
     with LinkProxy("127.0.0.1", mosquitto.port) as proxy:
         post = Post(post_config(tmp_path / "post", [f"mqtt://127.0.0.1:{proxy.port}"], keepalive_s=5))
         try:
             ids = post.put(make_reports(3000))
             post.start()
-            assert wait_for(lambda: center.storage.counts()["reports"] >= 300, 15)
+            wait_state(lambda: center.storage.counts()["reports"] >= 300, "300 reports at the center")
             proxy.cut()
             cut_at = time.monotonic()
+            # stored behind the cut: whatever the drain reached before the cut took effect, these cannot be
+            # delivered until the link is back (only acks already past the cut can still arrive)
+            ids += post.put(make_reports(100, text="BANJIR di belakang potongan"))
             # nothing closed the socket: only the keepalive can tell the post its link is dead
             assert wait_for(lambda: not post.uplink.state()["connected"], 15), "the dead link was never noticed"
             noticed_s = time.monotonic() - cut_at
-            assert post.store.counts()["delivered"] < 3000
+            assert post.store.counts()["delivered"] < len(ids)
             proxy.restore()
-            assert post.wait_delivered(3000, 30), post.store.counts()
+            assert post.wait_delivered(len(ids), HOLD_DEADLINE_S), post.store.counts()
             assert_exactly_once(center.storage, ids)
             assert noticed_s > 1  # sanity: it really was the keepalive, not a close
         finally:
