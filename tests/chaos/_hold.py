@@ -96,8 +96,8 @@ def sent_ids(store: Store) -> set[str]:
 
 
 def sent_not_at_center(store: Store, db: Path) -> set[str]:
-    """Reports only the broker has: PUBACKed to the post, not committed at the center.  With the center paused
-    this set cannot shrink (nothing can acknowledge them), so a strike made while it is non-empty hits a
-    broker, or a center, holding reports in flight."""
+    """Reports only the broker has: PUBACKed to the post, not committed at the center.  With the center frozen
+    nothing can acknowledge them, so a strike made while this is non-empty hits a broker (or a center) with
+    reports in flight — whatever the machine's speed."""
     sent = sent_ids(store)
     return sent - center_ids(db) if sent else set()

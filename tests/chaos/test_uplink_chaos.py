@@ -12,9 +12,14 @@ report ``delivered`` at the post.
 * the TCP path silenced without a close, noticed by the keepalive;
 * a reconnect over a slow link behind a full broker session.
 
+Every fault lands mid-drain by construction, not by racing the clock (tests/chaos/_hold.py): the drain is
+held — the center frozen with SIGSTOP, the link proxy cut — the test waits for the state the fault must hit
+(the broker holding reports it PUBACKed that the center has not committed, reports stored behind a cut),
+then strikes.  A busy machine makes these tests slower, never red.
+
 Every test draws its random schedule from one seed, printed; ``SIAGA_CHAOS_SEED=<seed>`` repeats it.
 Real parts throughout: a Mosquitto per test, the real Uplink on a real SQLite store, a real center (in this
-process, or as a child process that can be SIGKILLed) on a real SQLite database.
+process, or as a child process that can be frozen and SIGKILLed) on a real SQLite database.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -112,7 +118,7 @@ def test_broker_sigkilled_and_restarted_again_and_again_mid_drain(
             # the drain resumed after the previous restart (the post reconnected and the center got more)
             target = _count_reports(db) + rng.randint(50, 400)
             wait_state(
-                lambda target=target: _count_reports(db) >= target or _undelivered(post.store) == 0,
+                _progress(db, post.store, target),
                 f"seed {seed}: progress before kill {kill + 1} ({post.store.counts()}, {post.uplink.state()})",
             )
             time.sleep(rng.uniform(0.0, 0.3))
@@ -198,6 +204,11 @@ def _count_receipts(db: Path) -> int:
         return int(conn.execute("SELECT coalesce(sum(receipts), 0) FROM report_copies").fetchone()[0])
 
 
+def _progress(db: Path, store: Store, target: int) -> Callable[[], bool]:
+    """The center has ``target`` reports, or the post has nothing left to deliver."""
+    return lambda: _count_reports(db) >= target or _undelivered(store) == 0
+
+
 def _undelivered_ids(store: Store) -> set[str]:
     return {r.report_id for state in ("pending", "sent") for r in store.list_reports(state=state, limit=1_000_000)}
 
@@ -256,7 +267,7 @@ def test_center_sigkilled_again_and_again_some_between_commit_and_ack(
                 procs.append(proc)
                 target = before + rng.randint(1, 500)
                 wait_state(
-                    lambda target=target: _count_reports(db) >= target or _undelivered(post.store) == 0,
+                    _progress(db, post.store, target),
                     f"seed {seed}: progress before kill {kill + 1} ({post.store.counts()})",
                 )
                 time.sleep(rng.uniform(0.0, 1.0))
