@@ -380,7 +380,7 @@ def test_a_link_that_resets_during_the_handshake_is_retried_within_the_backoff(
     tmp_path: Path, mosquitto: Mosquitto, center: Center
 ) -> None:
     """A link that accepts the TCP connection and then resets it (``LinkProxy.down``: a NAT or a modem with no
-    route) fails the connect at once, so the post tries again after its backoff (≤ RECONNECT_MAX_S) — not after
+    route) fails the connect at once, so the post tries again after its backoff (≤ 2 s: RECONNECT) — not after
     waiting out CONNECT_TIMEOUT_S (8 s) for a CONNACK that can no longer come: that would miss short uplink
     windows, and after a refusal eat most of the flapping test's 10 s recovery bound."""
     with LinkProxy("127.0.0.1", mosquitto.port) as proxy:
