@@ -317,7 +317,7 @@ class Ours:
     # ---------------------------------------------------------------- the fake center behind kota
     def _center_claim(self) -> None:
         store = self.posts["kota"].store
-        _token, rows = store.claim(100)
+        rows = store.claim(100)
         if not rows:
             return
         ids = []
