@@ -270,8 +270,15 @@ class Post:
         except Exception:
             uplink_state = {"connected": False}
         broker = uplink_state.get("broker") if uplink_state.get("connected") else None
-        if broker != self._runtime.get("uplink"):
-            self._write_runtime(uplink=broker)
+        # connected yet no center ack for longer than ack_timeout_s: the wall time it began (written once per
+        # stall, so that the runtime file changes only at the edges; ``siaga status`` counts the minutes)
+        stalled_since = None
+        if self.uplink.stalled():
+            stalled_since = self._runtime.get("no_center_ack_since") or round(
+                time.time() - float(uplink_state.get("no_center_ack_s") or 0.0), 1
+            )
+        if broker != self._runtime.get("uplink") or stalled_since != self._runtime.get("no_center_ack_since"):
+            self._write_runtime(uplink=broker, no_center_ack_since=stalled_since)
 
     def refresh_relay_state(self) -> None:
         """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
@@ -336,6 +343,12 @@ class Post:
             "post_oldest_pending_age_seconds",
             "age of the oldest report not yet delivered to the center (absent when none waits)",
             lambda: self.store.oldest_pending_age_s() if self.store else None,
+        )
+        registry.gauge(
+            "uplink_no_center_ack_seconds",
+            "while connected: how long reports the broker took have waited for a center ack with none coming"
+            " (absent when nothing waits); growing while the center is online means the broker drops them",
+            lambda: self.uplink.no_center_ack_s() if self.uplink else None,
         )
         registry.counter(
             "uplink_events",

@@ -486,6 +486,8 @@ _STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "uptime_s": (int, float),
     "center": (str, type(None)),
     "name": (str,),
+    "no_ack_s": (int, float, type(None)),
+    "delivering": (bool,),
 }
 
 
@@ -505,7 +507,7 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
         if key not in message:
             continue
         value = message[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ProtocolError("schema", f"status.{key} has the wrong type")
         if isinstance(value, str) and len(value) > 200:
             raise ProtocolError("schema", f"status.{key} is too long")

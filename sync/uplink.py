@@ -208,6 +208,12 @@ class Uplink:
         }
         self._last_error: str | None = None
         self._last_ack_mono: float | None = None
+        #: since when reports the broker took (PUBACK) wait for a center ack with none coming: a broker that
+        #: drops our publishes (an ACL mistake: Mosquitto still acknowledges them) shows only this way
+        self._unacked_since: float | None = None
+        #: since when the broker refuses our report publishes (PUBACK "Not authorized": an ACL without our
+        #: report topic); each refusal drops the link, so this is not reset by reconnecting
+        self._refused_since: float | None = None
 
     # ------------------------------------------------------------------ the contract
     def start(self) -> None:
@@ -256,6 +262,25 @@ class Uplink:
         thread = self._thread
         return thread is not None and thread.is_alive() and time.monotonic() - self._tick < STUCK_AFTER_S
 
+    def no_center_ack_s(self) -> float | None:
+        """How long, while connected, reports the broker took have waited for a center ack with none
+        coming (counted from this connection at the earliest), or the broker has refused every report
+        publish (counted across the reconnects each refusal causes).  None: nothing of the kind."""
+        now = time.monotonic()
+        waits = []
+        since, connected = self._unacked_since, self._connected_since
+        if since is not None and connected is not None:
+            waits.append(now - max(since, connected))
+        if self._refused_since is not None:
+            waits.append(now - self._refused_since)
+        return round(max(waits), 1) if waits else None
+
+    def stalled(self) -> bool:
+        """Connected, yet no center ack for longer than ``ack_timeout_s``: the broker takes our reports and
+        no center gets them (an ACL that drops them, a center that cannot store), or no center runs."""
+        waited = self.no_center_ack_s()
+        return waited is not None and waited > self._mqtt.ack_timeout_s
+
     def state(self) -> dict[str, Any]:
         link = self._link
         return {
@@ -267,6 +292,7 @@ class Uplink:
             "subscribed": bool(link and link.connected and self._subscribed),
             "center": self._center_state,
             "inflight_batches": len(self._inflight),
+            "no_center_ack_s": self.no_center_ack_s(),
             "last_ack_s_ago": round(time.monotonic() - self._last_ack_mono, 1)
             if self._last_ack_mono is not None
             else None,
@@ -443,10 +469,15 @@ class Uplink:
                 return
             if event.ok:
                 turn.sent.extend(flight.report_ids)
+                if self._unacked_since is None:
+                    self._unacked_since = time.monotonic()
+                self._refused_since = None
             else:
                 # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
                 log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), event.reason)
                 self._last_error = f"broker refused publish: {event.reason}"
+                if self._refused_since is None:
+                    self._refused_since = time.monotonic()
                 self._store.release(flight.report_ids)
                 self._drop_link("publish refused")
         elif isinstance(event, LinkMessage):
@@ -607,6 +638,8 @@ class Uplink:
 
     def _apply_acks(self, acks: list[protocol.Ack], *, sent: list[str]) -> None:
         self._last_ack_mono = time.monotonic()
+        self._unacked_since = None
+        self._refused_since = None
         ids = [rid for ack in acks for rid in ack.ids]
         rejected = [item for ack in acks for item in ack.rejected]
         for rid in ids:
@@ -694,6 +727,8 @@ class Uplink:
                 battery=fields.pop("battery", None),
                 uptime_s=round(time.monotonic() - self._started_mono, 1),
                 center=self._center_state,
+                no_ack_s=self.no_center_ack_s(),
+                delivering=not self.stalled(),
             )
         return protocol.encode_status(body)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from devkit.harness.mosquitto import Mosquitto
 from devkit.harness.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
 from siaga import config as config_mod
@@ -178,3 +180,73 @@ def publish_once_expiring(client_id: str, url: str) -> None:
 def test_center_state_topic_for_probe_is_per_receiver() -> None:
     assert protocol.center_probe_topic("siaga-center-a") != protocol.center_probe_topic("siaga-center-b")
     assert "+" not in protocol.center_probe_topic("a+b#c/d")
+
+
+#: Broker ACLs with a mistake about the report topic.  "center cannot read": the broker takes the post's
+#: reports (PUBACK) and hands them to nobody — silent.  "post cannot write": Mosquitto 2.0 answers an MQTT 5
+#: client "Not authorized" (an MQTT 3.1.1 one it would PUBACK and drop); the post drops the link and retries.
+ACLS = {
+    "center cannot read": "topic write 112/v1/+/+/report\n",
+    "post cannot write": "topic read 112/v1/+/+/report\n",
+}
+ACL_REST = """\
+topic readwrite 112/v1/+/+/status
+topic readwrite 112/v1/+/+/event
+topic readwrite 112/v1/+/+/ack
+topic readwrite 112/v1/+/+/cmd
+topic readwrite 112/v1/center/#
+"""
+
+
+@pytest.mark.parametrize("mistake", sorted(ACLS))
+def test_a_broker_that_drops_a_posts_reports_is_visible_everywhere(tmp_path: Path, mistake: str) -> None:
+    """An ACL mistake: the broker takes the post's reports and passes none on (or refuses them).  The post
+    says "no center ack for N minutes while connected" (``siaga status``, its metrics, its heartbeats), and
+    the center's posts page shows it connected but not delivering — while the center is online."""
+    from center.web.context import post_row
+    from edge.status import post_status, render_status
+    from siaga.metrics import Registry
+
+    acl = tmp_path / "wrong.acl"
+    acl.write_text(ACLS[mistake] + ACL_REST, encoding="utf-8")
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}").start()
+    center = Center(f"sqlite:///{tmp_path}/center.db", [broker.url]).start()
+    try:
+        cfg = config_mod.from_dict(
+            {
+                "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
+                "uplink": {"mqtt": {"url": broker.url, "keepalive_s": 5, "ack_timeout_s": 5.0, "heartbeat_s": 5.0}},
+            }
+        )
+        with running_post(cfg, connect=False) as daemon:
+            assert daemon.uplink is not None and daemon.store is not None
+            daemon.store.put(make_reports(3)[0])
+            daemon.uplink.wake()
+            # the center is online, yet no ack comes
+            assert wait_for(lambda: daemon.uplink.state()["center"] == "online", 15)  # type: ignore[union-attr]
+            assert wait_for(daemon.uplink.stalled, 30), daemon.uplink.state()  # type: ignore[union-attr]
+            waited = daemon.uplink.no_center_ack_s()
+            assert waited is not None and waited > 5.0
+            # siaga status (from the daemon's runtime file, as the CLI reads it)
+            daemon.refresh_runtime()
+            status = post_status(cfg, daemon.store)
+            assert "center_not_acking" in status["attention"] and status["no_center_ack_s"] is not None
+            text = render_status(status)
+            assert "TIDAK mengonfirmasi" in text and "Tanpa konfirmasi pusat walau tersambung" in text
+            # the post's metrics
+            registry = Registry()
+            daemon.register_metrics(registry)
+            assert "uplink_no_center_ack_seconds" in registry.render()
+            # the center: the post's heartbeats arrive (status is allowed), its reports do not
+            assert wait_for(
+                lambda: (p := center.storage.get_post("oebubun")) is not None and p.status.get("delivering") is False,
+                30,
+            ), center.receiver.state()
+            presence = center.storage.get_post("oebubun")
+            assert presence is not None
+            row = post_row(presence, time.time(), 900.0, None)
+            assert row["not_delivering"] and not row["silent"] and row["no_ack_s"] > 5.0
+            assert center.storage.counts()["reports"] == 0
+    finally:
+        center.stop()
+        broker.stop(kill=True)

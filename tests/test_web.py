@@ -337,6 +337,21 @@ def test_posts_page_lists_the_center_receivers_with_their_last_heartbeat(web: An
     assert "dilanjutkan" in section
 
 
+def test_a_post_connected_but_not_delivering_is_flagged(web: Any) -> None:
+    """Its heartbeats arrive, its reports do not (the post says so: ``delivering`` false, ``no_ack_s``)."""
+    _app, storage, client = web
+    now = utcnow()
+    status = {"post_id": "oebubun", "state": "online", "name": "Oebubun", "delivering": False, "no_ack_s": 420.0}
+    storage.record_status("oebubun", "ttu", status, now)
+    storage.record_status("eban", "ttu", {"post_id": "eban", "state": "online", "delivering": True}, now)
+    login(client)
+    posts = {p["post_id"]: p for p in client.get("/api/posts").json()["posts"]}
+    assert posts["oebubun"]["not_delivering"] is True and posts["oebubun"]["no_ack_s"] == 420.0
+    assert posts["eban"]["not_delivering"] is False
+    page = client.get("/pos").text
+    assert page.count("TERSAMBUNG, TIDAK MENGIRIM") == 1
+
+
 def test_silent_post_is_flagged(web: Any) -> None:
     _app, storage, client = web
     now = utcnow()

@@ -276,6 +276,10 @@ def post_row(p: PostPresence, now: float, silent_after_s: float, site: dict[str,
         "pending": int(queue.get("pending", 0) or 0) + int(queue.get("sent", 0) or 0),
         "queue": queue,
         "oldest_pending_age_s": status.get("oldest_pending_age_s"),
+        # connected (its heartbeats arrive) but its reports do not: the post says so (no center ack for
+        # longer than its ack timeout) — e.g. a broker ACL that drops its report topic
+        "not_delivering": not silent and status.get("delivering") is False,
+        "no_ack_s": status.get("no_ack_s") if isinstance(status.get("no_ack_s"), int | float) else None,
         "radio": status.get("radio"),
         "uplink": status.get("uplink"),
         "battery": battery,
