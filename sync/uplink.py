@@ -47,6 +47,7 @@ from sync.mqtt import (
     MqttLink,
     Will,
     open_first,
+    tcp_reachable,
 )
 from sync.netwatch import NetWatcher
 from sync.queue import ReportQueue
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 #: A refused or unreachable connect costs one SYN, and a short cellular window must not be missed.
 RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 CONNECT_TIMEOUT_S = 8.0
+#: The TCP connect that tells whether the primary broker answers again (uplink.mqtt.primary_probe_s).
+PRIMARY_PROBE_TIMEOUT_S = 5.0
 #: A network change while connected: the link must prove itself (a PUBACK) within this time.
 PROBE_TIMEOUT_S = 10.0
 #: Waiting for the SUBACK, the link is given up only after this long with nothing at all from the broker
@@ -205,12 +208,15 @@ class Uplink:
             "bad_messages": 0,
             "commands": 0,
             "net_changes": 0,
+            "primary_returns": 0,
         }
         self._last_error: str | None = None
         self._last_ack_mono: float | None = None
         #: since when reports the broker took (PUBACK) wait for a center ack with none coming: a broker that
         #: drops our publishes (an ACL mistake: Mosquitto still acknowledges them) shows only this way
         self._unacked_since: float | None = None
+        self._primary_probed = time.monotonic()  # the first look comes primary_probe_s after start
+        self._primary_up = False
         #: since when the broker refuses our report publishes (PUBACK "Not authorized": an ACL without our
         #: report topic); each refusal drops the link, so this is not reset by reconnecting
         self._refused_since: float | None = None
@@ -331,6 +337,7 @@ class Uplink:
                         attempt_at = time.monotonic() + failures.next_delay()
                     continue
                 self._serve_once()
+                self._maybe_return_to_primary()
                 if self._link is None:
                     # a lost link is tried again at once (one short jittered wait), not after the last backoff
                     attempt_at = time.monotonic() + self._backoff.delay(1)
@@ -409,6 +416,33 @@ class Uplink:
         if text != self._last_error:
             log.warning("uplink: %s", text)
         self._last_error = text
+
+    def _maybe_return_to_primary(self) -> None:
+        """On a secondary broker, every ``primary_probe_s``: is the first of ``urls`` reachable (a TCP
+        connect)?  Then leave this broker as soon as nothing is in flight or awaiting an ack (those acks
+        come through this broker's session) and connect again: ``urls`` are tried in order."""
+        link, urls = self._link, self._mqtt.broker_urls
+        if link is None or len(urls) < 2 or link.broker.url == BrokerAddress.parse(urls[0]).url:
+            self._primary_up = False
+            return
+        now = time.monotonic()
+        if not self._primary_up and now - self._primary_probed >= self._mqtt.primary_probe_s:
+            self._primary_probed = now
+            self._primary_up = tcp_reachable(BrokerAddress.parse(urls[0]), PRIMARY_PROBE_TIMEOUT_S)
+            if self._primary_up:
+                log.info("uplink: the primary broker %s answers again; returning when idle", urls[0])
+        if self._primary_up and not self._inflight and not self._awaiting:
+            self._primary_up = False
+            self.counters["primary_returns"] += 1
+            # no Last Will: this post is not going offline.  Its retained status here is cleared instead (an
+            # empty retained message, before the DISCONNECT on the same connection), so that a center reading
+            # this broker does not keep an old "online" nor race an "offline" against the primary's "online"
+            try:
+                link.publish(self._topics["status"], b"", qos=1, retain=True)
+            except SyncError as exc:
+                log.debug("clearing the status on %s failed: %s", link.broker.url, exc)
+            self._drop_link("returning to the primary broker", polite=True, send_will=False)
+            self._kick.set()
 
     def _serve_once(self) -> None:
         """One turn: take events (blocking briefly when idle), apply them, then fill the window."""
@@ -686,7 +720,7 @@ class Uplink:
                 return
             self._reply_states.popleft()
 
-    def _drop_link(self, reason: str, *, polite: bool = False) -> None:
+    def _drop_link(self, reason: str, *, polite: bool = False, send_will: bool = True) -> None:
         link = self._link
         if link is None:
             return
@@ -703,7 +737,7 @@ class Uplink:
             except SiagaError as exc:
                 log.error("uplink: could not release %d claims (%s); the stale job will", len(ids), exc)
         if polite:
-            link.close(send_will=True)
+            link.close(send_will=send_will)
         else:
             self.counters["disconnects"] += 1
             link.abort()

@@ -250,3 +250,44 @@ def test_a_broker_that_drops_a_posts_reports_is_visible_everywhere(tmp_path: Pat
     finally:
         center.stop()
         broker.stop(kill=True)
+
+
+def test_a_post_on_its_secondary_broker_returns_to_the_primary(tmp_path: Path) -> None:
+    """The primary broker is down when the post starts: it delivers through the secondary.  The primary comes
+    back: within ``primary_probe_s`` the post looks, leaves the secondary when nothing is in flight (no Last
+    Will: it is not going offline; its retained status there is cleared) and delivers through the primary."""
+    primary = Mosquitto(tmp_path / "primary")
+    secondary = Mosquitto(tmp_path / "secondary").start()
+    db = f"sqlite:///{tmp_path}/center.db"
+    centers = [Center(db, [secondary.url], client_id="siaga-center-secondary").start()]
+    post = Post(
+        post_config(
+            tmp_path / "post",
+            [primary.url, secondary.url],
+            ack_timeout_s=LONG_ACK_TIMEOUT_S,
+            mqtt_extra={"primary_probe_s": 5},
+        )
+    )
+    try:
+        post.put(make_reports(3))
+        post.start()
+        assert post.wait_delivered(3, 30), post.store.counts()
+        assert post.uplink.state()["broker"] == secondary.url
+        primary.start()
+        centers.append(Center(db, [primary.url], client_id="siaga-center-primary").start())
+        assert wait_for(lambda: post.uplink.state()["broker"] == primary.url, 30), post.uplink.state()
+        assert post.uplink.counters["primary_returns"] == 1
+        post.put(make_reports(2, text="BANJIR jalan putus"))
+        assert post.wait_delivered(5, 30), post.store.counts()
+        assert centers[1].receiver.counters["reports"] == 2  # through the primary
+        assert centers[0].storage.counts()["reports"] == 5
+        # the secondary holds no stale status of the post, and it was never marked offline
+        presence = centers[0].storage.get_post("oebubun")
+        assert presence is not None and presence.state == "online"
+        assert centers[0].receiver.counters["status_cleared"] >= 1
+    finally:
+        post.stop()
+        for center in centers:
+            center.stop()
+        primary.stop(kill=True)
+        secondary.stop(kill=True)
