@@ -895,6 +895,16 @@ class Store(RelayStoreMixin):
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) whose key starts with ``prefix``, oldest written first."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read("SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY rowid", (pattern,))
+        return [(row["key"], row["value"]) for row in rows]
+
+    def meta_delete(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def meta_prune(self, prefix: str, keep: int) -> int:
         """Delete all but the ``keep`` newest meta keys starting with ``prefix`` (newest = last written:
         by rowid, not by a time the post's clock may have wrong).  Returns how many went."""

@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -86,6 +85,8 @@ _CENTER_EPOCH_META = "center_epoch"
 #: Receivers' epochs kept at most (a center runs a few; ids of long-gone ones drop out oldest first).
 _MAX_CENTER_EPOCHS = 32
 _MAX_QUEUED_EVENTS = 1000
+#: Reply states waiting for the broker's PUBACK (store meta; key + ``{cmd_id}:{state}``, value [cmd_id, report_id]).
+_REPLY_STATE_META = "reply_state:"
 
 
 class UplinkEvents(Protocol):
@@ -184,7 +185,7 @@ class Uplink:
         self._subscribed = False
         self._heard_mono = time.monotonic()
         self._post_fields: dict[str, Any] = {}
-        self._reply_states: deque[ReplyState] = deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._reply_flight: dict[int, str] = {}  # mid → the reply state's key in the store, until PUBACK
         self._lock = threading.Lock()
         self._boot = 0
         self._started_mono = time.monotonic()
@@ -315,6 +316,9 @@ class Uplink:
         """Tell the center how a reply to a handset went: "sent" | "delivered" | "failed"."""
         if state not in protocol.REPLY_STATES:
             raise ValueError(f"reply state must be one of {protocol.REPLY_STATES}")
+        # kept in the store at once (the caller's thread: the drain thread may be waiting for a connection),
+        # and deleted only at the broker's PUBACK: a restart before the post reconnects loses none
+        self._queue_reply_state(ReplyState(cmd_id, report_id, state))
         self._q.put(ReplyState(cmd_id, report_id, state))
 
     # ------------------------------------------------------------------ the drain thread
@@ -498,6 +502,13 @@ class Uplink:
             self._heard_mono = time.monotonic()
             if self._probe is not None and self._probe[0] == event.mid:
                 self._probe = None
+            reply_key = self._reply_flight.pop(event.mid, None)
+            if reply_key is not None:
+                if event.ok:
+                    self._store.meta_delete(reply_key)
+                else:  # kept: it goes again at the next connection
+                    log.error("uplink: broker refused a reply state: %s", event.reason)
+                return
             flight = self._inflight.pop(event.mid, None)
             if flight is None:
                 return
@@ -554,7 +565,6 @@ class Uplink:
                 if mid is not None:
                     self._probe = (mid, time.monotonic() + PROBE_TIMEOUT_S)
         elif isinstance(event, ReplyState):
-            self._reply_states.append(event)
             self._flush_reply_states()
         # Wake: nothing to apply; the window is filled after the events
 
@@ -701,7 +711,7 @@ class Uplink:
             log.info("reply %s already handed to the radio; ignoring the redelivery", command["cmd_id"])
             return
         self.counters["commands"] += 1
-        self._reply_states.append(ReplyState(command["cmd_id"], command["report_id"], "received"))
+        self._queue_reply_state(ReplyState(command["cmd_id"], command["report_id"], "received"))
         self._flush_reply_states()
         try:
             self._events.on_command(command)
@@ -709,16 +719,34 @@ class Uplink:
             log.exception("on_command handler failed")
         self._store.meta_set(key, format_time(self._clock.now()))
 
+    def _queue_reply_state(self, item: ReplyState) -> None:
+        self._store.meta_set(
+            f"{_REPLY_STATE_META}{item.cmd_id}:{item.state}", json.dumps([item.cmd_id, item.report_id])
+        )
+        self._store.meta_prune(_REPLY_STATE_META, _MAX_QUEUED_EVENTS)
+
     def _flush_reply_states(self) -> None:
+        """Publish every stored reply state not yet in flight on this link (oldest first)."""
         link = self._link
-        while link is not None and self._reply_states:
-            item = self._reply_states[0]
-            payload = protocol.encode_reply_state(item.cmd_id, item.report_id, item.state, at=self._clock.now())
+        if link is None:
+            return
+        flying = set(self._reply_flight.values())
+        for key, value in self._store.meta_items(_REPLY_STATE_META):
+            if key in flying:
+                continue
             try:
-                link.publish(self._topics["event"], payload, qos=1)
+                cmd_id, report_id = json.loads(value)
+                state = key.rsplit(":", 1)[1]
+                payload = protocol.encode_reply_state(cmd_id, report_id, state, at=self._clock.now())
+            except (ValueError, TypeError, IndexError, ProtocolError) as exc:
+                log.warning("dropping an unreadable stored reply state %s: %s", key[:100], exc)
+                self._store.meta_delete(key)
+                continue
+            try:
+                mid = link.publish(self._topics["event"], payload, qos=1)
             except SyncError:
                 return
-            self._reply_states.popleft()
+            self._reply_flight[mid] = key
 
     def _drop_link(self, reason: str, *, polite: bool = False, send_will: bool = True) -> None:
         link = self._link
@@ -731,6 +759,7 @@ class Uplink:
         ids = [rid for flight in self._inflight.values() for rid in flight.report_ids]
         self._inflight.clear()
         self._awaiting.clear()
+        self._reply_flight.clear()  # not PUBACKed: still in the store, published again at the next connect
         if ids:
             try:
                 self._store.release(ids)
