@@ -32,8 +32,8 @@ def test_quick_run_writes_the_table_and_json(tmp_path: Path, capsys: pytest.Capt
     airtime = doc["results"]["airtime"]["result"]
     assert {"kind", "airtime_ms", "frame_bytes", "one_packet", "ok"} <= set(airtime["messages"][0])
     sqlite = doc["results"]["center_ingest"]["result"]["sqlite"]
-    # both pipelines stored every report in the center database
-    assert sqlite["stored"] == 2 * sqlite["reports"] == 2 * run_all.PARAMS["center_ingest"][1]["n"]
+    # the three pipelines stored every report in the center database
+    assert sqlite["stored"] == 3 * sqlite["reports"] == 3 * run_all.PARAMS["center_ingest"][1]["n"]
     # computed airtime is deterministic: its goals hold; the ingest verdict compares speeds and is not asserted
     assert all(row["verdict"] == "ok" for row in doc["table"] if row["measure"].startswith("airtime"))
     assert code in (0, 1)
@@ -45,11 +45,11 @@ def test_center_ingest_counts_what_it_stored(tmp_path: Path) -> None:
     res = center_ingest.measure(40, pg_dsn=None, workdir=str(tmp_path))
     assert set(res) == {"sqlite", "loadavg_before", "loadavg_after"}
     r = res["sqlite"]
-    assert r["stored"] == 80 and r["reports"] == 40 and r["messages"] >= 2
+    assert r["stored"] == 120 and r["reports"] == 40 and r["messages"] >= 2 and r["grouped_commits"] == 1
     assert {"batched_rps", "naive_rps", "speedup", "reports_per_message"} <= set(r)
     # today's path and the one before it, each on its own database
     assert set(r["paths"]) == {"before", "after"}
-    assert all(p["stored"] == 80 for p in r["paths"].values())
+    assert all(p["stored"] == 120 for p in r["paths"].values())
 
 
 def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
