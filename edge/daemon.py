@@ -51,8 +51,9 @@ from edge.radio import (
     RadioTuning,
 )
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
+from edge.reserve import ensure_reserve, release_reserve
 from edge.status import write_runtime
-from edge.store import PutResult, Store
+from edge.store import PutResult, Store, is_disk_full
 from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
 from siaga.config import Config, read_relay_key
@@ -116,8 +117,24 @@ class Post:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         cfg = self.cfg
-        store = Store.open(cfg.store_path, clock=self.clock)
+        try:
+            store = Store.open(cfg.store_path, clock=self.clock)
+        except StoreError as exc:
+            # a disk that filled up while the post was stopped: give SQLite the reserve's room, and run
+            freed = release_reserve(cfg.node.data_dir) if is_disk_full(exc) else 0
+            if not freed:
+                raise
+            log.error(
+                "DISK FULL at start (%s): released the %d MiB disk reserve so that the post runs and reads the"
+                " radio; free space on %s now",
+                exc,
+                freed // (1024 * 1024),
+                cfg.node.data_dir,
+            )
+            self.count("store.reserve_released")
+            store = Store.open(cfg.store_path, clock=self.clock)
         self.store = store
+        ensure_reserve(cfg.node.data_dir)
         try:
             store.release_all_claims()
             boots = store.bump_boot_counter()

@@ -1007,10 +1007,18 @@ def _row_to_stored(
     )
 
 
+_DISK_FULL = "the disk is full or failing"
+
+
+def is_disk_full(exc: StoreError) -> bool:
+    """Whether the store refused for lack of room (or a failing disk: SQLite cannot tell them apart)."""
+    return _DISK_FULL in str(exc)
+
+
 def _store_error(action: str, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if "disk is full" in text or "disk I/O" in text:
-        return StoreError(f"{action} failed: the disk is full or failing ({text}); nothing was changed")
+        return StoreError(f"{action} failed: {_DISK_FULL} ({text}); nothing was changed")
     if "readonly" in text or "read-only" in text:
         return StoreError(f"{action} failed: the store is read-only ({text}); nothing was changed")
     if "locked" in text or "busy" in text:
