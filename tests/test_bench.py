@@ -90,3 +90,16 @@ def test_the_relay_mesh_section_runs_both_methods_on_the_same_schedule(tmp_path:
     }
     rows = run_all.rows_relay(res)
     assert {r["measure"].split(",")[0] for r in rows} >= {"relay delivered", "relay airtime per report per hop"}
+
+
+@pytest.mark.postgres
+def test_center_load_counts_every_report_acknowledged(tmp_path: Path, pg_url: str) -> None:
+    """The load bench's structure (a few posts, no timing): every report acknowledged, usage sampled."""
+    from bench import center_load
+    from devkit.harness.pg import pg_dsn
+
+    assert pg_url  # the server is there (else the fixture skips, or fails with SIAGA_REQUIRE_PG=1)
+    r = center_load.run_once(posts=6, procs=2, backlog=3, receivers=1, pg=pg_dsn(), workdir=tmp_path)
+    assert r["sent"] == r["acked"] == r["reports"] == 18
+    assert set(r["usage"]) == {"broker", "receivers", "postgresql"}
+    assert r["p50_ms"] is not None and r["p99_ms"] >= r["p50_ms"]
