@@ -533,6 +533,9 @@ class Post:
                 self.uplink.wake()
             except Exception:
                 log.exception("uplink.wake failed")
+        if self.relay is not None:
+            # a post without uplink hands the report on at once, not at the engine's next idle turn (5 s)
+            self.relay.wake()
         self._queue_post_receipt(report)
 
     def _retry_unstored(self) -> None:
