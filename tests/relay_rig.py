@@ -289,6 +289,22 @@ class Rig:
         finally:
             conn.close()
 
+    def relay(self, name: str) -> dict[str, Any]:
+        """The station's custody engine as `siaga status` shows it (an in-process daemon's)."""
+        post = self.stations[name].post
+        assert post is not None and post.relay is not None, f"{name} runs no relay in this process"
+        return post.relay.snapshot()
+
+    def metric(self, name: str) -> int | None:
+        return self.relay(name).get("metric")
+
+    def neighbour_metrics(self, name: str) -> dict[str, int]:
+        return {n["post_id"]: n["metric"] for n in self.relay(name).get("neighbours", [])}
+
+    def holds(self, name: str, text: str, state: str | None = None) -> bool:
+        """The station's store has the report of ``text`` (committed), in ``state`` if given."""
+        return any(r["text"] == text and (state is None or r["state"] == state) for r in self.store_rows(name))
+
     def origin_state(self, name: str, text: str) -> str | None:
         for row in self.store_rows(name):
             if row["text"] == text:

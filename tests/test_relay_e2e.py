@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,82 @@ def test_a_chain_of_three_posts_delivers_every_report_once_with_both_receipts(ri
         assert all(p.to != HANDSET for p in rig.mesh.device(name).sent)
     log.info("chain: all at center after %.2f s, all center receipts after %.2f s", t_center, t_receipt)
     print(f"TIMING chain: center {t_center} s, center receipts {t_receipt} s")
+
+
+def diamond(rig: Rig, **b1: Any) -> None:
+    """A — B1 (bukit), B2 (napan) — C (kefa, the uplink); A hears B1 better, so B1 is its first choice."""
+    rig.add("oebubun", handset=True)
+    rig.add("bukit", **b1)
+    rig.add("napan")
+    rig.add("kefa", uplink=True)
+    rig.link("oebubun", "bukit", snr=9.0)
+    rig.link("oebubun", "napan", snr=3.0)
+    rig.link("bukit", "kefa")
+    rig.link("napan", "kefa")
+
+
+def test_a_diamond_gives_one_report_at_the_center_even_when_both_carriers_carry_it(rig: Rig) -> None:
+    # B1 owes its CACK for 30 s: a cut made once B1 has committed the report loses that CACK by construction,
+    # so A, which never hears it, tries again, gives B1 up after 3 silences, and hands the report to B2 too.
+    diamond(rig, cack_delay_s=30.0)
+    rig.start()
+    rig.wait(lambda: rig.neighbour_metrics("oebubun") == {"bukit": 1, "napan": 1}, "A hears both carriers")
+    t0 = time.monotonic()
+    text = TEXTS[0]
+    rig.text("oebubun", text)
+    rig.wait(lambda: rig.holds("bukit", text), "B1 has committed the report")
+    rig.mesh.cut("oebubun", "bukit")
+    rig.wait(lambda: rig.all_at_center([text]), "the report at the center (via B1)")
+    t_center = elapsed(t0)
+    rig.wait(lambda: rig.holds("napan", text), "B2 carries it too (A never heard B1's CACK)")
+    rig.wait(lambda: rig.receipts("oebubun", "112 PUSAT TERIMA"), "the center's ack at the origin via B2")
+    t_receipt = elapsed(t0)
+    rig.wait(lambda: rig.relay("kefa")["counters"].get("rx.report.redundant", 0) >= 1, "C saw the second copy")
+
+    (rows,) = rig.at_center([text]).values()
+    assert len(rows) == 1 and rows[0]["post_id"] == "oebubun", rows
+    copies = rig.center_copies()
+    # the uplink post is the one carrier the center hears; its exact seen-set kept the second copy from it
+    assert len(copies) == 1 and copies[0]["post_id"] == "kefa" and copies[0]["relay_prev"] == "bukit", copies
+    assert rig.holds("oebubun", text, "delivered") and rig.holds("napan", text, "delivered")
+    assert len(rig.receipts("oebubun", "112 PUSAT TERIMA")) == 1  # two acks came back, one receipt
+    assert len(rig.receipts("oebubun", "112 POS")) == 1
+    rig.mesh.heal("oebubun", "bukit")
+    print(f"TIMING diamond: center {t_center} s, receipt via the second path {t_receipt} s")
+
+
+def test_a_link_cut_for_longer_than_the_neighbour_timeout_delivers_once_healed(rig: Rig) -> None:
+    rig.add("oebubun", handset=True)
+    rig.add("bukit")
+    rig.add("kefa", uplink=True)
+    rig.link("oebubun", "bukit")
+    rig.link("bukit", "kefa")
+    rig.start()
+    rig.wait(lambda: rig.metric("oebubun") == 2, "A's route to the uplink")
+    t0 = time.monotonic()
+    rig.mesh.cut("bukit", "kefa")
+    first, second = TEXTS[0], TEXTS[1]
+    rig.text("oebubun", first)  # B still believes in C: it takes custody and holds it when C never answers
+    rig.wait(lambda: rig.holds("bukit", first, "pending"), "B holds the first report")
+    # 3 × beacon_s without a beacon from C: B drops it, its metric and then A's go to "no route"
+    rig.wait(lambda: rig.metric("bukit") == 255 and rig.metric("oebubun") == 255, "the route gone")
+    t_gone = elapsed(t0)
+    rig.text("oebubun", second)
+    rig.wait(lambda: rig.holds("oebubun", second, "pending"), "A holds the second report")
+    assert rig.center_reports() == []
+    assert len(rig.receipts("oebubun", "112 POS")) == 2 or rig.wait(
+        lambda: len(rig.receipts("oebubun", "112 POS")) == 2, "the post's receipts while cut off"
+    )
+    t_heal = time.monotonic()
+    rig.mesh.heal("bukit", "kefa")
+    rig.wait(lambda: rig.all_at_center([first, second]), "both reports at the center after the heal")
+    t_center = elapsed(t_heal)
+    rig.wait(lambda: len(rig.receipts("oebubun", "112 PUSAT TERIMA")) == 2, "both center receipts")
+    t_receipts = elapsed(t_heal)
+    found = rig.at_center([first, second])
+    assert all(len(rows) == 1 and rows[0]["post_id"] == "oebubun" for rows in found.values()), found
+    assert len(rig.center_copies()) == 2
+    print(
+        f"TIMING cut: route gone {t_gone} s after the cut, cut lasted {round(t_heal - t0, 2)} s;"
+        f" after the heal: center {t_center} s, receipts {t_receipts} s"
+    )
