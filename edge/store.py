@@ -261,6 +261,18 @@ def _owe_center_acks(conn: sqlite3.Connection, report_ids: Sequence[str], commit
         )
 
 
+def _another_claim(row: sqlite3.Row, packet: compact.ReportPacket) -> bool:
+    """The stored row is a carried report the center refused, and ``packet`` is not the packet refused
+    (its signed bytes or tag differ; the mutable header does not count)."""
+    if row["state"] != "rejected" or row["relay_prev_node"] is None:
+        return False
+    try:
+        refused = compact.parse_report(bytes(row["relay_packet"] or b""))
+    except ProtocolError:
+        return True
+    return (refused.signed, refused.tag) != (packet.signed, packet.tag)
+
+
 def _next_xmit(conn: sqlite3.Connection) -> int:
     """The next transfer id from the persisted counter (inside the caller's transaction)."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (_RELAY_XMIT_META,)).fetchone()
@@ -307,7 +319,37 @@ class RelayStoreMixin:
         now = self._clock.now()
         parked = hops >= max_hops
         with self._write() as conn:
-            row = conn.execute("SELECT state FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
+            row = conn.execute(
+                "SELECT state, relay_packet, relay_prev_node FROM reports WHERE report_id = ?", (report.report_id,)
+            ).fetchone()
+            if row is not None and _another_claim(row, packet):
+                # The center refused the packet we carried (an altered or forged copy: its tag is not the
+                # origin's), so this id is not "seen": a different packet of it may be the genuine one, and
+                # answering REDUNDANT would make its sender forget it while nobody holds it.  The refused
+                # copy is replaced and this one goes to the center in its turn.
+                conn.execute(
+                    "UPDATE reports SET state = 'pending', priority = ?, category = ?, origin = ?, body = ?,"
+                    " copies = copies + 1, stored_ts = ?, boot_id = ?, boot_stored = ?, sent_ts = NULL,"
+                    " sent_boot = NULL, rejected_ts = NULL, reject_reason = NULL, attempts = 0, relay_packet = ?,"
+                    " relay_prev_node = ?, relay_prev_post = ?, relay_hops = ?, relay_parked = ?,"
+                    " relay_next_node = NULL, relay_xmit = NULL, relay_xmit_node = NULL WHERE report_id = ?",
+                    (
+                        report.priority,
+                        report.category,
+                        report.origin,
+                        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                        now.timestamp(),
+                        self._clock.boot_id(),
+                        self._clock.boottime(),
+                        payload,
+                        prev_node,
+                        prev_post,
+                        hops,
+                        1 if parked else 0,
+                        report.report_id,
+                    ),
+                )
+                return Received(compact.ACCEPTED, parked)
             if row is not None:
                 conn.execute("UPDATE reports SET copies = copies + 1 WHERE report_id = ?", (report.report_id,))
                 if row["state"] == "delivered":
