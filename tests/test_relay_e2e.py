@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from devkit.harness.mosquitto import Mosquitto
+from sync import compact as codec
+from tests.carried import tamper_text
 from tests.relay_rig import HANDSET, Rig, elapsed, rig_context
 
 log = logging.getLogger(__name__)
@@ -150,3 +152,65 @@ def test_a_link_cut_for_longer_than_the_neighbour_timeout_delivers_once_healed(r
         f"TIMING cut: route gone {t_gone} s after the cut, cut lasted {round(t_heal - t0, 2)} s;"
         f" after the heal: center {t_center} s, receipts {t_receipts} s"
     )
+
+
+class AlteringPort:
+    """A dishonest carrier's radio (relay.engine.RadioPort): every report it passes on carries another
+    text under the origin's tag.  Wrapped around the carrier's real port, at the engine's boundary."""
+
+    def __init__(self, inner: Any, text: str) -> None:
+        self.inner = inner
+        self.text = text
+        self.altered = 0
+
+    def send_relay(self, dest: int | None, payload: bytes) -> None:
+        if dest is not None and codec.message_type(payload) == codec.TYPE_REPORT:
+            xmit = codec.parse_report(payload).xmit
+            payload = codec.with_xmit(tamper_text(payload, self.text), xmit)
+            self.altered += 1
+        self.inner.send_relay(dest, payload)
+
+
+def test_a_carrier_that_alters_a_report_is_refused_and_the_original_still_gets_through(rig: Rig) -> None:
+    # B1 alters what it carries; its CACK to A waits 30 s and a cut loses it, so A keeps the report (held)
+    # and, once B2 has a route (its link to C is made only after the forgery was refused), sends it that way.
+    rig.add("oebubun", handset=True)
+    rig.add("bukit", cack_delay_s=30.0)
+    rig.add("napan")
+    rig.add("kefa", uplink=True)
+    rig.link("oebubun", "bukit")
+    rig.link("oebubun", "napan")
+    rig.link("bukit", "kefa")
+    rig.start()
+    b1 = rig.stations["bukit"].post
+    assert b1 is not None and b1.relay is not None
+    liar = AlteringPort(b1.relay.radio, "AMAN semua baik, tidak perlu bantuan")
+    b1.relay.radio = liar
+    rig.wait(lambda: rig.neighbour_metrics("oebubun") == {"bukit": 1, "napan": 255}, "A's only route is B1")
+    t0 = time.monotonic()
+    text = "SOS longsor tutup jalan, 3 rumah tertimbun"
+    rig.text("oebubun", text)
+    rig.wait(lambda: rig.holds("bukit", text), "B1 has committed the genuine report")
+    rig.mesh.cut("oebubun", "bukit")
+    assert rig.center is not None
+    receiver = rig.center.receiver
+    rig.wait(lambda: receiver.rejects["relay_tag"] >= 1, "the center refuses the altered report")
+    t_refused = elapsed(t0)
+    assert liar.altered >= 1 and rig.center_reports() == []
+    assert receiver.state()["rejected_by_reason"]["relay_tag"] >= 1
+    # held at the origin: A never heard B1's CACK, gave B1 up, and has no other route yet
+    rig.wait(
+        lambda: rig.relay("oebubun")["counters"].get("tx.gave_up", 0) >= 1 and rig.holds("oebubun", text, "pending"),
+        "the origin holds the genuine report",
+    )
+    rig.link("napan", "kefa")
+    rig.wait(lambda: rig.all_at_center([text]), "the genuine report at the center via B2")
+    t_center = elapsed(t0)
+    rig.wait(lambda: rig.receipts("oebubun", "112 PUSAT TERIMA"), "the center receipt at the origin")
+    (rows,) = rig.at_center([text]).values()
+    assert len(rows) == 1 and rows[0]["post_id"] == "oebubun", rows
+    copies = rig.center_copies()
+    assert [(c["post_id"], c["relay_prev"]) for c in copies] == [("kefa", "napan")], copies
+    assert not [r for r in rig.center_reports() if "AMAN" in r["text_raw"]]
+    assert receiver.rejects["relay_tag"] >= 1
+    print(f"TIMING altered: refused {t_refused} s, genuine at the center {t_center} s")
