@@ -11,6 +11,8 @@ that only a hang reaches.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -24,6 +26,7 @@ from devkit.harness.procs import spawn_siaga_run, stop_process
 from devkit.harness.synctools import Center
 from devkit.sim import SimulatedDevice
 from devkit.sim.mesh import Mesh
+from devkit.sim.state import SentPacket, node_id
 from edge.daemon import Post
 from edge.store import StoredReport
 from siaga import config as config_mod
@@ -229,6 +232,8 @@ class Rig:
     def stop(self) -> None:
         for station in self.stations.values():
             if station.proc is not None:
+                if station.proc.poll() is None:
+                    station.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
                 stop_process(station.proc)
                 station.proc = None
             if station.post is not None:
@@ -238,6 +243,36 @@ class Rig:
             self.center.stop()
             self.center = None
         self.mesh.stop()
+
+    def signal(self, name: str, signum: int) -> None:
+        proc = self.stations[name].proc
+        assert proc is not None and proc.poll() is None, f"{name} runs no process"
+        os.kill(proc.pid, signum)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the station's ``siaga run`` and reap it: nothing of it runs after this returns."""
+        station = self.stations[name]
+        assert station.proc is not None
+        station.proc.kill()
+        station.proc.wait(30)
+        station.proc = None
+
+    # ------------------------------------------------------------------ on air
+    def node(self, name: str) -> str:
+        return node_id(self.stations[name].device.node_num)
+
+    def relay_sent(self, name: str, kind: int, to: str | None = None) -> list[SentPacket]:
+        """Relay packets of type ``kind`` (sync.compact TYPE_*) the station's client handed its device."""
+        dest = None if to is None else self.node(to)
+        return [
+            p
+            for p in self.mesh.device(name).sent
+            if p.portnum == "300" and p.payload[:2] == bytes([1, kind]) and (dest is None or p.to == dest)
+        ]
+
+    def reached(self, name: str) -> bool:
+        """Everything transmitted toward ``name`` so far has reached its radio (or was lost): nothing on air."""
+        return self.mesh.on_air_to(name) == 0
 
     # ------------------------------------------------------------------ the officer
     def text(self, at: str, text: str) -> int:
