@@ -9,8 +9,11 @@
 * uplink ``on_delivered`` → second receipt; uplink ``on_command`` (a staff reply) → a DM to the handset,
   its progress published back with ``publish_reply_state``.
 
-Receipt state lives in the store (``set_receipt``), written with the store's next commit or by
-:meth:`Post.tick` every :data:`RECEIPT_FLUSH_S` (SD-card wear: edge/store.py).  Receipts are at least once:
+Periodic work (heartbeat, stale claims, retention, receipt and node-table flushes, retries of reports held
+in memory, the runtime state file) is the job table of edge/jobs.py, run by the post's one scheduler.
+
+Receipt state lives in the store (``set_receipt``), written with the store's next commit or by the
+``receipt_flush`` job (SD-card wear: edge/store.py).  Receipts are at least once:
 after a crash, a receipt whose state was not yet written is sent again (a second "TERIMA" is harmless, a
 missing one makes the officer send the report again); a restart resends only for reports less than
 :data:`RESUME_WINDOW_S` old.  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
@@ -28,11 +31,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.classify import Classifier
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
+from edge.jobs import JOBS, JobScheduler
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
@@ -57,12 +61,14 @@ from siaga.metrics import MetricsServer, Registry
 from siaga.report import PathHop, Report, mesh_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
 
+if TYPE_CHECKING:
+    # imported where it is made (_make_uplink): a post whose MQTT library is missing still queues reports
+    from sync.uplink import Uplink
+
 log = logging.getLogger(__name__)
 
 #: After a restart, receipts that never went out are still sent for reports younger than this.
 RESUME_WINDOW_S = 3600
-#: Receipt states not yet written by another commit are written this often (a crash loses at most these).
-RECEIPT_FLUSH_S = 300.0
 #: Reports that could not be stored (disk full) are kept in RAM and retried, at most this many.
 UNSTORED_MAX = 1000
 #: Invalid UTF-8 in a text: kept (with U+FFFD) if at most this share of characters is broken.
@@ -92,9 +98,8 @@ class Post:
         self.intake: Intake | None = None
         self.radio: RadioBridge | None = None
         self.outbox: Outbox | None = None
-        self.uplink: Any = None
+        self.uplink: Uplink | None = None
         self.relay: Engine | None = None
-        self._last_relay_state = 0.0
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -103,8 +108,7 @@ class Post:
         self._seen_commands: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._runtime: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
-        self._last_retention = 0.0
-        self._last_receipt_flush = time.monotonic()
+        self._jobs: JobScheduler[Post] | None = None
         self._stopped = False
         #: Called after every store.put of a radio report (benchmarks, tests): (result, report).
         self.stored_hook: Callable[[PutResult, Report], None] | None = None
@@ -156,6 +160,8 @@ class Post:
                 self.uplink.start()
             if self.relay is not None:
                 self.relay.start()
+            self._jobs = JobScheduler(cfg, self, JOBS)
+            self._jobs.start()
         except BaseException:
             self.stop()
             raise
@@ -209,7 +215,7 @@ class Post:
         )
         return engine
 
-    def _make_uplink(self) -> Any:
+    def _make_uplink(self) -> Uplink | None:
         try:
             from sync.uplink import Uplink
         except ImportError as exc:
@@ -229,6 +235,9 @@ class Post:
         def left(share: float) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
+        if self._jobs is not None:
+            self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
+            self._jobs = None
         if self.relay is not None:
             self.relay.stop(left(0.2))
         if self.radio is not None:
@@ -252,36 +261,22 @@ class Post:
         self.uplink = None
         self.relay = None
 
-    def tick(self) -> None:
-        """Housekeeping, from the main loop about twice a second."""
-        if self.nodes is not None:
-            self.nodes.maybe_flush()
-        if self._unstored:
-            self._retry_unstored()
-        if self.uplink is not None:
-            try:
-                uplink_state = self.uplink.state()
-            except Exception:
-                uplink_state = {"connected": False}
-            broker = uplink_state.get("broker") if uplink_state.get("connected") else None
-            if broker != self._runtime.get("uplink"):
-                self._write_runtime(uplink=broker)
-        now = time.monotonic()
-        if self.relay is not None and now - self._last_relay_state >= 5.0:
-            self._last_relay_state = now
+    def refresh_runtime(self) -> None:
+        """The ``runtime_state`` job: the broker the uplink is connected to, for ``siaga status``."""
+        if self.uplink is None:
+            return
+        try:
+            uplink_state = self.uplink.state()
+        except Exception:
+            uplink_state = {"connected": False}
+        broker = uplink_state.get("broker") if uplink_state.get("connected") else None
+        if broker != self._runtime.get("uplink"):
+            self._write_runtime(uplink=broker)
+
+    def refresh_relay_state(self) -> None:
+        """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
+        if self.relay is not None:
             self._write_runtime(relay=self.relay.snapshot())
-        if self.store is not None and now - self._last_receipt_flush >= RECEIPT_FLUSH_S:
-            self._last_receipt_flush = now
-            try:
-                self.store.flush()
-            except StoreError as exc:
-                log.warning("receipt states not written yet: %s", exc)
-        if self.store is not None and now - self._last_retention > 86400:
-            self._last_retention = now
-            try:
-                self.store.retention(self.cfg.store.retention_days)
-            except StoreError as exc:
-                log.warning("retention failed: %s", exc)
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -319,31 +314,34 @@ class Post:
         return all(self.health_checks().values())
 
     def register_metrics(self, registry: Registry) -> None:
-        """Gauges read at scrape time: radio state, queue by state, and every event counter by kind."""
+        """Read at scrape time (docs/METRICS.md): levels as gauges, event counts since start as counters."""
         registry.gauge(
             "radio_connected",
             "1 while the gateway radio is connected",
             lambda: float(bool(self.radio and self.radio.connected)),
         )
-        registry.gauge(
+        registry.counter(
             "post_events",
-            "radio traffic, reports, receipts and errors since start, by kind (monotonic)",
-            lambda: {(("kind", k),): float(v) for k, v in self.counters().items()},
+            "radio traffic, reports, receipts and errors since start, by kind",
+            self.counters,
+            label="kind",
         )
         registry.gauge(
             "post_queue",
             "reports in the post's store by state",
-            lambda: {(("state", k),): float(v) for k, v in self.store.counts().items()} if self.store else None,
+            lambda: self.store.counts() if self.store else None,
+            label="state",
         )
         registry.gauge(
             "post_oldest_pending_age_seconds",
             "age of the oldest report not yet delivered to the center (absent when none waits)",
             lambda: self.store.oldest_pending_age_s() if self.store else None,
         )
-        registry.gauge(
+        registry.counter(
             "uplink_events",
             "uplink events since start (published, acked, rejected, connects, disconnects...), by kind",
-            lambda: {(("kind", k),): float(v) for k, v in self.uplink.counters.items()} if self.uplink else None,
+            lambda: dict(self.uplink.counters) if self.uplink else None,
+            label="kind",
         )
 
     def state(self) -> dict[str, Any]:
@@ -538,8 +536,10 @@ class Post:
             self.relay.wake()
         self._queue_post_receipt(report)
 
-    def _retry_unstored(self) -> None:
-        assert self.store is not None
+    def retry_unstored(self) -> None:
+        """The ``unstored_retry`` job: store the reports held in memory while the disk refused them."""
+        if self.store is None:
+            return
         while True:
             with self._unstored_lock:
                 if not self._unstored:
@@ -755,9 +755,9 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
             log.info("post %s running (radio: %s)", cfg.node.post_id, radio)
             notifier.ready(f"running, radio {radio}")
             watchdog.start()
+            # everything periodic runs on the post's scheduler (edge/jobs.py): this thread only waits
             while flags.signum is None and not stop.is_set():
                 stop.wait(0.5)
-                post.tick()
         finally:
             if flags.signum is not None:
                 log.info("signal %d: stopping", flags.signum)

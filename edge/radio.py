@@ -41,8 +41,10 @@ from meshtastic.serial_interface import SerialInterface
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
+from siaga.backoff import Attempts, Backoff
 from siaga.config import MeshtasticConfig
 from siaga.errors import RadioError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -565,22 +567,17 @@ class RadioBridge:
                 self.count("handler_errors")
                 log.exception("radio: handling %s failed; continuing", type(event).__name__)
 
-    def inbox_depth(self) -> int:
-        return self._inbox.qsize()
-
     # ------------------------------------------------------------------ radio-link thread
     def _run_link(self) -> None:
-        attempt = 0
+        failures = Attempts(Backoff(self._tuning.backoff_first_s, self._tuning.backoff_max_s))
         while not self._stop.is_set():
-            attempt += 1
             started = time.monotonic()
-            iface = self._open(attempt)
+            iface = self._open(failures.failures + 1)
             if iface is None:
-                delay = min(self._tuning.backoff_max_s, self._tuning.backoff_first_s * 2 ** min(attempt - 1, 10))
-                self._stop.wait(delay)
+                self._stop.wait(failures.next_delay())
                 continue
             self.last_connect_s = time.monotonic() - started
-            attempt = 0
+            failures.reset()
             try:
                 self._watch(iface)
             finally:
@@ -596,7 +593,7 @@ class RadioBridge:
             if self._cfg.port:
                 iface = SerialInterface(devPath=self._cfg.port, connectNow=False, timeout=timeout)
             else:
-                host, port = _split_host(self._cfg.host or "")
+                host, port = parse_host_port(self._cfg.host or "", "radio.meshtastic.host", default_port=4403)
                 # The library connects without a timeout: a board that vanished from Wi-Fi (no RST)
                 # would hold this thread for the kernel's minutes-long SYN timeout.  Probe first.
                 with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
@@ -719,13 +716,6 @@ def _abort_connect(iface: MeshInterface) -> None:
     iface.isConnected.set()
     with contextlib.suppress(Exception, SystemExit):
         iface.close()
-
-
-def _split_host(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        return value, 4403
-    return host.strip("[]"), int(port)
 
 
 def _event_key(event: RadioEvent) -> str:

@@ -35,7 +35,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,6 +81,8 @@ def m001_reports(db: sqlite_utils.Database) -> None:
             stored_ts REAL NOT NULL,
             boot_id TEXT NOT NULL,
             boot_stored REAL NOT NULL,
+            -- unused since claims became leases in memory: neither read nor written, kept so that files
+            -- of every version share one schema (SQLite cannot drop a column of an old file cheaply)
             claim_token TEXT,
             claim_boot REAL,
             sent_ts REAL,
@@ -547,9 +548,9 @@ class Store(RelayStoreMixin):
         self._clock = clock
         self._lock = threading.RLock()
         self._closed = False
-        # Soft state (see the module docstring): leases held by this process, report_id → (token,
-        # CLOCK_BOOTTIME at claim), and receipt states not yet on disk, (report_id, column) → state.
-        self._claims: dict[str, tuple[str, float]] = {}
+        # Soft state (see the module docstring): leases held by this process, report_id → CLOCK_BOOTTIME at
+        # claim, and receipt states not yet on disk, (report_id, column) → state.
+        self._claims: dict[str, float] = {}
         self._unwritten_receipts: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ opening
@@ -719,17 +720,16 @@ class Store(RelayStoreMixin):
         return PutResult(report.report_id, created=True, copies=1)
 
     # ------------------------------------------------------------------ the drain: claim / sent / ack / release
-    def claim(self, limit: int, *, exclude: Iterable[str] = ()) -> tuple[str, list[StoredReport]]:
+    def claim(self, limit: int) -> list[StoredReport]:
         """Lease up to ``limit`` pending, unclaimed reports in drain order.
 
-        Drain order: life-safety categories first, then oldest.  Returns ``(token, reports)``; the
-        claim is resolved by :meth:`mark_sent`, :meth:`ack` or :meth:`release`, or expires after the
-        timeout given to :meth:`release_stale`.
+        Drain order: life-safety categories first, then oldest.  The claim is resolved by
+        :meth:`mark_sent`, :meth:`ack` or :meth:`release`, or expires after the timeout given to
+        :meth:`release_stale`.
         """
-        token = uuid.uuid4().hex
         boot = self._clock.boottime()
         with self._lock:
-            skip = set(exclude) | self._claims.keys()
+            skip = set(self._claims)
             picked: list[str] = []
             if limit > 0:
                 for row in self._read(
@@ -742,8 +742,8 @@ class Store(RelayStoreMixin):
                         if len(picked) == limit:
                             break
             for report_id in picked:
-                self._claims[report_id] = (token, boot)
-            return token, self.get_many(picked)
+                self._claims[report_id] = boot
+            return self.get_many(picked)
 
     def mark_sent(self, report_ids: Iterable[str]) -> int:
         """The broker has these (PUBACK): ``pending`` → ``sent``.  Returns how many changed."""
@@ -815,7 +815,7 @@ class Store(RelayStoreMixin):
         boot = self._clock.boottime()
         with self._lock:
             # A claim from before a reboot (the boot clock went back) is stale whatever its age.
-            stale = [rid for rid, (_t, at) in self._claims.items() if at < boot - claim_timeout_s or at > boot]
+            stale = [rid for rid, at in self._claims.items() if at < boot - claim_timeout_s or at > boot]
             claims = self._unclaim(stale)
         with self._write() as conn:
             sent = conn.execute(
@@ -829,13 +829,11 @@ class Store(RelayStoreMixin):
         return claims, sent
 
     def release_all_claims(self) -> int:
-        """Forget every claim (the uplink starts over).  Claims never outlive the process that made them:
-        a file written by an older version may still hold claim columns, which are cleared once here."""
+        """Forget every claim (the uplink starts over).  Claims never outlive the process that made them;
+        the ``claim_token``/``claim_boot`` columns an old file may still fill are never read."""
         with self._lock:
             n = len(self._claims)
             self._claims.clear()
-        with self._write() as conn:
-            conn.execute("UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL")
         return n
 
     def set_receipt(self, report_id: str, which: str, state: str) -> None:

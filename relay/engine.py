@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -152,6 +152,10 @@ class _Flight:
     attempts: int = 1
     due: float = 0.0
     life_safety: bool = False
+    #: a report's own record and when its packet was stamped: a retransmission is stamped again, so the
+    #: time it waited for the retry counts in its age / transit (the center dates the report by them)
+    out: Outbound | None = None
+    stamped_at: float = 0.0
 
 
 @dataclass
@@ -478,6 +482,15 @@ class Engine:
                 continue
             flight.attempts += 1
             self._count("tx.retry")
+            if flight.out is not None:
+                waited = now - flight.stamped_at
+                try:
+                    fresh = self._packet(replace(flight.out, held_s=flight.out.held_s + waited))
+                    flight.payload = codec.with_xmit(fresh, flight.xmit)
+                except ProtocolError as exc:  # the first stamp encoded; keep it rather than stall
+                    log.warning(
+                        "relay: could not restamp report %s (%s); resent as first sent", flight.out.report_id, exc
+                    )
             self._transmit(now, flight.node, flight.payload, flight.kind)
             self._schedule(flight, now + self._retry_delay(flight.attempts))
 
@@ -517,16 +530,33 @@ class Engine:
             if not self._transmit(now, hop.node, payload, "report"):
                 self._drain_at = now + self.settings.retry_s
                 return
-            flight = _Flight(xmit, "report", (out.report_id,), hop.node, payload, life_safety=out.priority <= 1)
+            flight = _Flight(
+                xmit,
+                "report",
+                (out.report_id,),
+                hop.node,
+                payload,
+                life_safety=out.priority <= 1,
+                out=out,
+                stamped_at=now,
+            )
             self._flights[xmit] = flight
             self._schedule(flight, now + self._retry_delay(1))
 
     def _packet(self, out: Outbound) -> bytes:
+        # The packet reaches the neighbour one time on air after it leaves: counted here (the size does not
+        # depend on the stamp), so the center's date of a carried report does not drift by ~1 s per hop.
         if out.packet is not None:
-            return codec.forward_report(out.packet, held_s=out.held_s, wall=out.held_wall, xmit=0)
+            on_air = airtime_ms(len(out.packet), pki=True) / 1000.0
+            return codec.forward_report(out.packet, held_s=out.held_s + on_air, wall=out.held_wall, xmit=0)
         report = Report.from_dict(json.loads(out.body))
-        age = codec.observation_age(report, out.held_s)
-        relay_report = codec.from_report(report, age_s=age, age_wall=out.held_wall)
+        first = self._encode_own(report, out.held_s, out.held_wall)
+        on_air = airtime_ms(len(first), pki=True) / 1000.0
+        return self._encode_own(report, out.held_s + on_air, out.held_wall)
+
+    def _encode_own(self, report: Report, held_s: float, wall: bool) -> bytes:
+        age = codec.observation_age(report, held_s)
+        relay_report = codec.from_report(report, age_s=age, age_wall=wall)
         return codec.encode_report(relay_report, self._key, key_epoch=self._key_epoch)
 
     def _send_owed_center_acks(self, now: float) -> None:

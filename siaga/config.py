@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from siaga.errors import ConfigError
+from siaga.hostport import parse_host_port
 from siaga.keyfile import read_hex_key
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
@@ -56,10 +57,6 @@ def _lat(value: float | None) -> str | None:
 
 def _lon(value: float | None) -> str | None:
     return None if value is None or -180 <= value <= 180 else "must be a longitude within -180..180"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
 
 
 def _range(lo: float, hi: float) -> Check:
@@ -99,10 +96,10 @@ def _mqtt_urls(value: tuple[str, ...]) -> str | None:
 def _host_port(value: str | None) -> str | None:
     if value is None:
         return None
-    host, _, port = value.rpartition(":") if ":" in value else (value, "", "4403")
-    # isascii: "²".isdigit() is true, but int() refuses it
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        return "must be HOST or HOST:PORT (e.g. 192.168.4.1:4403)"
+    try:
+        parse_host_port(value, "", default_port=4403)
+    except ConfigError as exc:
+        return exc.reason
     return None
 
 
@@ -128,9 +125,10 @@ def _log_level(value: str) -> str | None:
 def _listen(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
-        return "must be HOST:PORT (e.g. 127.0.0.1:8112)"
+    try:
+        parse_host_port(value, "", port_zero=True)
+    except ConfigError as exc:
+        return exc.reason
     return None
 
 

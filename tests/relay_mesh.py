@@ -160,7 +160,7 @@ class Mesh:
         for node in self.nodes.values():
             if not node.uplink:
                 continue
-            _token, rows = node.store.claim(100)
+            rows = node.store.claim(100)
             if not rows:
                 continue
             ids = []
