@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from relay.engine import RelaySettings
+from siaga.errors import RadioError
 from sync import compact as codec
 from tests.carried import tamper_text
 from tests.relay_mesh import SECRET, Mesh
@@ -134,6 +135,30 @@ def test_a_report_the_center_refused_is_not_seen_for_another_packet_of_it(mesh: 
     assert row.reject_reason is None and row.carried
     assert receive(codec.with_xmit(genuine, 8)) == codec.REDUNDANT
     assert c.counts()["pending"] == 1
+
+
+def test_a_beacon_the_radio_could_not_send_is_tried_again_soon(tmp_path: Path) -> None:
+    """At a start the engine runs before the radio has connected: its first beacon fails, and the next must
+    not wait a whole beacon_s (10 min by default), or no neighbour routes through the post meanwhile."""
+    mesh = Mesh(tmp_path, settings=RelaySettings(beacon_s=600.0, retry_s=10.0, cack_delay_s=2.0))
+    try:
+        chain(mesh)
+        c = mesh.nodes["c"].engine
+        real = c.radio
+        failed: list[bytes] = []
+
+        class NotConnectedYet:
+            def send_relay(self, dest: int | None, payload: bytes) -> None:
+                if not failed:
+                    failed.append(payload)
+                    raise RadioError("radio not connected")
+                real.send_relay(dest, payload)
+
+        c.radio = NotConnectedYet()
+        assert mesh.run_until(lambda: mesh.nodes["b"].engine.routes.by_post(mesh.nodes["c"].num) == "c", 60)
+        assert failed and codec.message_type(failed[0]) == codec.TYPE_BEACON
+    finally:
+        mesh.close()
 
 
 @pytest.mark.parametrize("step", ["before_commit", "after_commit_before_cack", "after_cack_before_sender_records"])
