@@ -201,7 +201,13 @@ class Engine:
         self._on_accepted = on_accepted
         self.clock = clock
         self.rng = rng or random.Random()
-        self.routes = Routes(beacon_s=settings.beacon_s, max_hops=settings.max_hops, skip_s=settings.skip_s)
+        self.routes = Routes(
+            beacon_s=settings.beacon_s,
+            max_hops=settings.max_hops,
+            skip_s=settings.skip_s,
+            own_tag=codec.post_tag(post_id),
+        )
+        self._via = 0
         self.budget = AirtimeBudget(settings.airtime_cap)
         self._inbox: queue.Queue[tuple[int, bytes, float | None] | None] = queue.Queue()
         self._wake = threading.Event()
@@ -312,6 +318,8 @@ class Engine:
     def _handle(self, now: float, from_node: int, payload: bytes, snr: float | None) -> None:
         try:
             kind = codec.message_type(payload)
+            if kind != codec.TYPE_BEACON:
+                self.routes.touch(from_node, now)
             if kind == codec.TYPE_REPORT:
                 self._on_report(now, from_node, payload)
             elif kind == codec.TYPE_CUSTODY_ACK:
@@ -437,6 +445,14 @@ class Engine:
         # a post that drains over MQTT only must not draw reports while its uplink is down: it would hold
         # them without passing them on, so it advertises no route until the uplink is back
         metric = self.routes.metric(connected) if self.forward or connected else codec.METRIC_NONE
+        best = self.routes.best() if 0 < metric < codec.METRIC_NONE else None
+        via = codec.post_tag(best.post_id) if best is not None else 0
+        if via != self._via and metric == self._metric:
+            # same metric through another neighbour: say so soon (split horizon depends on it)
+            self._via = via
+            soon = now + self.rng.uniform(0, BEACON_SOON_S)
+            self._beacon_at = soon if self._beacon_at is None else min(self._beacon_at, soon)
+        self._via = via
         if metric != self._metric:
             if self._metric is not None:
                 log.info("relay: our metric %s → %s", self._metric, metric)
@@ -455,6 +471,7 @@ class Engine:
             relay=self.relay_role,
             route_seq=self._route_seq,
             held=self._held,
+            via=self._via,
         )
         payload = codec.encode_beacon(beacon)
         if not self.budget.allows(now, airtime_ms(len(payload), pki=False)):

@@ -895,6 +895,10 @@ class Beacon:
     held: int = 0
     free_mib: int = 0
     battery: int = BATTERY_UNKNOWN
+    #: :func:`post_tag` of the neighbour this node routes through (0: none — it has the uplink, or no
+    #: route).  A neighbour that sees its own tag here ignores this node's metric (split horizon with
+    #: poisoned reverse): two posts can no longer count each other's metric up after an uplink is lost.
+    via: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -982,7 +986,14 @@ def decode_cack(payload: bytes) -> tuple[CackRange, ...]:
     return tuple(out)
 
 
-# BEACON: 1 | 3 | flags u8 | metric u8 | route_seq u16 | held u16 | free_mib u16 | battery u8 | post_id
+def post_tag(post_id: str) -> int:
+    """A post's 16-bit tag in beacons (``Beacon.via``): the first two bytes of SHA-256 of its id, never 0.
+    A collision (1 in 65,536 per pair of neighbours) only makes a node ignore one neighbour's route."""
+    tag = int.from_bytes(hashlib.sha256(post_id.encode("ascii")).digest()[:2], "big")
+    return tag or 1
+
+
+# BEACON: 1 | 3 | flags u8 | metric u8 | route_seq u16 | held u16 | free_mib u16 | battery u8 | via u16 | post_id
 def encode_beacon(b: Beacon) -> bytes:
     if not isinstance(b.post_id, str) or not _POST_ID_RE.match(b.post_id):
         raise ProtocolError("field", f"post_id must be 1-32 chars of a-z 0-9 -, not {b.post_id!r}")
@@ -995,7 +1006,9 @@ def encode_beacon(b: Beacon) -> bytes:
         + _int_in(b.route_seq, 0, 0xFFFF, "route_seq").to_bytes(2, "big")
         + min(_int_in(b.held, 0, 10**9, "held"), 0xFFFF).to_bytes(2, "big")
         + min(_int_in(b.free_mib, 0, 10**12, "free_mib"), 0xFFFF).to_bytes(2, "big")
-        + bytes([battery, len(b.post_id)])
+        + bytes([battery])
+        + _beacon_via(b.metric, b.via).to_bytes(2, "big")
+        + bytes([len(b.post_id)])
         + b.post_id.encode("ascii")
     )
 
@@ -1011,10 +1024,20 @@ def decode_beacon(payload: bytes) -> Beacon:
     route_seq, held, free_mib, battery = rd.uint(2), rd.uint(2), rd.uint(2), rd.u8()
     if 100 < battery < BATTERY_UNKNOWN:
         raise ProtocolError("schema", f"battery {battery} is not 0-100 or {BATTERY_UNKNOWN}")
+    via = rd.uint(2)
+    if via and metric in (0, METRIC_NONE):
+        raise ProtocolError("schema", f"beacon with metric {metric} names a next hop")
     post_id = rd.ascii(rd.u8(), _POST_ID_RE, "post_id")
     _done(rd, "beacon")
     return Beacon(post_id, metric, bool(flags & BEACON_UPLINK), bool(flags & BEACON_RELAY), route_seq, held,
-                  free_mib, battery)  # fmt: skip
+                  free_mib, battery, via)  # fmt: skip
+
+
+def _beacon_via(metric: int, via: int) -> int:
+    via = _int_in(via, 0, 0xFFFF, "via")
+    if via and metric in (0, METRIC_NONE):
+        raise ProtocolError("field", f"a beacon with metric {metric} has no next hop (via must be 0)")
+    return via
 
 
 # CENTER_ACK: 1 | 4 | xmit u32 | origin post_id u8 len + ASCII | committed_at u32 | n u8 | n x (form u8 + id)

@@ -235,6 +235,33 @@ def test_a_cut_link_heals_and_neighbours_expire(mesh: Mesh) -> None:
     assert all(mesh.center_arrivals[i] == 1 for i in ids)
 
 
+def test_a_lost_uplink_does_not_count_metrics_up_nor_send_reports_back_down_the_chain(mesh: Mesh) -> None:
+    """Split horizon with poisoned reverse (relay/routing.py): when b loses c, a's beacon says it routes
+    through b, so b does not take a's metric as a way out; both go to "no route" at once instead of counting
+    each other up (2, 4, 6 …), and b keeps its reports instead of handing them back to a, where the
+    never-back rule would strand them once c returns (seen by bench/relay_mesh.py at 30 % loss)."""
+    chain(mesh)
+    mesh.run_until(lambda: mesh.nodes["a"].engine.routes.metric(False) == 2, 300)
+    mesh.cut.add(frozenset(("b", "c")))
+    ids = put_reports(mesh, "b", 5)
+    seen: set[int] = set()
+
+    def metrics_settled() -> bool:
+        a = mesh.nodes["a"].engine.routes.metric(False)
+        b = mesh.nodes["b"].engine.routes.metric(False)
+        seen.update((a, b))
+        return a == b == codec.METRIC_NONE
+
+    assert mesh.run_until(metrics_settled, 6 * mesh.settings.beacon_s)
+    assert seen <= {1, 2, codec.METRIC_NONE}, f"metrics counted up: {sorted(seen)}"
+    mesh.run_until(lambda: False, 2 * mesh.settings.beacon_s)
+    assert mesh.nodes["a"].store.counts()["pending"] == 0  # nothing was handed back down to a
+    assert mesh.nodes["b"].store.counts()["pending"] == 5
+    mesh.cut.clear()
+    assert mesh.run_until(lambda: all_home(mesh, "b", ids), 3600)
+    assert all(mesh.center_arrivals[i] == 1 for i in ids)
+
+
 def test_the_airtime_cap_is_kept_and_everything_still_arrives(tmp_path: Path) -> None:
     cap = 0.004  # 14.4 s of airtime per hour: about a dozen reports
     mesh = Mesh(tmp_path, settings=RelaySettings(beacon_s=600.0, retry_s=10.0, cack_delay_s=2.0, airtime_cap=cap))

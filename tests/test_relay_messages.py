@@ -109,10 +109,19 @@ def test_cack_refuses_what_v1_does_not_allow() -> None:
 def test_beacon_round_trip_and_limits() -> None:
     b = Beacon("bukit-01", 2, relay=True, route_seq=513, held=17, free_mib=900, battery=81)
     payload = codec.encode_beacon(b)
-    assert len(payload) == 12 + len("bukit-01")
-    assert codec.decode_beacon(payload) == b
     up = Beacon("kefa-kota", 0, uplink=True)
     assert codec.decode_beacon(codec.encode_beacon(up)) == up
+    assert len(payload) == 14 + len("bukit-01")
+    assert codec.decode_beacon(payload) == b
+    # via: the tag of the neighbour this node routes through; none for an uplink or for no route
+    routed = Beacon("bukit-01", 2, via=codec.post_tag("kefa"))
+    assert codec.decode_beacon(codec.encode_beacon(routed)).via == codec.post_tag("kefa") != 0
+    for no_hop in (Beacon("a", 0, uplink=True, via=7), Beacon("a", codec.METRIC_NONE, via=7)):
+        with pytest.raises(ProtocolError):
+            codec.encode_beacon(no_hop)
+    forged = bytearray(codec.encode_beacon(up))
+    forged[12:14] = (7).to_bytes(2, "big")  # an uplink beacon naming a next hop
+    assert outcome(bytes(forged)) == "schema"
     # counts saturate; a metric of 0 without the uplink flag (or the other way round) is refused
     assert codec.decode_beacon(codec.encode_beacon(Beacon("a", 3, held=10**6))).held == 0xFFFF
     assert outcome(codec.encode_beacon(Beacon("a", 0))) == "schema"
