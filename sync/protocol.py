@@ -385,8 +385,10 @@ def decode_relay(value: Any) -> RelayCarry:
     if unknown:
         raise ProtocolError("schema", f"relay has an unknown field {_short(unknown[0])}")
     prev = value.get("prev")
-    if not isinstance(prev, str) or not _SLUG.match(prev):
-        raise ProtocolError("schema", f"relay.prev must be a post id slug, not {_short(prev)}")
+    # A carrier that took custody before it heard the previous hop's beacon knows only its node number
+    # (docs/RELAY.md); the field is informational, so refusing it would lose the report for good.
+    if not isinstance(prev, str) or not (_SLUG.match(prev) or _NODE.match(prev)):
+        raise ProtocolError("schema", f"relay.prev must be a post id slug or a node id !xxxxxxxx, not {_short(prev)}")
     hops = value.get("hops")
     if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= compact.MAX_HOPS:
         raise ProtocolError("schema", f"relay.hops must be an integer 0..{compact.MAX_HOPS}, not {_short(hops)}")
