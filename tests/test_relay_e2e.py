@@ -186,7 +186,14 @@ def test_a_carrier_that_alters_a_report_is_refused_and_the_original_still_gets_t
     assert b1 is not None and b1.relay is not None
     liar = AlteringPort(b1.relay.radio, "AMAN semua baik, tidak perlu bantuan")
     b1.relay.radio = liar
-    rig.wait(lambda: rig.neighbour_metrics("oebubun") == {"bukit": 1, "napan": 255}, "A's only route is B1")
+    rig.wait(
+        lambda: (
+            rig.metric("oebubun") == 2
+            and rig.neighbour_metrics("oebubun").get("bukit") == 1
+            and rig.neighbour_metrics("oebubun").get("napan", 255) >= 2
+        ),
+        "A's only route is B1",
+    )
     t0 = time.monotonic()
     text = "SOS longsor tutup jalan, 3 rumah tertimbun"
     rig.text("oebubun", text)
