@@ -173,6 +173,10 @@ system_uninstall() {
         rm -f "$ROOT/etc/systemd/system/$unit" "$ROOT/etc/systemd/system/multi-user.target.wants/$unit"
     done
     rm -f "$ROOT/etc/udev/rules.d/99-meshtastic.rules" "$ROOT/usr/local/bin/siaga"
+    # without it systemd keeps the removed units loaded ("systemctl status" still finds them)
+    if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
     rm -rf "$ROOT/opt/siaga"
     if [ "$PURGE" -eq 1 ]; then
         rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"

@@ -58,6 +58,7 @@ class Rig:
     center: Center
     http_port: int
     timings: dict[str, float] = field(default_factory=dict)
+    device_probe: str = ""
 
     def run(self, *argv: str, **kw: object):  # type: ignore[no-untyped-def]
         return self.container.run(argv, **kw)  # type: ignore[arg-type]
@@ -296,3 +297,141 @@ def test_bad_config_exits_78_and_is_not_restarted(rig: Rig) -> None:
     # the operator fixes the file and starts it again
     rig.sh("cp /root/siaga.toml.good /etc/siaga/siaga.toml && systemctl start siaga", check=True, timeout=120)
     c.wait_unit("siaga", lambda s: s["ActiveState"] == "active", 60, "active after the fix")
+
+
+#: [Service] settings that are not the sandbox (how the unit starts, restarts, notifies, logs).
+_NOT_SANDBOX = {
+    "Type",
+    "NotifyAccess",
+    "WatchdogSec",
+    "ExecStart",
+    "Restart",
+    "RestartSec",
+    "RestartPreventExitStatus",
+    "TimeoutStopSec",
+    "RuntimeDirectory",
+    "RuntimeDirectoryPreserve",
+    "Environment",
+}
+
+#: Run inside the unit's sandbox: what it can open and write.  Prints "what errno-name" per line.
+_PROBE = r"""
+import errno, os, socket, sys
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "OK")
+    except OSError as exc:
+        print(what, errno.errorcode.get(exc.errno, exc.errno))
+def write(path):
+    def fn():
+        with open(path, "w") as f:
+            f.write("x")
+        os.unlink(path)
+    return fn
+def dev(path):
+    return lambda: os.close(os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+attempt("write /var/lib/siaga", write("/var/lib/siaga/.probe"))
+attempt("write /etc/siaga", write("/etc/siaga/.probe"))
+attempt("write /opt/siaga", write("/opt/siaga/.probe"))
+attempt("write /usr/local", write("/usr/local/.probe"))
+attempt("write /var/tmp", write("/var/tmp/.probe"))
+attempt("open /dev/meshtastic", dev("/dev/meshtastic"))
+attempt("open /dev/ttyS9", dev("/dev/ttyS9"))
+attempt("socket AF_PACKET", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close())
+print("uid", os.getuid(), "groups", sorted(os.getgroups()))
+"""
+
+
+def _sandbox_properties(rig: Rig, unit: str) -> list[str]:
+    """The unit's own sandbox settings, as systemd-run -p arguments (a probe then runs in the same sandbox)."""
+    text = rig.run("systemctl", "cat", unit, check=True).stdout
+    props, section = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line and not line.startswith("#") and "=" in line:
+            key = line.split("=", 1)[0]
+            if key not in _NOT_SANDBOX:
+                props += ["-p", line]
+    return props
+
+
+def _exposure(rig: Rig, unit: str) -> tuple[float, str]:
+    out = rig.run("systemd-analyze", "security", unit, "--no-pager")
+    figure = nspawn.parse_exposure(out.stdout)
+    print(f"systemd-analyze security {unit}: {figure[0]} {figure[1]}")
+    return figure
+
+
+def test_hardening_holds_without_breaking_the_job(rig: Rig) -> None:
+    c = rig.container
+    state = c.wait_unit("siaga", lambda s: s["ActiveState"] == "active", 60, "active")
+    uid = rig.run("id", "-u", "siaga", check=True).stdout.strip()
+    proc = rig.run("cat", f"/proc/{state['MainPID']}/status", check=True).stdout
+    assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", proc, flags=re.M), proc
+    assert re.search(r"^CapEff:\s+0+$", proc, flags=re.M), proc
+    # A serial port that is not a radio (ttyS9), mode 0666 so only the unit's device policy can refuse it.
+    rig.run("mknod", "-m", "0666", "/dev/ttyS9", "c", "4", "73", check=True)
+    out = rig.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", *_sandbox_properties(rig, "siaga"), "python3", "-c", _PROBE
+    )
+    print(out.stdout, out.stderr)
+    got = dict(line.rsplit(" ", 1) for line in out.stdout.splitlines() if not line.startswith("uid"))
+    assert got["write /var/lib/siaga"] == "OK"
+    for path in ("/etc/siaga", "/opt/siaga", "/usr/local"):
+        assert got[f"write {path}"] == "EROFS", (path, got)
+    assert got["write /var/tmp"] == "OK"  # PrivateTmp: its own, discarded when it stops
+    assert got["open /dev/meshtastic"] == "OK"
+    policy = c.show("siaga", "DevicePolicy", "DeviceAllow")
+    assert policy["DevicePolicy"] == "closed", policy
+    rig.device_probe = got["open /dev/ttyS9"]
+    assert got["socket AF_PACKET"] == "EAFNOSUPPORT", got
+    # and the job still works with all of it on: a report from the radio reaches the center
+    rig.device.inject_text(HANDSET, "SAKIT warga demam tinggi")
+    rig.wait(lambda: "SAKIT warga demam tinggi" in rig.texts_at_center(), 60, "a report delivered")
+    figure, verdict = _exposure(rig, "siaga.service")
+    assert verdict in ("OK", "SAFE"), (figure, verdict)
+
+
+def test_device_policy_refuses_a_device_that_is_not_the_radio(rig: Rig) -> None:
+    """DeviceAllow needs a devices cgroup systemd can write; nspawn on a host with hybrid cgroups (v1
+    controllers read-only inside) does not give it one, so here the policy is configured but not enforced."""
+    assert rig.device_probe, "runs after test_hardening_holds_without_breaking_the_job"
+    writable = rig.run("test", "-w", "/sys/fs/cgroup/devices/system.slice").returncode == 0
+    unified = rig.run("test", "-e", "/sys/fs/cgroup/cgroup.controllers").returncode == 0
+    if not writable and not unified:
+        pytest.xfail(f"devices cgroup not delegated to this container: /dev/ttyS9 gave {rig.device_probe}, not EPERM")
+    assert rig.device_probe == "EPERM"
+
+
+def test_center_runs_under_systemd_with_the_dashboard_answering(rig: Rig) -> None:
+    c = rig.container
+    rig.run("systemctl", "start", "siaga-center", check=True, timeout=120)
+    state = c.wait_unit("siaga-center", lambda s: s["ActiveState"] == "active", 60, "center active")
+    uid = rig.run("id", "-u", "siaga", check=True).stdout.strip()
+    proc = rig.run("cat", f"/proc/{state['MainPID']}/status", check=True).stdout
+    assert re.search(rf"^Uid:\s+{uid}\s", proc, flags=re.M), proc
+    with urllib.request.urlopen(f"http://127.0.0.1:{rig.http_port}/", timeout=10) as response:
+        page = response.read().decode()
+        assert response.status == 200
+    print(response.url, len(page))
+    assert "<html" in page.lower()
+    figure, verdict = _exposure(rig, "siaga-center.service")
+    assert verdict in ("OK", "SAFE"), (figure, verdict)
+    rig.run("systemctl", "stop", "siaga-center", check=True, timeout=60)
+
+
+def test_uninstall_keeps_config_and_data_and_purge_removes_them(rig: Rig) -> None:
+    out = rig.sh("cd /root/siaga && ./install.sh --uninstall", check=True, timeout=120)
+    assert "kept /etc/siaga and /var/lib/siaga" in out.stdout
+    assert rig.run("systemctl", "is-active", "siaga").stdout.strip() == "inactive"
+    assert rig.run("systemctl", "list-unit-files", "siaga.service", "--no-legend").stdout.strip() == ""
+    for gone in ("/opt/siaga", "/etc/systemd/system/siaga.service", "/usr/local/bin/siaga"):
+        assert rig.run("test", "-e", gone).returncode != 0, gone
+    for kept in ("/etc/siaga/siaga.toml", DB):
+        assert rig.run("test", "-f", kept).returncode == 0, kept
+    rig.sh("cd /root/siaga && ./install.sh --uninstall --purge", check=True, timeout=120)
+    for gone in ("/etc/siaga", "/var/lib/siaga"):
+        assert rig.run("test", "-e", gone).returncode != 0, gone
