@@ -20,7 +20,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -183,13 +182,12 @@ def test_post_runs_under_systemd_and_status_shows_it(rig: Rig) -> None:
     for i in range(3):
         rig.device.inject_text(HANDSET, f"KEBAKARAN rumah warga nomor {i}")
     rig.wait(lambda: len(rig.texts_at_center()) >= 3, 60, "three reports delivered to the center")
-    rig.wait(
-        lambda: sorted(rig.post_states().values()) == ["delivered"] * 3, 60, "the post marking them delivered"
-    )
+    rig.wait(lambda: sorted(rig.post_states().values()) == ["delivered"] * 3, 60, "the post marking them delivered")
     status = rig.run("siaga", "status")
     print(status.stdout)
     journal = rig.run("journalctl", "-u", "siaga", "--no-pager", "-n", "30").stdout
-    assert status.returncode == 0, status.stdout + status.stderr + rig.run("cat", "/run/siaga/runtime.json").stdout + journal
+    runtime = rig.run("cat", "/run/siaga/runtime.json").stdout
+    assert status.returncode == 0, status.stdout + status.stderr + runtime + journal
     assert "Radio          : terhubung" in status.stdout
     assert "Diterima 112   : 3" in status.stdout
     assert "Semua baik." in status.stdout
@@ -262,9 +260,7 @@ def test_watchdog_restarts_a_stalled_radio_reader_and_no_stored_report_is_lost(r
     stored_after = rig.post_states()
     assert set(stored_before) <= set(stored_after)
     rig.device.inject_text(HANDSET, "LONGSOR jalan desa tertutup")
-    rig.wait(
-        lambda: "LONGSOR jalan desa tertutup" in rig.texts_at_center(), 60, "a report after the restart delivered"
-    )
+    rig.wait(lambda: "LONGSOR jalan desa tertutup" in rig.texts_at_center(), 60, "a report after the restart delivered")
     states = rig.wait(
         lambda: (s := rig.post_states()) and all(v == "delivered" for v in s.values()) and s,
         60,
@@ -278,7 +274,7 @@ def test_bad_config_exits_78_and_is_not_restarted(rig: Rig) -> None:
     c = rig.container
     rig.sh(
         "cp /etc/siaga/siaga.toml /root/siaga.toml.good && "
-        f"sed -i 's/^post_id = \"{POST_ID}\"/post_id = \"Pos Satu!\"/' /etc/siaga/siaga.toml",
+        f'sed -i \'s/^post_id = "{POST_ID}"/post_id = "Pos Satu!"/\' /etc/siaga/siaga.toml',
         check=True,
     )
     cursor = c.run(["journalctl", "--show-cursor", "-n", "0", "-q"]).stdout.strip().split("cursor: ")[-1]
