@@ -110,7 +110,7 @@ def store_breakdown(workdir: Path, n: int = 30) -> dict[str, int]:
     with Store.open(workdir / "breakdown.db") as store:
         for r in make_reports(20):  # a store that is not empty, past its first pages
             store.put(r)
-        seeded = [row.report_id for row in store.claim(100)[1]]
+        seeded = [row.report_id for row in store.claim(100)]
         store.mark_sent(seeded)
         store.ack(seeded)
         for r in make_reports(n):

@@ -11,7 +11,14 @@ Sections, in order (``--only`` / ``--skip`` take these names):
 * ``sync``           bench/sync_drain.py: drain on loopback and over the slow link, recovery time;
 * ``footprint``      bench/footprint.py: a real ``siaga run``: memory, idle CPU, disk bytes per report;
 * ``relay_codec``    bench/relay_codec.py: the shared corpus in relay packets: sizes, one-packet fit, text
-                     compression with the preset dictionary vs plain deflate vs raw UTF-8 (computed).
+                     compression with the preset dictionary vs plain deflate vs raw UTF-8 (computed);
+* ``relay``          bench/relay_mesh.py: the custody relay vs DIY text DMs with want_ack along a 4-post chain
+                     at 0/10/30 % loss, one discrete-event mesh (simulated time): delivery, airtime per
+                     report, time to deliver over 1/2/3 hops, duplicates, channel share.
+
+The JSON file is merged, not rewritten: the sections run now replace their own entries and the others'
+stay (each entry says when and how it ran); ``--fresh`` starts the file anew.  The printed table is this
+run's sections; the file's ``table`` is every section it holds.
 
 ``--quick`` is a smoke run (a few hundred reports, a 10 s idle window, no slow link): it proves the suite
 works, its figures are not the published ones.  A section that fails is reported as an error row and the
@@ -36,10 +43,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import center_ingest, footprint, mesh_airtime, radio_ingest, relay_codec, sync_drain  # noqa: E402
+from bench import center_ingest, footprint, mesh_airtime, radio_ingest, relay_codec, relay_mesh, sync_drain  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results.json"
-SECTIONS = ("airtime", "center_ingest", "radio_ingest", "sync", "footprint", "relay_codec")
+SECTIONS = ("airtime", "center_ingest", "radio_ingest", "sync", "footprint", "relay_codec", "relay")
 
 #: Sizes of each section: (full, quick).
 PARAMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -50,6 +57,7 @@ PARAMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"n": 1000, "naive_n": 200, "skip_slow": True, "recovery": (1.0,), "repeats": 1},
     ),
     "footprint": ({"reports": 200, "idle_s": 60.0}, {"reports": 20, "idle_s": 10.0}),
+    "relay": ({"per_origin": 100}, {"per_origin": 8}),
 }
 
 Row = dict[str, Any]
@@ -216,6 +224,65 @@ def rows_relay_codec(res: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _hops_latency(r: dict[str, Any]) -> str:
+    parts = []
+    for hops, x in r["latency_s"].items():
+        parts.append(f"{hops}: {x['p50_s']:g}/{x['p95_s']:g}" if x["p50_s"] is not None else f"{hops}: -")
+    return ", ".join(parts)
+
+
+def rows_relay(res: dict[str, Any]) -> list[Row]:
+    goals = res["goals"]
+    out = []
+    for run in res["runs"]:
+        o, d = run["ours"], run["diy"]
+        loss = f"{run['loss']:.0%} loss"
+        n = o["reports"]
+        out.append(
+            row(
+                f"relay delivered, {loss} ({n} reports over 1–3 hops)",
+                f"{o['delivered']}/{n} at the uplink post, {o['receipts_at_origin']} receipts back; "
+                f"{o['duplicates_at_center']} duplicates",
+                "100 %, 0 duplicates",
+                f"DIY DMs: {d['delivered']}/{n}, {d['duplicates_at_end']} duplicates",
+                _verdict(o["delivered"] == n and o["duplicates_at_center"] == 0),
+            )
+        )
+        out.append(
+            row(
+                f"relay airtime per report per hop, {loss}",
+                f"{o['airtime_s_per_report_hop']} s ({o['airtime_s_per_report']} s/report; reports, CACKs, center "
+                f"acks, beacons)",
+                f"≤ {goals['airtime_s_per_report_hop']} s",
+                f"DIY: {d['airtime_s_per_report_hop']} s ({d['airtime_s_per_report']} s/report; tries + firmware ACKs)",
+                _verdict(
+                    o["airtime_s_per_report_hop"] is not None
+                    and o["airtime_s_per_report_hop"] <= goals["airtime_s_per_report_hop"]
+                ),
+            )
+        )
+        out.append(
+            row(
+                f"relay time to the uplink post, {loss} (hops: p50/p95 s)",
+                _hops_latency(o),
+                "-",
+                f"DIY (what arrived): {_hops_latency(d)}",
+                "info",
+            )
+        )
+        share = max(o["max_hour_share"].values())
+        out.append(
+            row(
+                f"relay channel share, busiest post and hour, {loss}",
+                f"{share:.1%} (CACKs included: {max(o['max_hour_share_all'].values()):.1%})",
+                f"< {goals['channel_share']:.0%} (the cap)",
+                f"DIY {max(d['max_hour_share_all'].values()):.1%}",
+                _verdict(share < goals["channel_share"]),
+            )
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------- running
 def run(
     sections: list[str], *, quick: bool, pg_dsn: str | None, workdir: str | None, say: Callable[[str], None]
@@ -234,6 +301,7 @@ def run(
         "sync": (lambda: sync_drain.measure(**params("sync"), workdir=workdir), rows_sync),
         "footprint": (lambda: footprint.measure(**params("footprint"), workdir=workdir), rows_footprint),
         "relay_codec": (relay_codec.measure, rows_relay_codec),
+        "relay": (lambda: relay_mesh.measure(**params("relay"), workdir=workdir), rows_relay),
     }
     results: dict[str, Any] = {}
     table: list[Row] = []
@@ -241,6 +309,7 @@ def run(
         measure, to_rows = runners[name]
         say(f"[bench] {name} ...")
         started = time.monotonic()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             res = measure()
             rows = to_rows(res)
@@ -248,9 +317,47 @@ def run(
             say(traceback.format_exc())
             res = {"error": f"{type(exc).__name__}: {exc}"}
             rows = [row(name, "-", "-", "", f"error: {type(exc).__name__}: {str(exc)[:80]}")]
-        results[name] = {"seconds": round(time.monotonic() - started, 1), "result": res}
+        results[name] = {
+            "seconds": round(time.monotonic() - started, 1),
+            "run": {"started": started_at, "quick": quick},
+            "result": res,
+        }
         table.extend(rows)
     return {"results": results, "table": table}
+
+
+ROWS: dict[str, Callable[[Any], list[Row]]] = {
+    "airtime": rows_airtime,
+    "center_ingest": rows_center_ingest,
+    "radio_ingest": rows_radio_ingest,
+    "sync": rows_sync,
+    "footprint": rows_footprint,
+    "relay_codec": rows_relay_codec,
+    "relay": rows_relay,
+}
+
+
+def merge(previous: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc``'s sections replace their entries in ``previous``; the others stay, each tagged with the run it
+    came from; the table is rebuilt from every section's result, in suite order."""
+    old_meta = previous.get("meta", {})
+    results = {}
+    for name, entry in previous.get("results", {}).items():
+        entry = dict(entry)
+        entry.setdefault("run", {"started": old_meta.get("started"), "quick": old_meta.get("quick")})
+        results[name] = entry
+    results.update(doc["results"])
+    table: list[Row] = []
+    for name in [s for s in SECTIONS if s in results] + [s for s in results if s not in SECTIONS]:
+        res = results[name].get("result", {})
+        to_rows = ROWS.get(name)
+        try:
+            table.extend(to_rows(res) if to_rows and "error" not in res else [])
+        except (KeyError, TypeError) as exc:  # an entry from an older layout of that section
+            table.append(row(name, "-", "-", "", f"error: stored result unreadable ({exc})"))
+        if "error" in res:
+            table.append(row(name, "-", "-", "", f"error: {res['error'][:80]}"))
+    return {"meta": doc["meta"], "table": table, "results": results}
 
 
 def render(table: list[Row]) -> str:
@@ -271,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=center_ingest.DEFAULT_PG, help="PostgreSQL DSN for center_ingest")
     parser.add_argument("--no-pg", action="store_true", help="center_ingest on SQLite only")
     parser.add_argument("--dir", default=None, help="working directory for data files (not tmpfs: disk is measured)")
+    parser.add_argument("--fresh", action="store_true", help="rewrite the JSON file instead of merging into it")
     args = parser.parse_args(argv)
     only = [s for s in args.only.split(",") if s]
     skip = {s for s in args.skip.split(",") if s}
@@ -300,7 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    written = doc
+    if path.exists() and not args.fresh:
+        try:
+            written = merge(json.loads(path.read_text(encoding="utf-8")), doc)
+        except (ValueError, AttributeError):
+            print(f"(could not read {path} to merge into: rewriting it)")
+    path.write_text(json.dumps(written, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     print(render(out["table"]))
     print(f"(load average {doc['meta']['loadavg_before'][0]} → {doc['meta']['loadavg_after'][0]}; JSON: {path})")
     failed = [r for r in out["table"] if r["verdict"] not in ("ok", "info")]

@@ -126,7 +126,7 @@ def run_naive(base: Path, broker_url: str, n: int, *, post_id: str) -> dict[str,
     done = 0
     try:
         while True:
-            _, claimed = store.claim(1)
+            claimed = store.claim(1)
             if not claimed:
                 break
             sr = claimed[0]

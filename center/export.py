@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -350,7 +349,3 @@ def csv_text(views: Iterable[ReportView]) -> str:
             row.append("" if value is None else str(value) if isinstance(value, int | float) else _csv_safe(value))
         writer.writerow(row)
     return out.getvalue()
-
-
-def json_dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)

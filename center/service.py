@@ -175,30 +175,26 @@ class CenterService:
 
 
 def register_metrics(service: CenterService, registry: Registry) -> None:
-    """The center's Prometheus gauges, read at scrape time."""
+    """The center's metrics, read at scrape time (docs/METRICS.md): event counts since start as counters,
+    what the database holds and the connection as gauges."""
 
-    def receiver_counts() -> dict[tuple[tuple[str, str], ...], float]:
+    def receiver_counts() -> dict[str, float]:
         receiver = service.receiver
-        if receiver is None:
-            return {}
-        out: dict[tuple[tuple[str, str], ...], float] = {}
-        for key, value in receiver.counters.items():
-            out[(("kind", key),)] = float(value)
-        return out
+        return {key: float(value) for key, value in receiver.counters.items()} if receiver else {}
 
-    def rejections() -> dict[tuple[tuple[str, str], ...], float]:
+    def rejections() -> dict[str, float]:
         receiver = service.receiver
-        if receiver is None:
-            return {}
-        return {(("reason", key),): float(value) for key, value in receiver.rejects.items()}
+        return {key: float(value) for key, value in receiver.rejects.items()} if receiver else {}
 
+    # rows in the database (persist across restarts and may shrink): a level
     registry.gauge(
         "center_reports",
-        "Reports stored at the center (distinct), and copies received",
-        lambda: {(("kind", k),): float(v) for k, v in service.storage.counts().items()},
+        "Reports stored at the center (distinct), copies received, posts and replies known",
+        lambda: {k: float(v) for k, v in service.storage.counts().items()},
+        label="kind",
     )
-    registry.gauge("center_receiver_events", "Receiver events since start, by kind", receiver_counts)
-    registry.gauge("center_rejections", "Messages rejected since start, by reason", rejections)
+    registry.counter("center_receiver_events", "Receiver events since start, by kind", receiver_counts, label="kind")
+    registry.counter("center_rejections", "Messages rejected since start, by reason", rejections, label="reason")
     registry.gauge(
         "center_receiver_connected",
         "1 while the receiver is connected to the broker",

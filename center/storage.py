@@ -61,7 +61,8 @@ from typing import Any
 
 from center.schema import MIGRATIONS
 from siaga.errors import CenterError
-from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX, InvalidReport, Report
+from siaga.report import InvalidReport, Report
+from sync import protocol
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,6 @@ STATUSES = ("baru", "diterima", "diverifikasi", "duplikat", "palsu", "dikirim", 
 REPLY_STATES = ("queued", "published", "received", "sent", "delivered", "failed")
 #: A mesh report with the same (origin, packet id) within this window of estimated time is the same report.
 MESH_MATCH_WINDOW = timedelta(hours=36)
-#: The post sends a reply as "112: <text>" in one LoRa packet of at most REPLY_MAX_BYTES: a longer text
-#: would arrive cut short.  Counted in UTF-8 bytes (an accented letter takes two).
-MAX_REPLY_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
 
 
 # ---------------------------------------------------------------------------- value types
@@ -690,8 +688,9 @@ class CenterStorage(ABC):
     def create_reply(self, report_id: str, text: str, created_by: str) -> Reply:
         """Queue a reply to the handset that sent ``report_id``, via the post that delivered it first."""
         text = text.strip()
-        if not text or len(text.encode("utf-8")) > MAX_REPLY_BYTES or "\x00" in text:
-            raise CenterError(f"teks balasan harus 1-{MAX_REPLY_BYTES} byte (huruf beraksen dihitung 2)")
+        # the wire protocol owns the limit (one LoRa packet at the post): refused here, in words staff read
+        if protocol.reply_text_problem(text) is not None:
+            raise CenterError(f"teks balasan harus 1-{protocol.MAX_REPLY_TEXT_BYTES} byte (huruf beraksen dihitung 2)")
         found = self.get_report(report_id)
         if found is None:
             raise CenterError(f"laporan {report_id!r} tidak ditemukan")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.base import EXIT_FAILURE, EXIT_OK, load_config, setup_logging
+from sync.protocol import MAX_REPLY_TEXT_BYTES
 
 
 def add_commands(sub: Any) -> None:
@@ -30,7 +31,11 @@ def add_commands(sub: Any) -> None:
     pl.set_defaults(func=_center_reports)
     pp = csub.add_parser("reply", help="send a reply to the handset that sent a report (via its post)")
     pp.add_argument("report_id", help="the report id (or the id a post used for its copy)")
-    pp.add_argument("text", help="reply text, at most 200 characters (sent as '112: <text>')")
+    pp.add_argument(
+        "text",
+        help=f"reply text, at most {MAX_REPLY_TEXT_BYTES} bytes of UTF-8 (an accented letter counts 2;"
+        " sent as '112: <text>' in one LoRa packet)",
+    )
     pp.add_argument("--by", metavar="NAME", help="staff name recorded with the reply (default: $USER)")
     pp.add_argument("--json", action="store_true", help="print the reply as JSON")
     pp.set_defaults(func=_center_reply)

@@ -1,4 +1,5 @@
-"""The developer's commands: ``siaga simulate`` (devkit/sim/) and ``siaga demo`` (devkit/demo.py)."""
+"""The developer's commands: ``siaga simulate`` (devkit/sim/), ``siaga rehearse`` (devkit/rehearse/)
+and ``siaga demo`` (a rehearsal of the bundled TTU topology)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _demo(args: Any) -> int:
 
 
 def add_demo(sub: Any) -> None:
-    """``siaga demo`` (devkit/demo.py): broker, center and two simulated posts on this machine."""
+    """``siaga demo`` (devkit/demo.py): a rehearsal of the bundled TTU topology, the dashboard kept up."""
     from pathlib import Path
 
     p = sub.add_parser("demo", help="run the whole system on this machine with a realistic TTU scenario")
@@ -61,3 +62,40 @@ def add_demo(sub: Any) -> None:
     p.add_argument("--dir", type=Path, metavar="DIR", help="working directory (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the temp working directory (logs, databases)")
     p.set_defaults(func=_demo)
+
+
+def _rehearse(args: Any) -> int:
+    from cli.base import setup_logging
+    from devkit.rehearse.topology import load, resolve
+
+    setup_logging("WARNING")
+    topology = load(resolve(args.topology))  # a bad file: ConfigError, exit 78, before anything starts
+    from devkit.rehearse.rehearsal import run_rehearsal
+
+    return run_rehearsal(
+        topology,
+        duration=args.duration,
+        as_json=args.json,
+        speed=args.speed,
+        workdir=args.dir,
+        keep=args.keep,
+    )
+
+
+def add_rehearse(sub: Any) -> None:
+    """``siaga rehearse`` (devkit/rehearse/): a topology's posts, relays and mesh rehearsed on this machine."""
+    from pathlib import Path
+
+    p = sub.add_parser(
+        "rehearse",
+        help="rehearse a mesh topology on this machine: broker, center, one daemon per post/relay, simulated mesh",
+    )
+    p.add_argument(
+        "topology", metavar="TOPOLOGY.toml", help="a topology file, or a bundled one by name (ttu, chain3, diamond)"
+    )
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--speed", type=float, default=1.0, help="compress the topology's time by this factor")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (progress on stderr)")
+    p.add_argument("--dir", type=Path, metavar="DIR", help="working directory (default: a new temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the temp working directory (logs, databases)")
+    p.set_defaults(func=_rehearse)

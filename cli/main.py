@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_simulate(sub)  # simulate
     center.add_commands(sub)  # center run|reports|reply|user|relay-secret
     relay.add_commands(sub)  # relay key
+    dev.add_rehearse(sub)  # rehearse
     dev.add_demo(sub)  # demo
     return parser
 

@@ -9,8 +9,11 @@
 * uplink ``on_delivered`` → second receipt; uplink ``on_command`` (a staff reply) → a DM to the handset,
   its progress published back with ``publish_reply_state``.
 
-Receipt state lives in the store (``set_receipt``), written with the store's next commit or by
-:meth:`Post.tick` every :data:`RECEIPT_FLUSH_S` (SD-card wear: edge/store.py).  Receipts are at least once:
+Periodic work (heartbeat, stale claims, retention, receipt and node-table flushes, retries of reports held
+in memory, the runtime state file) is the job table of edge/jobs.py, run by the post's one scheduler.
+
+Receipt state lives in the store (``set_receipt``), written with the store's next commit or by the
+``receipt_flush`` job (SD-card wear: edge/store.py).  Receipts are at least once:
 after a crash, a receipt whose state was not yet written is sent again (a second "TERIMA" is harmless, a
 missing one makes the officer send the report again); a restart resends only for reports less than
 :data:`RESUME_WINDOW_S` old.  :func:`run_daemon` runs a :class:`Post` until SIGTERM/SIGINT, whose handlers
@@ -28,11 +31,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.classify import Classifier
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
+from edge.jobs import JOBS, JobScheduler
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
@@ -41,6 +45,7 @@ from edge.radio import (
     MeshMessage,
     MeshNodeInfo,
     MeshPosition,
+    MeshRelayPacket,
     MeshRouting,
     RadioBridge,
     RadioEvent,
@@ -49,19 +54,22 @@ from edge.radio import (
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
 from edge.status import write_runtime
 from edge.store import PutResult, Store
+from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
-from siaga.config import Config
+from siaga.config import Config, read_relay_key
 from siaga.errors import ReportError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import PathHop, Report, mesh_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
 
+if TYPE_CHECKING:
+    # imported where it is made (_make_uplink): a post whose MQTT library is missing still queues reports
+    from sync.uplink import Uplink
+
 log = logging.getLogger(__name__)
 
 #: After a restart, receipts that never went out are still sent for reports younger than this.
 RESUME_WINDOW_S = 3600
-#: Receipt states not yet written by another commit are written this often (a crash loses at most these).
-RECEIPT_FLUSH_S = 300.0
 #: Reports that could not be stored (disk full) are kept in RAM and retried, at most this many.
 UNSTORED_MAX = 1000
 #: Invalid UTF-8 in a text: kept (with U+FFFD) if at most this share of characters is broken.
@@ -91,7 +99,8 @@ class Post:
         self.intake: Intake | None = None
         self.radio: RadioBridge | None = None
         self.outbox: Outbox | None = None
-        self.uplink: Any = None
+        self.uplink: Uplink | None = None
+        self.relay: Engine | None = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -100,8 +109,7 @@ class Post:
         self._seen_commands: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._runtime: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
-        self._last_retention = 0.0
-        self._last_receipt_flush = time.monotonic()
+        self._jobs: JobScheduler[Post] | None = None
         self._stopped = False
         #: Called after every store.put of a radio report (benchmarks, tests): (result, report).
         self.stored_hook: Callable[[PutResult, Report], None] | None = None
@@ -139,6 +147,10 @@ class Post:
                 log.warning("no [radio.meshtastic] configured: only reports typed in at the post are queued")
             if cfg.uplink.mqtt is not None and self._with_uplink:
                 self.uplink = self._make_uplink()
+            if cfg.relay.enabled:
+                self.relay = self._make_relay()
+            elif self.uplink is None:
+                log.warning("no uplink and no relay: reports stay in this post's queue until one is configured")
             self._write_runtime(radio="disconnected")
             if self.outbox is not None:
                 self.outbox.start()
@@ -147,11 +159,64 @@ class Post:
                 self.radio.start()
             if self.uplink is not None:
                 self.uplink.start()
+            if self.relay is not None:
+                self.relay.start()
+            self._jobs = JobScheduler(cfg, self, JOBS)
+            self._jobs.start()
         except BaseException:
             self.stop()
             raise
 
-    def _make_uplink(self) -> Any:
+    def _make_relay(self) -> Engine | None:
+        cfg = self.cfg
+        if self.radio is None:
+            log.error("[relay] enabled but no [radio.meshtastic]: nothing to relay over")
+            return None
+        relay = cfg.relay
+        assert self.store is not None and relay.key_file is not None
+        uplink = self.uplink
+
+        def uplink_connected() -> bool:
+            try:
+                return bool(uplink is not None and uplink.state().get("connected"))
+            except Exception:
+                return False
+
+        def accepted(_ids: list[str]) -> None:
+            if uplink is not None:
+                uplink.wake()
+
+        # A post with an uplink of its own drains over MQTT only (its carried reports too); the relay drain
+        # and the uplink therefore never both take a report.  The engine still receives custody, beacons,
+        # and sends the center's acks back to the previous hops.
+        engine = Engine(
+            post_id=cfg.node.post_id,
+            store=self.store,
+            radio=self.radio,
+            settings=RelaySettings(
+                beacon_s=relay.beacon_s,
+                retry_s=relay.retry_s,
+                cack_delay_s=relay.cack_delay_s,
+                airtime_cap=relay.airtime_cap,
+                max_hops=relay.max_hops,
+            ),
+            key=read_relay_key(relay.key_file),
+            key_epoch=relay.key_epoch,
+            forward=uplink is None,
+            relay_role=cfg.node.role == "relay",
+            uplink_connected=uplink_connected,
+            on_delivered=self._relay_delivered,
+            on_accepted=accepted,
+        )
+        log.info(
+            "relay on: %s, beacon every %g s, airtime cap %.0f %%",
+            "forwarding over the mesh" if uplink is None else "carrying to this post's uplink",
+            relay.beacon_s,
+            relay.airtime_cap * 100,
+        )
+        return engine
+
+    def _make_uplink(self) -> Uplink | None:
         try:
             from sync.uplink import Uplink
         except ImportError as exc:
@@ -171,6 +236,11 @@ class Post:
         def left(share: float) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
+        if self._jobs is not None:
+            self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
+            self._jobs = None
+        if self.relay is not None:
+            self.relay.stop(left(0.2))
         if self.radio is not None:
             self.radio.stop(left(0.45))
         if self.outbox is not None:
@@ -190,34 +260,24 @@ class Post:
         self.radio = None
         self.outbox = None
         self.uplink = None
+        self.relay = None
 
-    def tick(self) -> None:
-        """Housekeeping, from the main loop about twice a second."""
-        if self.nodes is not None:
-            self.nodes.maybe_flush()
-        if self._unstored:
-            self._retry_unstored()
-        if self.uplink is not None:
-            try:
-                uplink_state = self.uplink.state()
-            except Exception:
-                uplink_state = {"connected": False}
-            broker = uplink_state.get("broker") if uplink_state.get("connected") else None
-            if broker != self._runtime.get("uplink"):
-                self._write_runtime(uplink=broker)
-        now = time.monotonic()
-        if self.store is not None and now - self._last_receipt_flush >= RECEIPT_FLUSH_S:
-            self._last_receipt_flush = now
-            try:
-                self.store.flush()
-            except StoreError as exc:
-                log.warning("receipt states not written yet: %s", exc)
-        if self.store is not None and now - self._last_retention > 86400:
-            self._last_retention = now
-            try:
-                self.store.retention(self.cfg.store.retention_days)
-            except StoreError as exc:
-                log.warning("retention failed: %s", exc)
+    def refresh_runtime(self) -> None:
+        """The ``runtime_state`` job: the broker the uplink is connected to, for ``siaga status``."""
+        if self.uplink is None:
+            return
+        try:
+            uplink_state = self.uplink.state()
+        except Exception:
+            uplink_state = {"connected": False}
+        broker = uplink_state.get("broker") if uplink_state.get("connected") else None
+        if broker != self._runtime.get("uplink"):
+            self._write_runtime(uplink=broker)
+
+    def refresh_relay_state(self) -> None:
+        """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
+        if self.relay is not None:
+            self._write_runtime(relay=self.relay.snapshot())
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -255,31 +315,34 @@ class Post:
         return all(self.health_checks().values())
 
     def register_metrics(self, registry: Registry) -> None:
-        """Gauges read at scrape time: radio state, queue by state, and every event counter by kind."""
+        """Read at scrape time (docs/METRICS.md): levels as gauges, event counts since start as counters."""
         registry.gauge(
             "radio_connected",
             "1 while the gateway radio is connected",
             lambda: float(bool(self.radio and self.radio.connected)),
         )
-        registry.gauge(
+        registry.counter(
             "post_events",
-            "radio traffic, reports, receipts and errors since start, by kind (monotonic)",
-            lambda: {(("kind", k),): float(v) for k, v in self.counters().items()},
+            "radio traffic, reports, receipts and errors since start, by kind",
+            self.counters,
+            label="kind",
         )
         registry.gauge(
             "post_queue",
             "reports in the post's store by state",
-            lambda: {(("state", k),): float(v) for k, v in self.store.counts().items()} if self.store else None,
+            lambda: self.store.counts() if self.store else None,
+            label="state",
         )
         registry.gauge(
             "post_oldest_pending_age_seconds",
             "age of the oldest report not yet delivered to the center (absent when none waits)",
             lambda: self.store.oldest_pending_age_s() if self.store else None,
         )
-        registry.gauge(
+        registry.counter(
             "uplink_events",
             "uplink events since start (published, acked, rejected, connects, disconnects...), by kind",
-            lambda: {(("kind", k),): float(v) for k, v in self.uplink.counters.items()} if self.uplink else None,
+            lambda: dict(self.uplink.counters) if self.uplink else None,
+            label="kind",
         )
 
     def state(self) -> dict[str, Any]:
@@ -310,7 +373,18 @@ class Post:
 
     # ------------------------------------------------------------------ radio events (radio-in thread)
     def handle_radio(self, event: RadioEvent) -> None:
-        if isinstance(event, MeshMessage):
+        if isinstance(event, MeshRelayPacket):
+            my_num = self.radio.my_node_num if self.radio is not None else None
+            if self.relay is None:
+                self.count("ignored.relay_off")
+            elif event.to_num in (BROADCAST_NUM, my_num):
+                self.relay.feed(event.from_num, event.payload, event.snr)  # queued: never blocks
+            else:
+                self.count("ignored.relay_other")
+        elif isinstance(event, MeshMessage):
+            if self.cfg.node.role == "relay":
+                self.count("ignored.relay_role")  # a hilltop relay takes no reports of its own
+                return
             self._on_message(event)
         elif isinstance(event, MeshRouting):
             if self.outbox is not None and self.radio is not None:
@@ -461,8 +535,10 @@ class Post:
                 log.exception("uplink.wake failed")
         self._queue_post_receipt(report)
 
-    def _retry_unstored(self) -> None:
-        assert self.store is not None
+    def retry_unstored(self) -> None:
+        """The ``unstored_retry`` job: store the reports held in memory while the disk refused them."""
+        if self.store is None:
+            return
         while True:
             with self._unstored_lock:
                 if not self._unstored:
@@ -526,6 +602,8 @@ class Post:
         now = self.clock.now()
         resumed = 0
         for row in self.store.list_reports(limit=5000):
+            if row.carried:
+                continue
             report = row.report
             if report.source != "meshtastic" or not report.origin.startswith("!"):
                 continue
@@ -555,11 +633,21 @@ class Post:
         if self.store is None:
             return
         now = committed_at or self.clock.now()
+        carried = False
         for row in self.store.get_many(list(report_ids)):
+            if row.carried:
+                carried = True  # never a handset receipt for another post's report; its ack walks back
+                continue
             report = row.report
             if report.source != "meshtastic" or row.receipt_center is not None:
                 continue
             self._queue_center_receipt(report, now)
+        if carried and self.relay is not None:
+            self.relay.wake()  # store.ack owed the previous hops a CENTER_ACK in the same commit
+
+    def _relay_delivered(self, report_ids: list[str], committed_at: datetime) -> None:
+        """The center's ack walked back over the mesh to this origin post: the officer's second receipt."""
+        self.on_delivered(report_ids, committed_at)
 
     def on_command(self, command: dict[str, Any]) -> None:
         """A validated command from the center; ``reply`` becomes a DM ``112: <text>`` to the handset."""
@@ -675,9 +763,9 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
             log.info("post %s running (radio: %s)", cfg.node.post_id, radio)
             notifier.ready(f"running, radio {radio}")
             watchdog.start()
+            # everything periodic runs on the post's scheduler (edge/jobs.py): this thread only waits
             while flags.signum is None and not stop.is_set():
                 stop.wait(0.5)
-                post.tick()
         finally:
             if flags.signum is not None:
                 log.info("signal %d: stopping", flags.signum)

@@ -5,9 +5,9 @@ A handset broadcasts its position every few minutes (POSITION_APP) and its names
 position's age: "gps" when fresh, "handset-last-fixed" when older, else (Intake) the post's own location.
 
 The table lives in memory (read on every report, so no SQL on the hot path) and is written to the store's
-``nodes`` table in batches — every ``flush_every_s`` and at stop — because an SD card wears out and a
-lost position is not a lost report.  Ages are measured on the boot clock while the post has not
-rebooted (the wall clock of a Pi without RTC may jump), else on the wall clock.
+``nodes`` table in batches — every :data:`NODE_FLUSH_S` (the ``node_flush`` job, edge/jobs.py) and at stop —
+because an SD card wears out and a lost position is not a lost report.  Ages are measured on the boot clock
+while the post has not rebooted (the wall clock of a Pi without RTC may jump), else on the wall clock.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 FRESH_S = 300
 #: Older positions are not used at all (a handset may have moved villages).
 MAX_AGE_S = 7 * 86400
+#: The table is written to the store this often (a crash loses at most this much of positions and names).
+NODE_FLUSH_S = 60.0
 
 
 @dataclass
@@ -53,14 +55,12 @@ class Node:
 class NodeTable:
     """Names and positions by node number; thread-safe; persisted in batches to the store."""
 
-    def __init__(self, store: Store, clock: Clock, *, flush_every_s: float = 60.0) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[int, Node] = {}
         self._dirty: set[int] = set()
-        self._last_flush = clock.boottime()
-        self.flush_every_s = flush_every_s
 
     def load(self) -> int:
         rows = self._store.load_nodes()
@@ -149,15 +149,10 @@ class NodeTable:
         return f"~{relay_byte:02x}"
 
     # ------------------------------------------------------------------ persistence
-    def maybe_flush(self) -> None:
-        if self._clock.boottime() - self._last_flush >= self.flush_every_s:
-            self.flush()
-
     def flush(self) -> int:
         with self._lock:
             rows = [asdict(self._nodes[n]) for n in self._dirty if n in self._nodes]
             self._dirty.clear()
-            self._last_flush = self._clock.boottime()
         try:
             return self._store.save_nodes(rows)
         except StoreError as exc:

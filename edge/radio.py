@@ -41,14 +41,18 @@ from meshtastic.serial_interface import SerialInterface
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
+from siaga.backoff import Attempts, Backoff
 from siaga.config import MeshtasticConfig
 from siaga.errors import RadioError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
 BROADCAST_NUM = 0xFFFFFFFF
 #: Keep what we send well below DATA_PAYLOAD_LEN (233 B): PKI-encrypted DMs cost 12 B more.
 MAX_SEND_BYTES = 200
+#: A relay packet's limit (sync/compact.py MAX_PACKET_BYTES: a PKI DM on our port, firmware-exact).
+RELAY_MAX_BYTES = 219
 #: The library's ``hop_limit`` is 0-7; anything else in a packet is corrupt and not used.
 MAX_HOPS = 7
 #: Packets waiting for the ``radio-in`` thread; beyond this the oldest work is the library's problem
@@ -108,6 +112,17 @@ class MeshRouting:
 
 
 @dataclass(frozen=True, slots=True)
+class MeshRelayPacket:
+    """A packet on our private relay port (:data:`RELAY_PORT`) heard from a direct neighbour: handed to the
+    custody engine (relay/engine.py) as it is."""
+
+    from_num: int
+    to_num: int
+    payload: bytes
+    snr: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A packet that becomes nothing: ``reason`` is the counter key (e.g. ``port.TELEMETRY_APP``)."""
 
@@ -115,7 +130,10 @@ class Ignored:
     from_num: int | None = None
 
 
-RadioEvent = MeshMessage | MeshPosition | MeshNodeInfo | MeshRouting | Ignored
+RadioEvent = MeshMessage | MeshPosition | MeshNodeInfo | MeshRouting | MeshRelayPacket | Ignored
+
+#: Our private port for custody relay (docs/RELAY.md): 256-511 are private; 257 is ATAK's.
+RELAY_PORT = 300
 
 
 # ----------------------------------------------------------------------------------------- dict → value
@@ -151,6 +169,20 @@ def packet_to_event(packet: Mapping[str, Any], my_num: int | None) -> RadioEvent
             # packets from our own node are real (implicit ACKs, local NAKs) and pass
             return Ignored("own_echo", from_num)
         return _message(packet, decoded, from_num, "text" if port == "TEXT_MESSAGE_APP" else "detection")
+    if port == RELAY_PORT or port == str(RELAY_PORT):
+        # the library names known ports and leaves ours a number (topic meshtastic.receive.data.300)
+        if my_num is not None and from_num == my_num:
+            return Ignored("own_echo", from_num)
+        payload = decoded.get("payload")
+        if not isinstance(payload, bytes | bytearray):
+            return Ignored("bad.payload", from_num)
+        to_num = _int(packet.get("to"))
+        return MeshRelayPacket(
+            from_num,
+            BROADCAST_NUM if to_num is None else to_num,
+            bytes(payload),
+            _float(packet.get("rxSnr"), -50, 50),
+        )
     if port == "POSITION_APP":
         return _position(decoded, from_num)
     if port == "NODEINFO_APP":
@@ -440,6 +472,36 @@ class RadioBridge:
         self.count("tx.text")
         return packet_id
 
+    def send_relay(self, dest: int | None, payload: bytes) -> None:
+        """A custody packet on :data:`RELAY_PORT` (relay.engine.RadioPort): to direct neighbour ``dest`` as a
+        PKI-encrypted DM, or (``dest`` None) a broadcast; ``hop_limit`` 0 and no want_ack either way (our
+        CACK is the acknowledgement; a firmware ACK proves only that the neighbour's radio heard it).
+        Raises :class:`RadioError`; the relay engine calls it from its own thread, serialised here with
+        the outbox's sends and the heartbeats by the send lock."""
+        if dest is not None and (not 0 < dest < BROADCAST_NUM or dest == self._my_num):
+            raise RadioError(f"invalid relay destination {dest!r}")
+        if not payload or len(payload) > RELAY_MAX_BYTES:
+            raise RadioError(f"relay packet of {len(payload)} bytes; 1-{RELAY_MAX_BYTES} can be sent")
+        with self._send_lock:
+            iface = self._iface
+            if iface is None or not self._connected.is_set():
+                raise RadioError("radio not connected")
+            try:
+                iface.sendData(
+                    payload,
+                    destinationId=BROADCAST_NUM if dest is None else dest,
+                    portNum=RELAY_PORT,  # a private port the enum does not name
+                    wantAck=False,
+                    hopLimit=0,
+                    # PKI only for DMs: the firmware refuses one to a node whose key it has not heard
+                    pkiEncrypted=dest is not None,
+                )
+            except SystemExit as exc:
+                raise RadioError(f"library refused to send: exit {exc.code}") from None
+            except Exception as exc:
+                raise RadioError(f"relay send failed: {type(exc).__name__}: {exc}") from None
+        self.count("tx.relay")
+
     # ------------------------------------------------------------------ pubsub listeners (publishing thread)
     def _listen_receive(self, packet: Any, interface: Any) -> None:
         try:
@@ -505,22 +567,17 @@ class RadioBridge:
                 self.count("handler_errors")
                 log.exception("radio: handling %s failed; continuing", type(event).__name__)
 
-    def inbox_depth(self) -> int:
-        return self._inbox.qsize()
-
     # ------------------------------------------------------------------ radio-link thread
     def _run_link(self) -> None:
-        attempt = 0
+        failures = Attempts(Backoff(self._tuning.backoff_first_s, self._tuning.backoff_max_s))
         while not self._stop.is_set():
-            attempt += 1
             started = time.monotonic()
-            iface = self._open(attempt)
+            iface = self._open(failures.failures + 1)
             if iface is None:
-                delay = min(self._tuning.backoff_max_s, self._tuning.backoff_first_s * 2 ** min(attempt - 1, 10))
-                self._stop.wait(delay)
+                self._stop.wait(failures.next_delay())
                 continue
             self.last_connect_s = time.monotonic() - started
-            attempt = 0
+            failures.reset()
             try:
                 self._watch(iface)
             finally:
@@ -536,7 +593,7 @@ class RadioBridge:
             if self._cfg.port:
                 iface = SerialInterface(devPath=self._cfg.port, connectNow=False, timeout=timeout)
             else:
-                host, port = _split_host(self._cfg.host or "")
+                host, port = parse_host_port(self._cfg.host or "", "radio.meshtastic.host", default_port=4403)
                 # The library connects without a timeout: a board that vanished from Wi-Fi (no RST)
                 # would hold this thread for the kernel's minutes-long SYN timeout.  Probe first.
                 with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
@@ -661,13 +718,6 @@ def _abort_connect(iface: MeshInterface) -> None:
         iface.close()
 
 
-def _split_host(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        return value, 4403
-    return host.strip("[]"), int(port)
-
-
 def _event_key(event: RadioEvent) -> str:
     if isinstance(event, MeshMessage):
         return f"rx.{event.kind}"
@@ -677,4 +727,6 @@ def _event_key(event: RadioEvent) -> str:
         return "rx.nodeinfo"
     if isinstance(event, MeshRouting):
         return "rx.routing"
+    if isinstance(event, MeshRelayPacket):
+        return "rx.relay"
     return f"ignored.{event.reason}"

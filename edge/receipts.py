@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from siaga.airtime import max_text_bytes
+from siaga.backoff import Backoff
 from siaga.errors import RadioError
 from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX
 
@@ -163,8 +165,9 @@ class Outbox:
         self.min_interval_s = min_interval_s
         self.ack_timeout_s = ack_timeout_s
         self.retries = retries
-        # first retry waits this long, then twice as long each time
+        # first retry waits this long, then twice as long each time (``retries`` bounds it, so no cap)
         self.backoff_s = backoff_s if backoff_s is not None else max(2.0 * min_interval_s, 1.0)
+        self._backoff = Backoff(self.backoff_s, math.inf)
         self._now = monotonic
         self._cond = threading.Condition()
         self._due: list[tuple[float, int, Outgoing]] = []
@@ -346,7 +349,7 @@ class Outbox:
     def _retry_or_fail(self, item: Outgoing) -> None:
         if item.attempts <= self.retries:
             self.counts["retries"] += 1
-            self._schedule(item, self.backoff_s * 2 ** (item.attempts - 1))
+            self._schedule(item, self._backoff.delay(item.attempts))
         else:
             self._finish(item, "relayed" if item.relayed else "failed")
 

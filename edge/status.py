@@ -85,6 +85,15 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         attention.append("reports_held_in_memory")
     if oldest is not None and oldest > PENDING_ALARM_S:
         attention.append("reports_waiting_long")
+    relay: dict[str, Any] | None = None
+    if cfg.relay.enabled:
+        summary = store.relay_summary()
+        live = (runtime or {}).get("relay") if isinstance((runtime or {}).get("relay"), dict) else None
+        relay = {**summary, "live": live}
+        if summary["parked"]:
+            attention.append("relay_parked")
+        if live is not None and live.get("route") is None and (counts["pending"] or summary["held"]):
+            attention.append("relay_no_route")
     return {
         "post_id": cfg.node.post_id,
         "name": cfg.node.name,
@@ -95,6 +104,7 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         "radio": (runtime or {}).get("radio", "unknown"),
         "uplink": (runtime or {}).get("uplink"),
         "held_in_memory": held,
+        "relay": relay,
         "attention": attention,
     }
 
@@ -105,6 +115,9 @@ _ATTENTION_ID = {
     "reports_held_in_memory": "Laporan TIDAK bisa disimpan (disk penuh?): ditahan di memori, hilang bila"
     " listrik padam. Kosongkan ruang disk sekarang",
     "reports_waiting_long": "Ada laporan menunggu lebih dari 30 menit: cari sinyal / periksa uplink",
+    "relay_parked": "ALARM RELAY: laporan berhenti di pos ini setelah terlalu banyak lompatan (putaran rute?)."
+    " Hubungi teknisi kabupaten",
+    "relay_no_route": "Relay: tidak ada tetangga menuju uplink; laporan ditahan di pos ini sampai jalur ada",
 }
 
 
@@ -124,12 +137,51 @@ def render_status(status: dict[str, Any]) -> str:
         f"  Uplink sekarang: {status['uplink'] or 'tidak ada'}",
         f"  Laporan tertua menunggu: {_age(oldest)}",
     ]
+    relay = status.get("relay")
+    if relay is not None:
+        lines.extend(_relay_lines(relay))
     if status["attention"]:
         lines.append("PERLU PERHATIAN:")
         lines.extend(f"  - {_ATTENTION_ID.get(a, a)}" for a in status["attention"])
     else:
         lines.append("Semua baik.")
     return "\n".join(lines)
+
+
+def _relay_lines(relay: dict[str, Any]) -> list[str]:
+    live = relay.get("live") or {}
+    route = live.get("route")
+    metric = live.get("metric")
+    if route == "uplink":
+        route_text = "uplink pos ini sendiri"
+    elif route:
+        route_text = f"lewat {route} ({metric} lompatan ke uplink)"
+    else:
+        route_text = "TIDAK ada (laporan ditahan)" if live else "tidak diketahui (layanan tidak berjalan)"
+    lines = [
+        "  Relay antar-pos:",
+        f"    Jalur terbaik ke uplink: {route_text}",
+        f"    Laporan pos lain dititipkan di sini: {relay['held']} (diteruskan {relay['passed']},"
+        f" diterima 112 {relay['delivered']})",
+        f"    Konfirmasi 112 yang masih harus diteruskan: {relay['center_acks_owed']}",
+        f"    Laporan diparkir (alarm): {relay['parked']}",
+    ]
+    if live:
+        lines.append(
+            f"    Pemakaian kanal radio: {live.get('airtime_share', 0) * 100:.1f} % per jam"
+            f" (batas {live.get('airtime_cap', 0) * 100:.0f} %)"
+        )
+    neighbours = live.get("neighbours") or []
+    lines.append(f"    Tetangga: {len(neighbours) or 'belum terdengar'}")
+    for n in neighbours:
+        metric_text = "tanpa jalur" if n.get("metric") == 255 else f"{n.get('metric')} lompatan"
+        snr = n.get("snr")
+        lines.append(
+            f"      {n.get('post_id')} ({n.get('node')}): {metric_text}, terdengar {_age(n.get('heard_s_ago'))} lalu"
+            + (f", SNR {snr:.1f} dB" if isinstance(snr, int | float) else "")
+            + (" — DILEWATI (tidak menjawab)" if n.get("skipped") else "")
+        )
+    return lines
 
 
 def _age(seconds: float | None) -> str:

@@ -27,6 +27,7 @@ writes take ``BEGIN IMMEDIATE`` and wait on the busy timeout.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -34,8 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,8 +46,9 @@ import sqlite_utils
 
 from edge.salvage import table_leaf_records
 from siaga.clock import Clock, SystemClock
-from siaga.errors import StoreError
+from siaga.errors import ProtocolError, StoreError
 from siaga.report import InvalidReport, Report, format_time
+from sync import compact
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def m001_reports(db: sqlite_utils.Database) -> None:
             stored_ts REAL NOT NULL,
             boot_id TEXT NOT NULL,
             boot_stored REAL NOT NULL,
+            -- unused since claims became leases in memory: neither read nor written, kept so that files
+            -- of every version share one schema (SQLite cannot drop a column of an old file cheaply)
             claim_token TEXT,
             claim_boot REAL,
             sent_ts REAL,
@@ -123,6 +126,50 @@ def m002_nodes(db: sqlite_utils.Database) -> None:
             pos_boot_id TEXT,
             pos_boot REAL,
             heard_ts REAL
+        )
+        """
+    )
+
+
+@migrations()
+def m003_relay(db: sqlite_utils.Database) -> None:
+    # Custody relay (docs/RELAY.md, "Custody protocol, version 1"); additive only, so a store written by an
+    # older version opens and drains as before.  A carried report is a row of ``reports`` like any other
+    # (its report_id primary key is the exact seen-set) with the packet as received and where it came from;
+    # relay_next_node is its next hop once custody passed (the tombstone the center ack walks back along).
+    for column in (
+        "relay_packet BLOB",
+        "relay_prev_node INTEGER",
+        "relay_prev_post TEXT",
+        "relay_hops INTEGER",
+        "relay_parked INTEGER NOT NULL DEFAULT 0",
+        "relay_next_node INTEGER",
+        "relay_xmit INTEGER",
+        "relay_xmit_node INTEGER",
+    ):
+        db.execute(f"ALTER TABLE reports ADD COLUMN {column}")
+    # every transfer id this post sent, and what it carried (a CACK names ids, possibly late)
+    db.execute(
+        """
+        CREATE TABLE relay_xmit (
+            xmit INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('report', 'center_ack')),
+            node INTEGER NOT NULL,
+            report_id TEXT,
+            sent_ts REAL NOT NULL
+        )
+        """
+    )
+    # center acks this post owes the previous hops of reports it carried; deleted once CACKed
+    db.execute(
+        """
+        CREATE TABLE relay_owed (
+            report_id TEXT NOT NULL,
+            prev_node INTEGER NOT NULL,
+            origin TEXT NOT NULL,
+            committed_ts REAL NOT NULL,
+            xmit INTEGER,
+            PRIMARY KEY (report_id, prev_node)
         )
         """
     )
@@ -175,10 +222,12 @@ class StoredReport:
     claimed: bool
     receipt_post: str | None
     receipt_center: str | None
+    #: carried for another post (edge never sends a handset receipt for these)
+    carried: bool = False
 
     @functools.cached_property
     def report(self) -> Report:
-        return Report.from_dict(json.loads(self.body))
+        return _report_of(self.body)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.report.to_dict()
@@ -198,7 +247,256 @@ class StoredReport:
         return out
 
 
-class Store:
+# ---------------------------------------------------------------------------- custody relay (relay.engine.CustodyStore)
+_RELAY_XMIT_META = "relay_xmit_next"
+
+
+def _owe_center_acks(conn: sqlite3.Connection, report_ids: Sequence[str], committed_ts: float) -> None:
+    for start in range(0, len(report_ids), _ID_CHUNK):
+        chunk = list(report_ids[start : start + _ID_CHUNK])
+        conn.execute(
+            "INSERT OR IGNORE INTO relay_owed (report_id, prev_node, origin, committed_ts)"
+            " SELECT report_id, relay_prev_node, json_extract(body, '$.post_id'), ? FROM reports"
+            f" WHERE relay_prev_node IS NOT NULL AND report_id IN ({','.join('?' * len(chunk))})",
+            (committed_ts, *chunk),
+        )
+
+
+def _next_xmit(conn: sqlite3.Connection) -> int:
+    """The next transfer id from the persisted counter (inside the caller's transaction)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_RELAY_XMIT_META,)).fetchone()
+    value = int(row["value"]) if row else 1
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_RELAY_XMIT_META, str((value + 1) & 0xFFFFFFFF))
+    )
+    return value
+
+
+class RelayStoreMixin:
+    """The custody side of the post store (relay.engine.CustodyStore); mixed into :class:`Store`."""
+
+    _clock: Clock
+    _lock: threading.RLock
+
+    # Store's own (the mixin only keeps the custody methods together, apart from the MQTT drain's)
+    def _write(self) -> Any:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def age_s(self, boot_id: str, boot_stored: float, stored_ts: float) -> float:
+        raise NotImplementedError
+
+    def relay_receive(
+        self, payload: bytes, packet: compact.ReportPacket, prev_node: int, prev_post: str, max_hops: int
+    ) -> Any:
+        """Commit a carried report (``synchronous=FULL``) or find it in the seen-set (any state): REDUNDANT.
+
+        The stored body is the decoded report's JSON plus ``"relay": {"packet", "prev", "hops"}``, so the
+        MQTT uplink publishes it unchanged on this post's own topic and the center verifies the packet.
+        """
+        from relay.engine import Received  # the value type only; relay imports nothing of edge
+
+        try:
+            report = compact.to_report(packet)
+        except ProtocolError as exc:
+            raise StoreError(f"carried report not valid: {exc}") from None
+        hops = packet.hops + 1
+        body = report.to_dict()
+        body["relay"] = {"packet": base64.b64encode(payload).decode("ascii"), "prev": prev_post, "hops": hops}
+        now = self._clock.now()
+        parked = hops >= max_hops
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE reports SET copies = copies + 1 WHERE report_id = ?", (report.report_id,))
+                if row["state"] == "delivered":
+                    # it reached the center already: this sender gets the center's ack too
+                    conn.execute(
+                        "INSERT OR IGNORE INTO relay_owed (report_id, prev_node, origin, committed_ts)"
+                        " VALUES (?, ?, ?, coalesce((SELECT delivered_ts FROM reports WHERE report_id = ?), ?))",
+                        (report.report_id, prev_node, report.post_id, report.report_id, now.timestamp()),
+                    )
+                return Received(compact.REDUNDANT)
+            conn.execute(
+                "INSERT INTO reports (report_id, priority, category, origin, mesh_packet_id, body, stored_ts,"
+                " boot_id, boot_stored, relay_packet, relay_prev_node, relay_prev_post, relay_hops, relay_parked)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.report_id,
+                    report.priority,
+                    report.category,
+                    report.origin,
+                    # the mesh dedup window is for what this post's own radio hears, not carried reports
+                    None,
+                    json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                    now.timestamp(),
+                    self._clock.boot_id(),
+                    self._clock.boottime(),
+                    payload,
+                    prev_node,
+                    prev_post,
+                    hops,
+                    1 if parked else 0,
+                ),
+            )
+        return Received(compact.ACCEPTED, parked)
+
+    def relay_outbound(self, limit: int, exclude: Collection[str]) -> list[Any]:
+        from relay.engine import Outbound
+
+        skip = set(exclude)
+        rows = self._read(
+            "SELECT report_id, priority, body, relay_packet, relay_prev_node, stored_ts, boot_id, boot_stored,"
+            " relay_xmit, relay_xmit_node FROM reports WHERE state = 'pending' AND relay_parked = 0"
+            " ORDER BY priority, stored_ts, report_id LIMIT ?",
+            (limit + len(skip),),
+        )
+        boot_id = self._clock.boot_id()
+        out = []
+        for row in rows:
+            if row["report_id"] in skip:
+                continue
+            out.append(
+                Outbound(
+                    report_id=row["report_id"],
+                    priority=row["priority"],
+                    body=row["body"],
+                    packet=row["relay_packet"],
+                    prev_node=row["relay_prev_node"],
+                    held_s=self.age_s(row["boot_id"], row["boot_stored"], row["stored_ts"]),
+                    held_wall=row["boot_id"] != boot_id,
+                    xmit=row["relay_xmit"],
+                    xmit_node=row["relay_xmit_node"],
+                )
+            )
+            if len(out) == limit:
+                break
+        return out
+
+    def relay_record_send(self, report_id: str, node: int) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT relay_xmit, relay_xmit_node FROM reports WHERE report_id = ?", (report_id,)
+            ).fetchone()
+            if row is not None and row["relay_xmit"] is not None and row["relay_xmit_node"] == node:
+                return int(row["relay_xmit"])
+            xmit = _next_xmit(conn)
+            conn.execute(
+                "UPDATE reports SET relay_xmit = ?, relay_xmit_node = ? WHERE report_id = ?", (xmit, node, report_id)
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_xmit (xmit, kind, node, report_id, sent_ts)"
+                " VALUES (?, 'report', ?, ?, ?)",
+                (xmit, node, report_id, self._clock.now().timestamp()),
+            )
+        return xmit
+
+    def relay_passed(self, xmits: Sequence[int], node: int) -> list[str]:
+        now = self._clock.now().timestamp()
+        boot = self._clock.boottime()
+        changed: list[str] = []
+        with self._write() as conn:
+            for start in range(0, len(xmits), _ID_CHUNK):
+                chunk = list(xmits[start : start + _ID_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT xmit, kind, report_id FROM relay_xmit WHERE node = ? AND xmit IN ({marks})",
+                    (node, *chunk),
+                ).fetchall()
+                for row in rows:
+                    if row["kind"] == "report":
+                        cur = conn.execute(
+                            "UPDATE reports SET state = 'sent', sent_ts = ?, sent_boot = ?, attempts = attempts + 1,"
+                            " relay_next_node = ? WHERE report_id = ? AND state = 'pending' RETURNING report_id",
+                            (now, boot, node, row["report_id"]),
+                        ).fetchall()
+                        changed.extend(r[0] for r in cur)
+                    else:
+                        conn.execute("DELETE FROM relay_owed WHERE xmit = ? AND prev_node = ?", (row["xmit"], node))
+                conn.execute(f"DELETE FROM relay_xmit WHERE node = ? AND xmit IN ({marks})", (node, *chunk))
+        return changed
+
+    def relay_center_ack(self, report_ids: Sequence[str], committed_at: datetime) -> list[str]:
+        ids = list(dict.fromkeys(report_ids))
+        committed = committed_at.timestamp()
+        now = self._clock.now().timestamp()
+        mine: list[str] = []
+        with self._write() as conn:
+            changed = _update_ids(
+                conn,
+                "UPDATE reports SET state = 'delivered', delivered_ts = ?"
+                " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
+                (now,),
+                ids,
+            )
+            _owe_center_acks(conn, changed, committed)
+            if changed:
+                marks = ",".join("?" * len(changed))
+                mine = [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT report_id FROM reports WHERE relay_prev_node IS NULL AND report_id IN ({marks})",
+                        changed,
+                    )
+                ]
+        return mine
+
+    def relay_owed(self, limit: int) -> list[Any]:
+        from relay.engine import OwedCenterAck
+
+        rows = self._read(
+            "SELECT report_id, prev_node, origin, committed_ts, xmit FROM relay_owed"
+            " ORDER BY prev_node, origin, xmit, committed_ts LIMIT ?",
+            (limit,),
+        )
+        groups: dict[tuple[int, str, int | None], list[sqlite3.Row]] = {}
+        for row in rows:
+            groups.setdefault((row["prev_node"], row["origin"], row["xmit"]), []).append(row)
+        return [
+            OwedCenterAck(
+                node, origin, max(r["committed_ts"] for r in group), tuple(r["report_id"] for r in group), xmit
+            )
+            for (node, origin, xmit), group in groups.items()
+        ]
+
+    def relay_owed_assign(self, prev_node: int, report_ids: Sequence[str]) -> int:
+        with self._write() as conn:
+            xmit = _next_xmit(conn)
+            marks = ",".join("?" * len(report_ids))
+            conn.execute(
+                f"UPDATE relay_owed SET xmit = ? WHERE prev_node = ? AND report_id IN ({marks})",
+                (xmit, prev_node, *report_ids),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_xmit (xmit, kind, node, report_id, sent_ts)"
+                " VALUES (?, 'center_ack', ?, NULL, ?)",
+                (xmit, prev_node, self._clock.now().timestamp()),
+            )
+        return xmit
+
+    def relay_held_count(self) -> int:
+        rows = self._read("SELECT count(*) FROM reports WHERE relay_prev_node IS NOT NULL AND state = 'pending'")
+        return int(rows[0][0])
+
+    def relay_summary(self) -> dict[str, int]:
+        """For `siaga status`: carried reports by state, parked ones, center acks owed."""
+        rows = self._read(
+            "SELECT sum(relay_prev_node IS NOT NULL AND state = 'pending') AS held,"
+            " sum(relay_prev_node IS NOT NULL AND state = 'sent') AS passed,"
+            " sum(relay_prev_node IS NOT NULL AND state = 'delivered') AS delivered,"
+            " sum(relay_parked = 1 AND state = 'pending') AS parked,"
+            " sum(relay_prev_node IS NULL AND relay_next_node IS NOT NULL AND state = 'sent') AS own_passed"
+            " FROM reports"
+        )
+        owed = self._read("SELECT count(*) FROM relay_owed")
+        out = {k: int(rows[0][k] or 0) for k in ("held", "passed", "delivered", "parked", "own_passed")}
+        out["center_acks_owed"] = int(owed[0][0])
+        return out
+
+
+class Store(RelayStoreMixin):
     """The durable queue.  Open with :meth:`open`; always :meth:`close`."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, clock: Clock) -> None:
@@ -208,9 +506,9 @@ class Store:
         self._clock = clock
         self._lock = threading.RLock()
         self._closed = False
-        # Soft state (see the module docstring): leases held by this process, report_id → (token,
-        # CLOCK_BOOTTIME at claim), and receipt states not yet on disk, (report_id, column) → state.
-        self._claims: dict[str, tuple[str, float]] = {}
+        # Soft state (see the module docstring): leases held by this process, report_id → CLOCK_BOOTTIME at
+        # claim, and receipt states not yet on disk, (report_id, column) → state.
+        self._claims: dict[str, float] = {}
         self._unwritten_receipts: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ opening
@@ -380,17 +678,16 @@ class Store:
         return PutResult(report.report_id, created=True, copies=1)
 
     # ------------------------------------------------------------------ the drain: claim / sent / ack / release
-    def claim(self, limit: int, *, exclude: Iterable[str] = ()) -> tuple[str, list[StoredReport]]:
+    def claim(self, limit: int) -> list[StoredReport]:
         """Lease up to ``limit`` pending, unclaimed reports in drain order.
 
-        Drain order: life-safety categories first, then oldest.  Returns ``(token, reports)``; the
-        claim is resolved by :meth:`mark_sent`, :meth:`ack` or :meth:`release`, or expires after the
-        timeout given to :meth:`release_stale`.
+        Drain order: life-safety categories first, then oldest.  The claim is resolved by
+        :meth:`mark_sent`, :meth:`ack` or :meth:`release`, or expires after the timeout given to
+        :meth:`release_stale`.
         """
-        token = uuid.uuid4().hex
         boot = self._clock.boottime()
         with self._lock:
-            skip = set(exclude) | self._claims.keys()
+            skip = set(self._claims)
             picked: list[str] = []
             if limit > 0:
                 for row in self._read(
@@ -403,8 +700,8 @@ class Store:
                         if len(picked) == limit:
                             break
             for report_id in picked:
-                self._claims[report_id] = (token, boot)
-            return token, self.get_many(picked)
+                self._claims[report_id] = boot
+            return self.get_many(picked)
 
     def mark_sent(self, report_ids: Iterable[str]) -> int:
         """The broker has these (PUBACK): ``pending`` → ``sent``.  Returns how many changed."""
@@ -444,6 +741,9 @@ class Store:
                     ids,
                 )
             )
+            # the center's ack walks back to the origin of each carried report: owed in this same commit,
+            # so a crash between the two can never leave an origin waiting forever
+            _owe_center_acks(conn, sorted(changed), now)
             self._unclaim(ids)
         return [rid for rid in ids if rid in changed]
 
@@ -473,12 +773,13 @@ class Store:
         boot = self._clock.boottime()
         with self._lock:
             # A claim from before a reboot (the boot clock went back) is stale whatever its age.
-            stale = [rid for rid, (_t, at) in self._claims.items() if at < boot - claim_timeout_s or at > boot]
+            stale = [rid for rid, at in self._claims.items() if at < boot - claim_timeout_s or at > boot]
             claims = self._unclaim(stale)
         with self._write() as conn:
             sent = conn.execute(
                 "UPDATE reports SET state = 'pending', sent_ts = NULL, sent_boot = NULL"
-                " WHERE state = 'sent' AND (sent_boot IS NULL OR sent_boot < ? OR sent_boot > ?)",
+                " WHERE state = 'sent' AND relay_next_node IS NULL"  # custody passed over the mesh: final
+                " AND (sent_boot IS NULL OR sent_boot < ? OR sent_boot > ?)",
                 (boot - sent_timeout_s, boot),
             ).rowcount
         if claims or sent:
@@ -486,13 +787,11 @@ class Store:
         return claims, sent
 
     def release_all_claims(self) -> int:
-        """Forget every claim (the uplink starts over).  Claims never outlive the process that made them:
-        a file written by an older version may still hold claim columns, which are cleared once here."""
+        """Forget every claim (the uplink starts over).  Claims never outlive the process that made them;
+        the ``claim_token``/``claim_boot`` columns an old file may still fill are never read."""
         with self._lock:
             n = len(self._claims)
             self._claims.clear()
-        with self._write() as conn:
-            conn.execute("UPDATE reports SET claim_token = NULL, claim_boot = NULL WHERE claim_token IS NOT NULL")
         return n
 
     def set_receipt(self, report_id: str, which: str, state: str) -> None:
@@ -682,6 +981,7 @@ def _row_to_stored(
         claimed=claimed,
         receipt_post=receipt_post,
         receipt_center=receipt_center,
+        carried=row["relay_prev_node"] is not None,
     )
 
 
@@ -819,9 +1119,17 @@ def _rows_from_pages(path: Path, names: list[str], have: set[str]) -> list[dict[
     return list(best.values())
 
 
+def _report_of(body: str) -> Report:
+    """The report in a stored body (a carried report's body also names its relay packet and hops)."""
+    data = json.loads(body)
+    if isinstance(data, dict):
+        data.pop("relay", None)
+    return Report.from_dict(data)
+
+
 def _row_is_sound(data: dict[str, Any]) -> bool:
     try:
-        Report.from_dict(json.loads(data["body"]))
+        _report_of(data["body"])
     except (InvalidReport, ValueError, TypeError, KeyError):
         return False
     return data.get("state") in STATES

@@ -18,6 +18,7 @@ from firmware_config.frequency import CHANNEL_NAME, Frequency, radio_frequency
 from firmware_config.load import load_profile
 from firmware_config.profile import Problem, Profile
 from siaga.errors import ConfigError, RadioError
+from siaga.hostport import parse_host_port
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def _target(port: str | None, host: str | None) -> str:
         raise ConfigError("port/host", port or host or "", "give exactly one of --port (serial) or --host (TCP)")
     if port and not os.path.exists(port):
         raise RadioError(f"port serial {port} tidak ada (radio tercolok?)")
+    if host:
+        parse_host_port(host, "--host", default_port=4403)  # a typo is a usage error (78), not a radio fault
     return port or host or ""
 
 

@@ -39,6 +39,7 @@ from firmware_config.channel import ChannelPlan, ChannelSpec
 from firmware_config.check import DeviceChannel, DeviceState
 from firmware_config.profile import Problem, Profile, Setting
 from siaga.errors import ConfigError, RadioError
+from siaga.hostport import parse_host_port
 
 logger = logging.getLogger(__name__)
 
@@ -309,17 +310,6 @@ def _device_channels(channels: Any) -> tuple[DeviceChannel, ...]:
 # The radio link
 
 
-def _split_host(host: str) -> tuple[str, int]:
-    name, sep, port = host.rpartition(":")
-    if sep and name and not name.endswith("]") and port.isdigit():
-        return name, int(port)
-    if host.startswith("[") and "]:" in host:
-        name, port = host[1:].split("]:", 1)
-        if port.isdigit():
-            return name, int(port)
-    return host.strip("[]"), 4403
-
-
 def open_interface(port: str | None, host: str | None, timeout: int) -> Any:
     """Open the library's interface, turning every failure (including its sys.exit) into RadioError."""
     import meshtastic.mesh_interface
@@ -333,7 +323,7 @@ def open_interface(port: str | None, host: str | None, timeout: int) -> Any:
             iface = meshtastic.serial_interface.SerialInterface(devPath=port, timeout=timeout)
         else:
             assert host is not None
-            hostname, tcp_port = _split_host(host)
+            hostname, tcp_port = parse_host_port(host, "--host", default_port=4403)
             iface = meshtastic.tcp_interface.TCPInterface(hostname=hostname, portNumber=tcp_port, timeout=timeout)
         # The constructor can return before the reader thread has run _connected() (which sends the first
         # heartbeat); closing in that window makes the library log a BrokenPipe traceback. Let it finish.

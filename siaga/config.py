@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from siaga.errors import ConfigError
+from siaga.hostport import parse_host_port
 from siaga.keyfile import read_hex_key
 
 DEFAULT_PATH = Path("/etc/siaga/siaga.toml")
@@ -56,10 +57,6 @@ def _lat(value: float | None) -> str | None:
 
 def _lon(value: float | None) -> str | None:
     return None if value is None or -180 <= value <= 180 else "must be a longitude within -180..180"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
 
 
 def _range(lo: float, hi: float) -> Check:
@@ -99,10 +96,10 @@ def _mqtt_urls(value: tuple[str, ...]) -> str | None:
 def _host_port(value: str | None) -> str | None:
     if value is None:
         return None
-    host, _, port = value.rpartition(":") if ":" in value else (value, "", "4403")
-    # isascii: "²".isdigit() is true, but int() refuses it
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        return "must be HOST or HOST:PORT (e.g. 192.168.4.1:4403)"
+    try:
+        parse_host_port(value, "", default_port=4403)
+    except ConfigError as exc:
+        return exc.reason
     return None
 
 
@@ -128,9 +125,10 @@ def _log_level(value: str) -> str | None:
 def _listen(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
-        return "must be HOST:PORT (e.g. 127.0.0.1:8112)"
+    try:
+        parse_host_port(value, "", port_zero=True)
+    except ConfigError as exc:
+        return exc.reason
     return None
 
 
@@ -150,6 +148,8 @@ class NodeConfig:
         lambda v: None if v in ("actual", "exercise", "test") else "must be actual, exercise or test",
         "actual",
     )
+    # "post": a village post (handsets, reports); "relay": a hilltop Pi that only carries others' reports
+    role: str = _check(lambda v: None if v in ("post", "relay") else "must be post or relay", "post")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +266,21 @@ class CenterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Custody relay between posts over the mesh (docs/RELAY.md, "Custody protocol, version 1")."""
+
+    enabled: bool = False
+    # this post's own 32-byte tag key, hex (from `siaga relay key`); mode 0600
+    key_file: Path | None = None
+    key_epoch: int = _check(_range(0, 255), 0)
+    beacon_s: float = _check(_range(10, 86400), 600.0)
+    retry_s: float = _check(_range(1, 3600), 30.0)
+    cack_delay_s: float = _check(_range(0, 60), 2.0)
+    airtime_cap: float = _check(_range(0.001, 1.0), 0.25)
+    max_hops: int = _check(_range(1, 100), 16)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = _check(_log_level, "INFO")
 
@@ -287,6 +302,7 @@ class Config:
     center: CenterConfig = field(default_factory=CenterConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     handsets: tuple[HandsetConfig, ...] = ()
     path: Path | None = None
 
@@ -377,6 +393,14 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
         file = config.radio.meshtastic.handsets_file
         if not file.is_file():
             raise ConfigError("radio.meshtastic.handsets_file", str(file), "is not a readable file")
+    if config.relay.enabled or config.node.role == "relay":
+        if not config.relay.enabled:
+            raise ConfigError("relay.enabled", False, "must be true for node.role = relay")
+        if config.node.role == "relay" and config.uplink.mqtt is not None:
+            raise ConfigError("uplink.mqtt", "", "a relay (node.role = relay) has no uplink; make it a post")
+        if config.relay.key_file is None:
+            raise ConfigError("relay.key_file", None, "is required when the relay is enabled (siaga relay key)")
+        read_relay_key(config.relay.key_file)
     relay = config.center.relay
     if relay is not None:
         if relay.secret_file is None:
@@ -451,6 +475,14 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, "must not contain a NUL character")
         return Path(value)
     raise ConfigError(key, value, f"has an unsupported type {hint!r}")  # pragma: no cover
+
+
+def read_relay_key(file: Path) -> bytes:
+    """This post's 32-byte relay tag key (`siaga relay key`): hex on one line, mode 0600 (siaga/keyfile.py)."""
+    key = read_hex_key(file, "relay.key_file", min_bytes=32)
+    if len(key) != 32:
+        raise ConfigError("relay.key_file", str(file), f"holds {len(key)} bytes; a post key is exactly 32")
+    return key
 
 
 def read_secret(file: Path | None, env: str) -> str | None:

@@ -1,101 +1,112 @@
-"""Opt-in Prometheus text endpoint (exposition format 0.0.4) for the post and the center.
+"""Opt-in Prometheus endpoint for the post and the center, on ``prometheus_client`` (the only module importing it).
 
-Counters and gauges are plain numbers behind a lock; gauges may be callables read at scrape time (queue
-depth from the store), so nothing is computed unless somebody scrapes.  Serve it on localhost only.
+Every value is read at scrape time from what the parts already keep (the store's queue, the radio's and
+the uplink's event counts), so nothing is computed unless somebody scrapes.  What only grows is exposed as
+a **counter** (``..._total``): a restart is then a counter reset that ``rate()`` and ``increase()`` handle,
+where a gauge that drops to 0 reads as a huge negative rate.  Levels (connected, queue depth, an age) are
+gauges.  The names are listed in docs/METRICS.md.  Serve it on localhost only.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
 from siaga.errors import ConfigError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
-Labels = tuple[tuple[str, str], ...]
-GaugeFn = Callable[[], Mapping[Labels, float] | float | None]
+#: A reading: one value, values by the metric's label (e.g. {"pending": 3, "sent": 1}), or None (absent).
+Reading = Callable[[], Mapping[str, float] | float | None]
+
+
+@dataclass(frozen=True)
+class _Metric:
+    name: str
+    help_text: str
+    kind: str  # "counter" | "gauge"
+    read: Reading
+    label: str | None
 
 
 class Registry:
+    """The metrics of one process: :meth:`counter` and :meth:`gauge` register a reading under a name
+    (``siaga_`` is put in front, ``_total`` after a counter's)."""
+
     def __init__(self, prefix: str = "siaga") -> None:
         self._prefix = prefix
         self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = {}
-        self._help: dict[str, tuple[str, str]] = {}
-        self._gauges: dict[str, GaugeFn] = {}
+        self._metrics: dict[str, _Metric] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
 
-    def counter(self, name: str, help_text: str) -> None:
-        with self._lock:
-            self._help[name] = ("counter", help_text)
-            self._counters.setdefault(name, {})
+    def counter(self, name: str, help_text: str, read: Reading, *, label: str | None = None) -> None:
+        """A count that only grows while the process runs (events since start)."""
+        self._add(_Metric(name.removesuffix("_total"), help_text, "counter", read, label))
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._counters.setdefault(name, {})
-            series[key] = series.get(key, 0.0) + amount
+    def gauge(self, name: str, help_text: str, read: Reading, *, label: str | None = None) -> None:
+        """A level that goes up and down."""
+        self._add(_Metric(name, help_text, "gauge", read, label))
 
-    def gauge(self, name: str, help_text: str, fn: GaugeFn) -> None:
+    def _add(self, metric: _Metric) -> None:
         with self._lock:
-            self._help[name] = ("gauge", help_text)
-            self._gauges[name] = fn
-
-    def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+            if metric.name in self._metrics:
+                raise ValueError(f"metric {metric.name} registered twice")
+            self._metrics[metric.name] = metric
 
     def render(self) -> str:
-        lines: list[str] = []
+        """The text exposition format 0.0.4."""
+        return generate_latest(self.registry).decode("utf-8")
+
+    def families(self) -> Iterator[Metric]:
         with self._lock:
-            counters = {name: dict(series) for name, series in self._counters.items()}
-            gauges = dict(self._gauges)
-            helps = dict(self._help)
-        for name in sorted(set(counters) | set(gauges)):
-            full = f"{self._prefix}_{name}"
-            kind, help_text = helps.get(name, ("counter" if name in counters else "gauge", name))
-            lines.append(f"# HELP {full} {help_text}")
-            lines.append(f"# TYPE {full} {kind}")
-            if name in counters:
-                for labels, value in sorted(counters[name].items()):
-                    lines.append(f"{full}{_labels(labels)} {_number(value)}")
-                continue
+            metrics = list(self._metrics.values())
+        for metric in metrics:
+            full = f"{self._prefix}_{metric.name}"
             try:
-                result = gauges[name]()
+                value = metric.read()
             except Exception:
                 log.exception("metric %s failed", full)
                 continue
-            if result is None:
+            if value is None:
                 continue
-            if isinstance(result, int | float):
-                lines.append(f"{full} {_number(result)}")
+            labels = [metric.label] if metric.label else []
+            family: CounterMetricFamily | GaugeMetricFamily
+            if metric.kind == "counter":
+                family = CounterMetricFamily(full, metric.help_text, labels=labels)
             else:
-                for labels, value in sorted(result.items()):
-                    lines.append(f"{full}{_labels(labels)} {_number(value)}")
-        return "\n".join(lines) + "\n"
+                family = GaugeMetricFamily(full, metric.help_text, labels=labels)
+            if isinstance(value, Mapping):
+                for key, number in sorted(value.items()):
+                    family.add_metric([str(key)], float(number))
+            elif not labels:
+                family.add_metric([], float(value))
+            yield family
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), " ")}"'
-        for k, v in labels
-    )
-    return "{" + inner + "}"
+class _Collector(Collector):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
 
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    def collect(self) -> Iterator[Metric]:
+        return self._registry.families()
 
 
 class MetricsServer:
-    """``GET /metrics`` on ``listen`` (HOST:PORT) in a background thread."""
+    """``GET /metrics`` on ``listen`` (HOST:PORT, ``[::1]:PORT`` for IPv6) in a background thread."""
 
     def __init__(self, registry: Registry, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
+        host, port = parse_host_port(listen, "metrics.listen", port_zero=True)
         registry_ref = registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,7 +116,7 @@ class MetricsServer:
                     return
                 body = registry_ref.render().encode("utf-8")
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -114,7 +125,7 @@ class MetricsServer:
                 log.debug("metrics: " + format, *args)
 
         try:
-            self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+            self._server = _server_class(host)((host, port), Handler)
         except OSError as exc:
             raise ConfigError("metrics.listen", listen, f"cannot be bound: {exc.strerror}") from None
         self._server.daemon_threads = True
@@ -131,3 +142,12 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class _HTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _server_class(host: str) -> type[ThreadingHTTPServer]:
+    """``[::1]:9112`` listens on IPv6 (the standard library's server is IPv4 unless told)."""
+    return _HTTPServer6 if ":" in host else ThreadingHTTPServer

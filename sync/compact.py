@@ -14,11 +14,12 @@ Layout v1 (big-endian; uvarint = unsigned LEB128, shortest form only)::
     2   hops         u8     MUTABLE  bits 0-6 custody hops so far; bit 7 = some carrier timed its hold by
                                      its wall clock (it rebooted while holding the report)
     3   transit_s    u24    MUTABLE  seconds carriers held the report after the origin sent it (saturates)
+    6   xmit         u32    MUTABLE  the sender's transfer id (custody acks name it); each hop rewrites it
     --- signed: the tag covers bytes 0-1 and everything from here to the tag ---
-    6   key_epoch    u8     which of the origin post's keys made the tag
-    7   flags        u8     see FLAG_*; bit 7 must be 0
-    8   kinds        u8     bits 7-4 report-id form (ID_*), bits 3-0 text coding (0 UTF-8, n = deflate + dict n)
-    9   report_id    6 | 10 | 16 | 1+8..64 B by its form
+    10  key_epoch    u8     which of the origin post's keys made the tag
+    11  flags        u8     see FLAG_*; bit 7 must be 0
+    12  kinds        u8     bits 7-4 report-id form (ID_*), bits 3-0 text coding (0 UTF-8, n = deflate + dict n)
+    13  report_id    6 | 10 | 16 | 1+8..64 B by its form
         post_id      u8 len 1..32 + ASCII [a-z0-9-]
         origin       u32 handset node number, or (FLAG_OPERATOR) u8 len 1..48 + UTF-8 operator name
         category     u8     index into CATEGORY_TABLE_V1
@@ -34,7 +35,10 @@ Layout v1 (big-endian; uvarint = unsigned LEB128, shortest form only)::
         text         the rest up to the tag, in the text coding
     -8  tag          8 B    HMAC-SHA256(post key, signed bytes)[:8]
 
-The two mutable fields let a carrier count the hop and add the time it held the report without the origin's
+The custody messages (CACK, BEACON, CENTER_ACK) share bytes 0-1; their layouts are with their encoders
+below and in docs/RELAY.md ("Custody protocol, version 1").
+
+The mutable fields let a carrier count the hop and add the time it held the report without the origin's
 key; they are the only bytes a carrier can change, and the worst it can do with them is misstate transit
 time (the origin's signed wall-clock claim and its clock source stay beside it) or trip the hop alarm early.
 
@@ -50,7 +54,7 @@ import math
 import re
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -60,12 +64,11 @@ from sync import compact_dict as dictionary
 
 VERSION = 1
 
-#: Message types (byte 1).  Only reports exist so far; the others are reserved so that the custody and
-#: routing messages to come share the header and a v1 decoder tells them apart from a report.
+#: Message types (byte 1): one dispatcher (:func:`message_type`) reads it and picks the decoder.
 TYPE_REPORT = 1
-TYPE_CUSTODY_ACK = 2  # reserved
-TYPE_BEACON = 3  # reserved
-TYPE_CENTER_ACK = 4  # reserved
+TYPE_CUSTODY_ACK = 2
+TYPE_BEACON = 3
+TYPE_CENTER_ACK = 4
 
 #: The largest payload of one Meshtastic packet as we send it: a PKI-encrypted direct message on a private
 #: port.  Firmware Router::perhapsEncode accepts an encoded ``Data`` only when it + the 16-byte radio header
@@ -76,6 +79,11 @@ TYPE_CENTER_ACK = 4  # reserved
 MAX_PACKET_BYTES = 219
 #: Mutable header (version, type, hops, transit) and the tag.
 HEADER_BYTES = 6
+#: The transfer id after the header, outside the tag: the sending hop's own number for this transmission.
+XMIT_BYTES = 4
+#: Where the signed part starts (the tag covers bytes 0-1 and SIGNED_START .. the tag).
+SIGNED_START = HEADER_BYTES + XMIT_BYTES
+MAX_XMIT = 0xFFFFFFFF
 TAG_BYTES = 8
 MAX_HOPS = 0x7F
 MAX_TRANSIT_S = 0xFFFFFF  # 194 days; beyond, "at least that"
@@ -85,7 +93,7 @@ MAX_ACCURACY_M = 1_000_000
 MAX_OBSERVED = 0xFFFFFFFF
 #: An operator name's UTF-8 bytes.  With it, every report the model allows fits one packet, whatever its
 #: other fields (the text is then cut, and flagged): docs/RELAY.md works the worst case out.
-MAX_OPERATOR_BYTES = 48
+MAX_OPERATOR_BYTES = 44
 #: The report text limit of the report model; a longer one cannot exist, so none is encoded either.
 MAX_FULL_TEXT_BYTES = MAX_TEXT_BYTES
 #: Deflate text: the dictionary number written by the encoder (decoders know every number in DICTIONARIES).
@@ -193,6 +201,8 @@ class ReportPacket:
     transit_s: int
     transit_wall: bool
     key_epoch: int
+    #: the sending hop's transfer id (custody acks name it); not under the tag
+    xmit: int
     #: the text is only the start of the report's text: the origin post keeps all of it
     truncated: bool
     #: UTF-8 bytes of the whole text (== len(report.text) in bytes when not truncated)
@@ -366,6 +376,7 @@ def encode_report(
     hops: int = 0,
     transit_s: int = 0,
     transit_wall: bool = False,
+    xmit: int = 0,
 ) -> bytes:
     """One packet of at most :data:`MAX_PACKET_BYTES` for ``report``, tagged with the origin post's ``key``.
 
@@ -376,7 +387,7 @@ def encode_report(
     if not 0 <= key_epoch <= 255:
         raise ProtocolError("field", f"key_epoch must be 0-255, not {key_epoch!r}")
     text_bytes = _check_text(report.text, "field")
-    head = _header(hops, transit_s, transit_wall)
+    head = _header(hops, transit_s, transit_wall) + _int_in(xmit, 0, MAX_XMIT, "xmit").to_bytes(XMIT_BYTES, "big")
     fixed, flags, kinds_hi = _fields(report)
 
     def build(coding: int, coded: bytes, truncated_of: bytes | None) -> bytes:
@@ -411,20 +422,33 @@ def encode_report(
         body = build(coding, coded, text_bytes)
         if len(body) + TAG_BYTES > MAX_PACKET_BYTES:
             raise ProtocolError("too_large", f"the report's fields alone take {len(body) + TAG_BYTES} bytes")
-    signed = body[:2] + body[HEADER_BYTES:]
+    signed = body[:2] + body[SIGNED_START:]
     return body + _tag(key, signed)
 
 
-def forward_report(payload: bytes, *, held_s: float, wall: bool = False) -> bytes:
+def forward_report(payload: bytes, *, held_s: float, wall: bool = False, xmit: int | None = None) -> bytes:
     """The packet a carrier passes on: one hop more, ``held_s`` more transit time (``wall``: timed by the
-    wall clock, the carrier rebooted while holding it).  The signed bytes and the tag are untouched, and
-    the size does not change.  ProtocolError("hops") past :data:`MAX_HOPS`."""
+    wall clock, the carrier rebooted while holding it), and its own transfer id ``xmit`` (None keeps the
+    one it came with).  The signed bytes and the tag are untouched, and the size does not change.
+    ProtocolError("hops") past :data:`MAX_HOPS`."""
     packet = parse_report(payload)
     if packet.hops >= MAX_HOPS:
         raise ProtocolError("hops", f"the report has already made {packet.hops} hops")
     transit = min(packet.transit_s + max(math.ceil(held_s), 0), MAX_TRANSIT_S)
     head = _header(packet.hops + 1, transit, packet.transit_wall or wall)
-    return head + bytes(payload[HEADER_BYTES:])
+    new_xmit = packet.xmit if xmit is None else _int_in(xmit, 0, MAX_XMIT, "xmit")
+    return head + new_xmit.to_bytes(XMIT_BYTES, "big") + bytes(payload[SIGNED_START:])
+
+
+def with_xmit(payload: bytes, xmit: int) -> bytes:
+    """The same report packet under another transfer id (a retransmission keeps its id; a new send to
+    another neighbour may not).  Nothing else changes; ProtocolError for a packet that is not a report."""
+    parse_report(payload)
+    return (
+        bytes(payload[:HEADER_BYTES])
+        + _int_in(xmit, 0, MAX_XMIT, "xmit").to_bytes(4, "big")
+        + bytes(payload[SIGNED_START:])
+    )
 
 
 def _header(hops: int, transit_s: int, transit_wall: bool) -> bytes:
@@ -647,12 +671,13 @@ def parse_report(payload: bytes) -> ReportPacket:
         raise ProtocolError("type", f"message type {data[1]} is not a report ({TYPE_REPORT})")
     if len(data) > MAX_PACKET_BYTES:
         raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_PACKET_BYTES}")
-    if len(data) < HEADER_BYTES + 3 + TAG_BYTES:
+    if len(data) < SIGNED_START + 3 + TAG_BYTES:
         raise ProtocolError("short", f"{len(data)} bytes is shorter than the smallest report")
     hops_byte = data[2]
     transit = int.from_bytes(data[3:6], "big")
+    xmit = int.from_bytes(data[HEADER_BYTES:SIGNED_START], "big")
     end = len(data) - TAG_BYTES
-    rd = _Reader(data, HEADER_BYTES, end)
+    rd = _Reader(data, SIGNED_START, end)
     key_epoch = rd.u8()
     flags = rd.u8()
     if flags & ~_FLAGS_KNOWN:
@@ -745,12 +770,13 @@ def parse_report(payload: bytes) -> ReportPacket:
         transit_s=transit,
         transit_wall=bool(hops_byte & 0x80),
         key_epoch=key_epoch,
+        xmit=xmit,
         truncated=full_bytes is not None,
         full_text_bytes=text_len if full_bytes is None else full_bytes,
         full_text_sha256=full_sha,
         text_coding=coding,
         size=len(data),
-        signed=data[:2] + data[HEADER_BYTES:end],
+        signed=data[:2] + data[SIGNED_START:end],
         tag=data[end:],
     )
 
@@ -831,3 +857,269 @@ def _decode_text(coding: int, coded: bytes) -> str:
     if "\x00" in text:
         raise ProtocolError("text", "text contains a NUL character")
     return text
+
+
+# ---------------------------------------------------------------------------- custody messages (v1)
+#: CACK outcomes (docs/RELAY.md, "Custody protocol, version 1").
+ACCEPTED = 0  # committed now: custody passed
+REDUNDANT = 1  # already held or already seen (the exact seen-set): custody passed all the same
+REFUSED = 2  # store full or unreadable: the sender keeps the report and tries another neighbour
+OUTCOMES = ("accepted", "redundant", "refused")
+#: CACK: 3-byte head + 6 bytes per range; 36 ranges fill a packet exactly (3 + 216 = 219).
+CACK_MAX_RANGES = 36
+BEACON_UPLINK = 0x01  # this node has a connected uplink
+BEACON_RELAY = 0x02  # role relay (a hilltop Pi: no handsets, no uplink)
+METRIC_NONE = 255  # no route to an uplink
+BATTERY_UNKNOWN = 255
+
+
+@dataclass(frozen=True, slots=True)
+class CackRange:
+    """Transfer ids ``first`` .. ``first + run`` (inclusive: a single id is run 0), all with ``outcome``."""
+
+    first: int
+    run: int
+    outcome: int
+
+    def ids(self) -> range:
+        return range(self.first, self.first + self.run + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    post_id: str
+    metric: int
+    uplink: bool = False
+    relay: bool = False
+    route_seq: int = 0
+    held: int = 0
+    free_mib: int = 0
+    battery: int = BATTERY_UNKNOWN
+    #: :func:`post_tag` of the neighbour this node routes through (0: none — it has the uplink, or no
+    #: route).  A neighbour that sees its own tag here ignores this node's metric (split horizon with
+    #: poisoned reverse): two posts can no longer count each other's metric up after an uplink is lost.
+    via: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CenterAck:
+    """The center committed ``report_ids`` (all of ``origin``'s) at ``committed_at``; walks back hop by hop."""
+
+    xmit: int
+    origin: str
+    committed_at: datetime
+    report_ids: tuple[str, ...]
+
+
+def message_type(payload: bytes) -> int:
+    """Byte 1 of a relay message of a version this decoder knows; ProtocolError otherwise (the dispatcher)."""
+    if not isinstance(payload, bytes | bytearray):
+        raise ProtocolError("encoding", f"payload is {type(payload).__name__}, not bytes")
+    if len(payload) < 2:
+        raise ProtocolError("short", f"{len(payload)} bytes: no version and type")
+    if payload[0] != VERSION:
+        raise ProtocolError("version", f"unsupported relay packet version {payload[0]} (this decoder knows {VERSION})")
+    if payload[1] not in (TYPE_REPORT, TYPE_CUSTODY_ACK, TYPE_BEACON, TYPE_CENTER_ACK):
+        raise ProtocolError("type", f"unknown relay message type {payload[1]}")
+    if len(payload) > MAX_PACKET_BYTES:
+        raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PACKET_BYTES}")
+    return payload[1]
+
+
+def _message(payload: bytes, kind: int, name: str) -> bytes:
+    if message_type(payload) != kind:
+        raise ProtocolError("type", f"message type {payload[1]} is not a {name} ({kind})")
+    return bytes(payload)
+
+
+def _done(rd: _Reader, name: str) -> None:
+    if rd.pos != rd.end:
+        raise ProtocolError("schema", f"{rd.end - rd.pos} stray bytes after the {name}")
+
+
+# CACK: 1 | 2 | n u8 (1..36) | n x (first_xmit u32, run u8, outcome u8)
+def cack_ranges(outcomes: Iterable[tuple[int, int]]) -> list[CackRange]:
+    """(xmit, outcome) pairs → the fewest ranges: consecutive ids of one outcome share a range (≤ 256 ids)."""
+    out: list[CackRange] = []
+    for xmit, outcome in sorted(set(outcomes)):
+        _int_in(xmit, 0, MAX_XMIT, "xmit")
+        _int_in(outcome, 0, len(OUTCOMES) - 1, "outcome")
+        last = out[-1] if out else None
+        if last and last.outcome == outcome and xmit == last.first + last.run + 1 and last.run < 255:
+            out[-1] = CackRange(last.first, last.run + 1, outcome)
+        elif not (last and last.first <= xmit <= last.first + last.run):
+            out.append(CackRange(xmit, 0, outcome))
+    return out
+
+
+def encode_cacks(ranges: Sequence[CackRange]) -> list[bytes]:
+    """One packet per :data:`CACK_MAX_RANGES` ranges (one packet in every case but a storm)."""
+    packets = []
+    for start in range(0, len(ranges), CACK_MAX_RANGES):
+        chunk = ranges[start : start + CACK_MAX_RANGES]
+        body = bytearray([VERSION, TYPE_CUSTODY_ACK, len(chunk)])
+        for r in chunk:
+            _int_in(r.run, 0, 255, "run")
+            _int_in(r.outcome, 0, len(OUTCOMES) - 1, "outcome")
+            if _int_in(r.first, 0, MAX_XMIT, "first") + r.run > MAX_XMIT:
+                raise ProtocolError("field", "a CACK range may not wrap past 2^32 - 1")
+            body += r.first.to_bytes(4, "big") + bytes([r.run, r.outcome])
+        packets.append(bytes(body))
+    return packets
+
+
+def decode_cack(payload: bytes) -> tuple[CackRange, ...]:
+    data = _message(payload, TYPE_CUSTODY_ACK, "custody ack")
+    rd = _Reader(data, 2, len(data))
+    n = rd.u8()
+    if not 1 <= n <= CACK_MAX_RANGES:
+        raise ProtocolError("schema", f"a CACK names 1-{CACK_MAX_RANGES} ranges, not {n}")
+    out = []
+    for _ in range(n):
+        first, run, outcome = rd.uint(4), rd.u8(), rd.u8()
+        if outcome >= len(OUTCOMES):
+            raise ProtocolError("schema", f"unknown CACK outcome {outcome}")
+        if first + run > MAX_XMIT:
+            raise ProtocolError("schema", "a CACK range wraps past 2^32 - 1")
+        out.append(CackRange(first, run, outcome))
+    _done(rd, "CACK")
+    return tuple(out)
+
+
+def post_tag(post_id: str) -> int:
+    """A post's 16-bit tag in beacons (``Beacon.via``): the first two bytes of SHA-256 of its id, never 0.
+    A collision (1 in 65,536 per pair of neighbours) only makes a node ignore one neighbour's route."""
+    tag = int.from_bytes(hashlib.sha256(post_id.encode("ascii")).digest()[:2], "big")
+    return tag or 1
+
+
+# BEACON: 1 | 3 | flags u8 | metric u8 | route_seq u16 | held u16 | free_mib u16 | battery u8 | via u16 | post_id
+def encode_beacon(b: Beacon) -> bytes:
+    if not isinstance(b.post_id, str) or not _POST_ID_RE.match(b.post_id):
+        raise ProtocolError("field", f"post_id must be 1-32 chars of a-z 0-9 -, not {b.post_id!r}")
+    battery = _int_in(b.battery, 0, 255, "battery")
+    if 100 < battery < BATTERY_UNKNOWN:
+        raise ProtocolError("field", f"battery must be 0-100 % or {BATTERY_UNKNOWN} (unknown), not {battery}")
+    flags = (BEACON_UPLINK if b.uplink else 0) | (BEACON_RELAY if b.relay else 0)
+    return (
+        bytes([VERSION, TYPE_BEACON, flags, _int_in(b.metric, 0, 255, "metric")])
+        + _int_in(b.route_seq, 0, 0xFFFF, "route_seq").to_bytes(2, "big")
+        + min(_int_in(b.held, 0, 10**9, "held"), 0xFFFF).to_bytes(2, "big")
+        + min(_int_in(b.free_mib, 0, 10**12, "free_mib"), 0xFFFF).to_bytes(2, "big")
+        + bytes([battery])
+        + _beacon_via(b.metric, b.via).to_bytes(2, "big")
+        + bytes([len(b.post_id)])
+        + b.post_id.encode("ascii")
+    )
+
+
+def decode_beacon(payload: bytes) -> Beacon:
+    data = _message(payload, TYPE_BEACON, "beacon")
+    rd = _Reader(data, 2, len(data))
+    flags, metric = rd.u8(), rd.u8()
+    if flags & ~(BEACON_UPLINK | BEACON_RELAY):
+        raise ProtocolError("schema", f"unknown beacon flags 0x{flags:02x}")
+    if bool(flags & BEACON_UPLINK) != (metric == 0):
+        raise ProtocolError("schema", f"beacon metric {metric} disagrees with its uplink flag")
+    route_seq, held, free_mib, battery = rd.uint(2), rd.uint(2), rd.uint(2), rd.u8()
+    if 100 < battery < BATTERY_UNKNOWN:
+        raise ProtocolError("schema", f"battery {battery} is not 0-100 or {BATTERY_UNKNOWN}")
+    via = rd.uint(2)
+    if via and metric in (0, METRIC_NONE):
+        raise ProtocolError("schema", f"beacon with metric {metric} names a next hop")
+    post_id = rd.ascii(rd.u8(), _POST_ID_RE, "post_id")
+    _done(rd, "beacon")
+    return Beacon(post_id, metric, bool(flags & BEACON_UPLINK), bool(flags & BEACON_RELAY), route_seq, held,
+                  free_mib, battery, via)  # fmt: skip
+
+
+def _beacon_via(metric: int, via: int) -> int:
+    via = _int_in(via, 0, 0xFFFF, "via")
+    if via and metric in (0, METRIC_NONE):
+        raise ProtocolError("field", f"a beacon with metric {metric} has no next hop (via must be 0)")
+    return via
+
+
+# CENTER_ACK: 1 | 4 | xmit u32 | origin post_id u8 len + ASCII | committed_at u32 | n u8 | n x (form u8 + id)
+# An id here is its compact form byte (ID_MESH_NODE, ID_UUID or ID_TEXT: no origin handset to lean on)
+# followed by the form's bytes, exactly as in a report.
+def _center_ack_head(xmit: int, origin: str, committed_at: datetime) -> bytes:
+    if not isinstance(origin, str) or not _POST_ID_RE.match(origin):
+        raise ProtocolError("field", f"origin post_id must be 1-32 chars of a-z 0-9 -, not {origin!r}")
+    if not isinstance(committed_at, datetime) or committed_at.tzinfo is None:
+        raise ProtocolError("field", "committed_at must be a timezone-aware datetime")
+    at = _int_in(math.floor(committed_at.timestamp()), 0, MAX_OBSERVED, "committed_at")
+    return (
+        bytes([VERSION, TYPE_CENTER_ACK])
+        + _int_in(xmit, 0, MAX_XMIT, "xmit").to_bytes(4, "big")
+        + bytes([len(origin)])
+        + origin.encode("ascii")
+        + at.to_bytes(4, "big")
+    )
+
+
+def _center_ack_id(report_id: str) -> bytes:
+    kind, raw = _encode_id(report_id, "")
+    return bytes([kind]) + raw
+
+
+def encode_center_acks(
+    xmits: Iterable[int], origin: str, committed_at: datetime, report_ids: Sequence[str]
+) -> list[tuple[bytes, tuple[str, ...]]]:
+    """As few CENTER_ACK packets as fit ``report_ids``, each with the next id of ``xmits``: [(packet, ids)]."""
+    ids = list(dict.fromkeys(report_ids))
+    if not ids:
+        raise ProtocolError("field", "a center ack names at least one report")
+    numbers = iter(xmits)
+    out: list[tuple[bytes, tuple[str, ...]]] = []
+    while ids:
+        head = _center_ack_head(next(numbers), origin, committed_at)
+        body = b""
+        taken: list[str] = []
+        for rid in ids:
+            one = _center_ack_id(rid)
+            if len(head) + 1 + len(body) + len(one) > MAX_PACKET_BYTES or len(taken) == 255:
+                break
+            body += one
+            taken.append(rid)
+        out.append((head + bytes([len(taken)]) + body, tuple(taken)))
+        ids = ids[len(taken) :]
+    return out
+
+
+def encode_center_ack(ack: CenterAck) -> bytes:
+    """One CENTER_ACK packet for ``ack`` (ProtocolError("too_large") when its ids do not fit one)."""
+    packets = encode_center_acks(iter([ack.xmit]), ack.origin, ack.committed_at, ack.report_ids)
+    if len(packets) != 1 or len(packets[0][1]) != len(ack.report_ids):
+        raise ProtocolError("too_large", f"{len(ack.report_ids)} report ids do not fit one center ack")
+    return packets[0][0]
+
+
+def with_center_ack_xmit(payload: bytes, xmit: int) -> bytes:
+    """A CENTER_ACK passed on by this hop under its own transfer id."""
+    decode_center_ack(payload)
+    return bytes(payload[:2]) + _int_in(xmit, 0, MAX_XMIT, "xmit").to_bytes(4, "big") + bytes(payload[6:])
+
+
+def decode_center_ack(payload: bytes) -> CenterAck:
+    data = _message(payload, TYPE_CENTER_ACK, "center ack")
+    rd = _Reader(data, 2, len(data))
+    xmit = rd.uint(4)
+    origin = rd.ascii(rd.u8(), _POST_ID_RE, "origin")
+    committed_at = datetime.fromtimestamp(rd.uint(4), UTC)
+    n = rd.u8()
+    if n == 0:
+        raise ProtocolError("schema", "a center ack names no report")
+    ids = []
+    for _ in range(n):
+        kind = rd.u8()
+        if kind == ID_MESH:
+            raise ProtocolError("schema", "a center ack cannot use the origin-handset id form")
+        rid = _id_string(kind, _read_id(rd, kind), "")
+        if _id_kind(rid, "") != kind:
+            raise ProtocolError("schema", f"report id {rid!r} is not in its compact form")
+        ids.append(rid)
+    _done(rd, "center ack")
+    if len(set(ids)) != len(ids):
+        raise ProtocolError("schema", "a center ack names a report twice")
+    return CenterAck(xmit, origin, committed_at, tuple(ids))

@@ -87,6 +87,42 @@ class LinkHandler(Protocol):
     def on_disconnected(self, link: MqttLink, reason: str) -> None: ...
 
 
+# What a link reports, as values: the uplink and the receiver queue them from paho's thread to their own
+# (each names the link it came from, so an event of a link already replaced is recognised and ignored).
+@dataclass(frozen=True, slots=True)
+class LinkMessage:
+    """A message arrived (not yet PUBACKed: the owner acks it once handled)."""
+
+    link: MqttLink
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPublished:
+    """The broker answered a QoS 1 publish: ``ok`` False with paho's reason when it refused it."""
+
+    link: MqttLink
+    mid: int
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSubscribed:
+    """The SUBACK of :meth:`MqttLink.subscribe_async`: the topics the broker refused (empty: all granted)."""
+
+    link: MqttLink
+    refused: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """The connection was lost."""
+
+    link: MqttLink
+    reason: str
+
+
 class MqttLink:
     """One MQTT v5 connection with a persistent session (clean_start False, session expiry)."""
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from siaga.errors import ProtocolError
-from siaga.report import InvalidReport, Report, format_time, parse_time
+from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX, InvalidReport, Report, format_time, parse_time
 from sync import compact
 
 VERSION = 1
@@ -49,7 +49,10 @@ MAX_ACK_IDS = 2000
 MAX_AGE_S = 20 * 365 * 86400.0
 AGE_SOURCES = ("boot", "wall")
 REPLY_STATES = ("received", "sent", "delivered", "failed")
-MAX_REPLY_TEXT = 200
+#: A staff reply's text, in UTF-8 bytes: the post sends ``112: <text>`` in one LoRa packet of at most
+#: REPLY_MAX_BYTES (siaga/report.py, checked against the packet budget in tests/test_airtime.py), so 195.
+#: Bytes, not characters: an accented letter takes two, an emoji four, and a longer text would arrive cut.
+MAX_REPLY_TEXT_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
 #: Reasons a post may be told a report is refused for good (so it stops resending it).
 REASON_MAX = 200
 #: A carried report's ``relay.packet``: base64 of one relay packet (sync/compact.py), at most 219 bytes.
@@ -516,9 +519,22 @@ def check_command(command: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(to, str) or not _NODE.match(to):
         raise ProtocolError("schema", f"to must be a handset id '!xxxxxxxx', not {_short(to)}")
     text = command.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_REPLY_TEXT or "\x00" in text:
-        raise ProtocolError("schema", f"text must be 1-{MAX_REPLY_TEXT} characters")
+    problem = reply_text_problem(text)
+    if problem is not None or not isinstance(text, str):
+        raise ProtocolError("schema", f"text {problem}")
     return {"cmd_id": cmd_id, "type": "reply", "report_id": command["report_id"], "to": to, "text": text}
+
+
+def reply_text_problem(text: object) -> str | None:
+    """Why ``text`` cannot be a staff reply (None when it can): the one rule, used by the center when staff
+    type a reply (center/storage.py), by the CLI's help, and by both ends of ``cmd``."""
+    if not isinstance(text, str) or not text.strip():
+        return "must not be empty"
+    if "\x00" in text:
+        return "must not contain NUL"
+    if len(text.encode("utf-8")) > MAX_REPLY_TEXT_BYTES:
+        return f"must be at most {MAX_REPLY_TEXT_BYTES} bytes of UTF-8 (an accented letter counts 2)"
+    return None
 
 
 def decode_command(payload: bytes) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import random
 import socket
 import threading
 import time
@@ -34,20 +33,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from siaga.backoff import Attempts, Backoff
 from siaga.config import CenterMqttConfig
 from siaga.errors import ProtocolError, SiagaError, SyncError
 from sync import protocol
-from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
+from sync.mqtt import BrokerAddress, LinkDown, LinkMessage, LinkSubscribed, Message, MqttLink, Will, open_first
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
+#: Reconnect: 0.25 s, doubling to at most 2 s, each wait shortened at random by up to half.
+RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 SESSION_EXPIRY_S = 86400
 #: Waiting for the SUBACK and the probe's round trip, the link is given up only after this long with
 #: nothing at all from the broker (a SUBACK queued behind a backlog comes while the backlog flows).
 SUBSCRIBE_SILENCE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Wakes the receiver thread so it sees that it is stopping."""
+
+
+#: What the receiver thread is told: what its link reports (sync/mqtt.py), or to stop.
+ReceiverEvent = LinkMessage | LinkSubscribed | LinkDown | Stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +111,16 @@ class Receiver:
         sink: ReceiverSink,
         *,
         client_id: str | None = None,
+        backoff: Backoff = RECONNECT,
         relay: RelayCheck | None = None,
     ) -> None:
         self._settings = settings
+        self._backoff = backoff
         self._sink = sink
         self._relay = relay
         self._unverifiable_logged = -UNVERIFIABLE_LOG_EVERY_S
         self._client_id = client_id or settings.client_id or f"siaga-center-{socket.gethostname()}"[:64]
-        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._q: queue.Queue[ReceiverEvent] = queue.Queue()
         self._stopping = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,7 +144,7 @@ class Receiver:
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self._kick.set()
-        self._q.put(("stop",))
+        self._q.put(Stop())
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -175,16 +186,15 @@ class Receiver:
 
     # ------------------------------------------------------------------ the receiver thread
     def _run(self) -> None:
-        backoff = 0.0
+        failures = Attempts(self._backoff)
         while not self._stopping.is_set():
             self._tick = time.monotonic()
             if self._link is None:
                 if not self._connect():
-                    backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
-                    self._kick.wait(backoff * random.uniform(0.5, 1.0))
+                    self._kick.wait(failures.next_delay())
                     self._kick.clear()
                     continue
-                backoff = 0.0
+                failures.reset()
             if not self._ready and time.monotonic() - self._heard_mono > SUBSCRIBE_SILENCE_S:
                 log.warning("receiver: no SUBACK or probe from the broker; reconnecting")
                 self._drop("subscribe timeout")
@@ -207,18 +217,18 @@ class Receiver:
                 self._drop("error")
         self._drop("stopping", polite=True)
 
-    def _apply_all(self, events: list[tuple[Any, ...]]) -> None:
+    def _apply_all(self, events: list[ReceiverEvent]) -> None:
         """Report messages of the current link are committed together; everything else in order after."""
         reports: list[Message] = []
-        rest: list[tuple[Any, ...]] = []
+        rest: list[ReceiverEvent] = []
         link = self._link
         for event in events:
-            if event[0] == "msg" and event[1] is link and event[2].topic.endswith("/report"):
+            if isinstance(event, LinkMessage) and event.link is link and event.message.topic.endswith("/report"):
                 self._heard_mono = time.monotonic()
-                reports.append(event[2])
+                reports.append(event.message)
             else:
                 rest.append(event)
-        if reports and isinstance(link, MqttLink):
+        if reports and link is not None:
             self._handle_report_messages(link, reports)
         for event in rest:
             self._apply(event)
@@ -251,7 +261,7 @@ class Receiver:
             # subscriptions were really in a resumed session: see _on_probe.
             link.subscribe_async(
                 [(t, 1) for t in subs] + [(probe, 1)],
-                lambda refused: self._q.put(("suback", link, refused)),
+                lambda refused: self._q.put(LinkSubscribed(link, tuple(refused))),
                 retained_only_if_new={probe},
             )
         except SyncError as exc:
@@ -269,7 +279,7 @@ class Receiver:
         log.info("receiver connected to %s (session %s)", link.broker.url, "present" if session else "new")
         return True
 
-    def _on_suback(self, link: MqttLink, refused: list[str]) -> None:
+    def _on_suback(self, link: MqttLink, refused: tuple[str, ...]) -> None:
         if refused:
             log.error("receiver: broker refused our subscription to %s", ", ".join(refused))
             self.last_error = f"subscription refused: {', '.join(refused)}"
@@ -320,27 +330,24 @@ class Receiver:
             self.counters["disconnects"] += 1
             link.abort()
 
-    def _apply(self, event: tuple[Any, ...]) -> None:
-        kind = event[0]
-        if kind == "msg":
-            _, link, message = event
-            if isinstance(link, MqttLink) and link is self._link:
+    def _apply(self, event: ReceiverEvent) -> None:
+        if isinstance(event, LinkMessage):
+            link, message = event.link, event.message
+            if link is self._link:
                 self._heard_mono = time.monotonic()
                 if message.topic == protocol.center_probe_topic(self._client_id):
                     self._on_probe(link, message)
                     link.ack(message.mid, message.qos)
                 else:
                     self._handle(link, message)
-        elif kind == "suback":
-            _, link, refused = event
-            if isinstance(link, MqttLink) and link is self._link:
+        elif isinstance(event, LinkSubscribed):
+            if event.link is self._link:
                 self._heard_mono = time.monotonic()
-                self._on_suback(link, refused)
-        elif kind == "down":
-            _, link, reason = event
-            if link is self._link:
-                log.warning("receiver: connection lost (%s)", reason)
-                self._drop(reason)
+                self._on_suback(event.link, event.refused)
+        elif isinstance(event, LinkDown) and event.link is self._link:
+            log.warning("receiver: connection lost (%s)", event.reason)
+            self._drop(event.reason)
+        # Stop: nothing to apply; the loop sees _stopping
 
     def _handle_report_messages(self, link: MqttLink, messages: list[Message]) -> None:
         """Validate every message, commit all valid batches in one transaction, then ack each."""
@@ -448,7 +455,7 @@ class Receiver:
 
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:
-        self._q.put(("msg", link, message))
+        self._q.put(LinkMessage(link, message))
 
     def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
         if not ok:
@@ -456,7 +463,7 @@ class Receiver:
             log.error("receiver: broker refused a publish: %s", reason)
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
-        self._q.put(("down", link, reason))
+        self._q.put(LinkDown(link, reason))
 
 
 def check_carried(item: ReceivedBatch, relay: RelayCheck | None) -> tuple[ReceivedBatch, Counter[str], int]:

@@ -7,13 +7,14 @@ One drain thread owns the connection and the store's drain bookkeeping (docs/REL
 * PUBACK → ``mark_sent`` (the broker has them); the center's ``ack`` → ``store.ack`` → ``delivered`` and
   :meth:`UplinkEvents.on_delivered`; a ``sent`` report the center never acknowledges returns to
   ``pending`` after ``ack_timeout_s`` and is sent again (the center stores it once);
-* a lost connection releases every claim at once; reconnect with a backoff capped at
-  :data:`RECONNECT_MAX_S`, broker URLs tried in order, and immediately when the kernel reports a network
-  change (:mod:`sync.netwatch`); while connected, a network change triggers an end-to-end probe.
+* a lost connection releases every claim at once; reconnect with a backoff capped at 2 s (:data:`RECONNECT`),
+  broker URLs tried in order, and immediately when the kernel reports a network change (:mod:`sync.netwatch`);
+  while connected, a network change triggers an end-to-end probe.
 
-APScheduler runs the periodic jobs: heartbeat (retained ``status``; Last Will ``offline``), stale-claim
-release, retention.  Messages from the broker are acknowledged (PUBACK) only after they were handled, so
-a crash never loses an ack or a command.
+The uplink's periodic work — :meth:`Uplink.heartbeat` (retained ``status``; Last Will ``offline``) and
+:meth:`Uplink.release_stale` — is run by its owner's scheduler: the post's one APScheduler table
+(edge/jobs.py), which the test harness runs too (devkit/harness/synctools.py).  Messages from the broker
+are acknowledged (PUBACK) only after they were handled, so a crash never loses an ack or a command.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -30,23 +30,31 @@ from datetime import datetime
 from importlib import metadata
 from typing import Any, Protocol
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
+from siaga.backoff import Attempts, Backoff
 from siaga.clock import Clock
 from siaga.config import Config, UplinkMqttConfig
 from siaga.errors import ConfigError, ProtocolError, SiagaError, SyncError
 from siaga.report import format_time
 from sync import protocol
-from sync.mqtt import BrokerAddress, Message, MqttLink, Will, open_first
+from sync.mqtt import (
+    BrokerAddress,
+    LinkDown,
+    LinkMessage,
+    LinkPublished,
+    LinkSubscribed,
+    Message,
+    MqttLink,
+    Will,
+    open_first,
+)
 from sync.netwatch import NetWatcher
 from sync.queue import ReportQueue
 
 log = logging.getLogger(__name__)
 
-#: Reconnect backoff: starts at RECONNECT_MIN_S, doubles, never waits longer than this (with jitter).
+#: Reconnect backoff: 0.25 s, doubling, never longer than 2 s, each wait shortened at random by up to half.
 #: A refused or unreachable connect costs one SYN, and a short cellular window must not be missed.
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
+RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 CONNECT_TIMEOUT_S = 8.0
 #: A network change while connected: the link must prove itself (a PUBACK) within this time.
 PROBE_TIMEOUT_S = 10.0
@@ -77,6 +85,36 @@ class UplinkEvents(Protocol):
         """A validated cmd from the center: {"cmd_id", "type": "reply", "report_id", "to", "text"}."""
 
 
+# What the drain thread is told, besides what its link reports (sync.mqtt.LinkEvent): queued from the
+# daemon's threads, the job thread and the network watcher, applied in order by the drain thread.
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A report was stored (or the uplink stops): look at the queue now."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatDue:
+    """Publish the retained status now (the heartbeat job)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetChanged:
+    """The kernel reported a network change: prove the link with a round trip."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyState:
+    """A reply's progress at this post, for the center (published on ``event``)."""
+
+    cmd_id: str
+    report_id: str
+    state: str
+
+
+UplinkEvent = LinkMessage | LinkPublished | LinkSubscribed | LinkDown | Wake | HeartbeatDue | NetChanged | ReplyState
+_WAKE = Wake()
+
+
 @dataclass
 class _Turn:
     """What one turn of the drain loop collected from the broker, applied in as few transactions as possible."""
@@ -103,10 +141,19 @@ def _version() -> str:
 class Uplink:
     """Store-and-forward to the center.  ``start`` is non-blocking; everything runs on its own threads."""
 
-    def __init__(self, cfg: Config, store: ReportQueue, *, clock: Clock, events: UplinkEvents) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: ReportQueue,
+        *,
+        clock: Clock,
+        events: UplinkEvents,
+        backoff: Backoff = RECONNECT,
+    ) -> None:
         if cfg.uplink.mqtt is None:
             raise ConfigError("uplink.mqtt", None, "is required for the uplink")
         self._cfg = cfg
+        self._backoff = backoff
         self._mqtt: UplinkMqttConfig = cfg.uplink.mqtt
         self._store = store
         self._clock = clock
@@ -114,11 +161,10 @@ class Uplink:
         self.post_id = cfg.node.post_id
         self.regency = cfg.node.regency
         self._topics = {k: protocol.topic(self.regency, self.post_id, k) for k in protocol.KINDS}
-        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._q: queue.Queue[UplinkEvent] = queue.Queue()
         self._kick = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._scheduler: BackgroundScheduler | None = None
         self._netwatch = NetWatcher(self._on_net_change)
         self._link: MqttLink | None = None
         self._inflight: dict[int, _InFlight] = {}
@@ -127,7 +173,7 @@ class Uplink:
         self._subscribed = False
         self._heard_mono = time.monotonic()
         self._post_fields: dict[str, Any] = {}
-        self._reply_states: deque[tuple[str, str, str]] = deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._reply_states: deque[ReplyState] = deque(maxlen=_MAX_QUEUED_EVENTS)
         self._lock = threading.Lock()
         self._boot = 0
         self._started_mono = time.monotonic()
@@ -168,13 +214,6 @@ class Uplink:
         self._netwatch.start()
         self._thread = threading.Thread(target=self._run, name="siaga-uplink", daemon=True)
         self._thread.start()
-        scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
-        scheduler.add_job(self._job_heartbeat, "interval", seconds=self._mqtt.heartbeat_s, id="heartbeat")
-        stale_every = max(1.0, min(30.0, self._mqtt.ack_timeout_s / 4))
-        scheduler.add_job(self._job_release_stale, "interval", seconds=stale_every, id="release_stale")
-        scheduler.add_job(self._job_retention, "interval", hours=6, id="retention")
-        scheduler.start()
-        self._scheduler = scheduler
         log.info(
             "uplink started: post %s, brokers %s, batch %d B, window %d, ack timeout %g s",
             self.post_id,
@@ -187,10 +226,7 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self._kick.set()
-        self._q.put(("wake",))
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        self._q.put(_WAKE)
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -200,7 +236,7 @@ class Uplink:
 
     def wake(self) -> None:
         """A report was just stored: drain now (and, when disconnected, try to connect now)."""
-        self._q.put(("wake",))
+        self._q.put(_WAKE)
         self._kick.set()
 
     def healthy(self) -> bool:
@@ -234,11 +270,11 @@ class Uplink:
         """Tell the center how a reply to a handset went: "sent" | "delivered" | "failed"."""
         if state not in protocol.REPLY_STATES:
             raise ValueError(f"reply state must be one of {protocol.REPLY_STATES}")
-        self._q.put(("reply_state", cmd_id, report_id, state))
+        self._q.put(ReplyState(cmd_id, report_id, state))
 
     # ------------------------------------------------------------------ the drain thread
     def _run(self) -> None:
-        backoff = 0.0
+        failures = Attempts(self._backoff)
         attempt_at = time.monotonic()
         while not self._stopping.is_set():
             self._tick = time.monotonic()
@@ -251,20 +287,20 @@ class Uplink:
                         break
                     self._kick.clear()
                     if self._connect():
-                        backoff = 0.0
+                        failures.reset()
                     else:
-                        backoff = min(RECONNECT_MAX_S, max(RECONNECT_MIN_S, backoff * 2))
-                        attempt_at = time.monotonic() + backoff * random.uniform(0.5, 1.0)
+                        attempt_at = time.monotonic() + failures.next_delay()
                     continue
                 self._serve_once()
                 if self._link is None:
-                    attempt_at = time.monotonic() + RECONNECT_MIN_S * random.uniform(0.5, 1.0)
+                    # a lost link is tried again at once (one short jittered wait), not after the last backoff
+                    attempt_at = time.monotonic() + self._backoff.delay(1)
             except Exception as exc:
                 # the loop must survive anything (a full disk, a bug in a callback): log, back off, go on
                 log.exception("uplink loop error: %s", exc)
                 self._last_error = str(exc)[:200]
                 self._drop_link("error")
-                attempt_at = time.monotonic() + RECONNECT_MAX_S
+                attempt_at = time.monotonic() + self._backoff.max_s
         self._drop_link("stopping", polite=True)
 
     def _connect(self) -> bool:
@@ -295,7 +331,7 @@ class Uplink:
             # acks and replies would then be dropped for good.  Subscribing again is harmless to a session
             # that has them.  The SUBACK is not awaited here: the broker answers in order with what it
             # queued for us, which on a slow link can take longer than any fixed timeout, so the drain
-            # loop handles that backlog meanwhile and hears the SUBACK as an event (_apply "suback").
+            # loop handles that backlog meanwhile and hears the SUBACK as an event (_apply, LinkSubscribed).
             # Publishing before the SUBACK is safe: the broker handles our SUBSCRIBE before our later
             # PUBLISHes, so the subscription exists before any ack for them can be routed.
             link.subscribe_async(
@@ -304,7 +340,7 @@ class Uplink:
                     (self._topics["cmd"], 1),
                     (protocol.CENTER_STATE_TOPIC, 1),
                 ],
-                lambda refused: self._q.put(("suback", link, refused)),
+                lambda refused: self._q.put(LinkSubscribed(link, tuple(refused))),
             )
         except SyncError as exc:
             link.abort()
@@ -326,7 +362,7 @@ class Uplink:
                 log.info("new broker session: %d unacknowledged reports go again", requeued)
         self._publish_status()
         self._flush_reply_states()
-        self._q.put(("wake",))
+        self._q.put(_WAKE)
         return True
 
     def _connect_failed(self, text: str) -> None:
@@ -369,8 +405,8 @@ class Uplink:
             return
         self._fill_window()
 
-    def _take_events(self, timeout: float) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
+    def _take_events(self, timeout: float) -> list[UplinkEvent]:
+        out: list[UplinkEvent] = []
         try:
             out.append(self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait())
         except queue.Empty:
@@ -382,29 +418,27 @@ class Uplink:
                 break
         return out
 
-    def _apply(self, event: tuple[Any, ...], turn: _Turn) -> None:
-        kind = event[0]
-        if kind == "puback":
-            _, link, mid, ok, reason = event
-            if link is not self._link:
+    def _apply(self, event: UplinkEvent, turn: _Turn) -> None:
+        if isinstance(event, LinkPublished):
+            if event.link is not self._link:
                 return
             self._heard_mono = time.monotonic()
-            if self._probe is not None and self._probe[0] == mid:
+            if self._probe is not None and self._probe[0] == event.mid:
                 self._probe = None
-            flight = self._inflight.pop(mid, None)
+            flight = self._inflight.pop(event.mid, None)
             if flight is None:
                 return
-            if ok:
+            if event.ok:
                 turn.sent.extend(flight.report_ids)
             else:
                 # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
-                log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), reason)
-                self._last_error = f"broker refused publish: {reason}"
+                log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), event.reason)
+                self._last_error = f"broker refused publish: {event.reason}"
                 self._store.release(flight.report_ids)
                 self._drop_link("publish refused")
-        elif kind == "msg":
-            _, source, message = event
-            if not isinstance(source, MqttLink) or source is not self._link:
+        elif isinstance(event, LinkMessage):
+            source, message = event.link, event.message
+            if source is not self._link:
                 return
             self._heard_mono = time.monotonic()
             if message.topic == self._topics["ack"]:
@@ -418,9 +452,9 @@ class Uplink:
             else:
                 self._handle_message(message)
             source.ack(message.mid, message.qos)
-        elif kind == "suback":
-            _, source, refused = event
-            if not isinstance(source, MqttLink) or source is not self._link:
+        elif isinstance(event, LinkSubscribed):
+            source, refused = event.link, event.refused
+            if source is not self._link:
                 return
             if refused:
                 # an ACL that does not let this post read its acks: without them nothing is ever delivered
@@ -430,22 +464,21 @@ class Uplink:
                 return
             self._subscribed = True
             log.info("uplink subscribed to acks, replies and center state on %s", source.broker.url)
-        elif kind == "down":
-            _, source, reason = event
-            if isinstance(source, MqttLink) and source is self._link:
-                log.warning("uplink: connection to %s lost (%s)", source.broker.url, reason)
-                self._drop_link(reason)
-        elif kind == "heartbeat":
+        elif isinstance(event, LinkDown):
+            if event.link is self._link:
+                log.warning("uplink: connection to %s lost (%s)", event.link.broker.url, event.reason)
+                self._drop_link(event.reason)
+        elif isinstance(event, HeartbeatDue):
             self._publish_status()
-        elif kind == "net":
+        elif isinstance(event, NetChanged):
             if self._probe is None and self._link is not None:
                 mid = self._publish_status()
                 if mid is not None:
                     self._probe = (mid, time.monotonic() + PROBE_TIMEOUT_S)
-        elif kind == "reply_state":
-            self._reply_states.append((event[1], event[2], event[3]))
+        elif isinstance(event, ReplyState):
+            self._reply_states.append(event)
             self._flush_reply_states()
-        # "wake": nothing to apply; the window is filled after the events
+        # Wake: nothing to apply; the window is filled after the events
 
     def _fill_window(self) -> None:
         link = self._link
@@ -458,7 +491,7 @@ class Uplink:
             if room <= 0:
                 return  # the center is behind: wait for its acks (they wake this loop)
             per_batch = max(1, int(mqtt.batch_max_bytes * (3 if mqtt.compress else 1) / self._avg_report_bytes))
-            _token, claimed = self._store.claim(min(CLAIM_MAX, free * per_batch, room))
+            claimed = self._store.claim(min(CLAIM_MAX, free * per_batch, room))
             if not claimed:
                 self._idle = True
                 return
@@ -576,7 +609,7 @@ class Uplink:
             log.info("reply %s already handed to the radio; ignoring the redelivery", command["cmd_id"])
             return
         self.counters["commands"] += 1
-        self._reply_states.append((command["cmd_id"], command["report_id"], "received"))
+        self._reply_states.append(ReplyState(command["cmd_id"], command["report_id"], "received"))
         self._flush_reply_states()
         try:
             self._events.on_command(command)
@@ -587,8 +620,8 @@ class Uplink:
     def _flush_reply_states(self) -> None:
         link = self._link
         while link is not None and self._reply_states:
-            cmd_id, report_id, state = self._reply_states[0]
-            payload = protocol.encode_reply_state(cmd_id, report_id, state, at=self._clock.now())
+            item = self._reply_states[0]
+            payload = protocol.encode_reply_state(item.cmd_id, item.report_id, item.state, at=self._clock.now())
             try:
                 link.publish(self._topics["event"], payload, qos=1)
             except SyncError:
@@ -649,11 +682,13 @@ class Uplink:
             log.debug("status publish failed: %s", exc)
             return None
 
-    # ------------------------------------------------------------------ scheduler jobs (their own thread)
-    def _job_heartbeat(self) -> None:
-        self._q.put(("heartbeat",))
+    # ------------------------------------------------------------------ periodic work (the owner's job thread)
+    def heartbeat(self) -> None:
+        """Publish the retained ``status`` (from the drain thread, which owns the connection)."""
+        self._q.put(HeartbeatDue())
 
-    def _job_release_stale(self) -> None:
+    def release_stale(self) -> None:
+        """Claims nobody resolved and ``sent`` reports the center never acknowledged go back to pending."""
         try:
             claims, sent = self._store.release_stale(self._cfg.store.claim_timeout_s, self._mqtt.ack_timeout_s)
         except SiagaError as exc:
@@ -662,23 +697,17 @@ class Uplink:
         if claims or sent:
             self.wake()
 
-    def _job_retention(self) -> None:
-        try:
-            self._store.retention(self._cfg.store.retention_days)
-        except SiagaError as exc:
-            log.error("retention failed: %s", exc)
-
     # ------------------------------------------------------------------ LinkHandler (paho's thread)
     def on_message(self, link: MqttLink, message: Message) -> None:
-        self._q.put(("msg", link, message))
+        self._q.put(LinkMessage(link, message))
 
     def on_published(self, link: MqttLink, mid: int, ok: bool, reason: str) -> None:
-        self._q.put(("puback", link, mid, ok, reason))
+        self._q.put(LinkPublished(link, mid, ok, reason))
 
     def on_disconnected(self, link: MqttLink, reason: str) -> None:
-        self._q.put(("down", link, reason))
+        self._q.put(LinkDown(link, reason))
 
     def _on_net_change(self, kind: str) -> None:
         self.counters["net_changes"] += 1
-        self._q.put(("net",))
+        self._q.put(NetChanged())
         self._kick.set()

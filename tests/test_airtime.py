@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from meshtastic.protobuf import mesh_pb2, portnums_pb2
 
-from center.storage import MAX_REPLY_BYTES
 from edge.receipts import (
     RECEIPT_AIRTIME_MS,
     RECEIPT_MAX_BYTES,
@@ -29,6 +28,7 @@ from siaga.airtime import (
     time_on_air_ms,
 )
 from siaga.report import CATEGORIES
+from sync.protocol import MAX_REPLY_TEXT_BYTES as MAX_REPLY_BYTES
 
 # Post names: ordinary, one that fills the 20-character label, one long with accents, the shortest.
 NAMES = ("Pos Siaga Oebubun", "Pos Siaga " + "W" * 30, "Pos Siaga Désa Ñamà Yang Sangat Panjang Sekali", "X")

@@ -54,3 +54,36 @@ def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
         run_all.main(["--only", "nope", "--json", str(tmp_path / "x.json")])
     assert exc.value.code == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_second_run_merges_into_the_json_and_keeps_the_other_sections(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run_all.main(["--quick", "--only", "airtime", "--json", str(out)])
+    run_all.main(["--quick", "--only", "relay_codec", "--json", str(out)])
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert set(doc["results"]) == {"airtime", "relay_codec"}
+    assert doc["meta"]["sections"] == ["relay_codec"]
+    assert all(entry["run"]["quick"] is True for entry in doc["results"].values())
+    measures = [row["measure"] for row in doc["table"]]
+    assert any(m.startswith("airtime: post receipt") for m in measures)
+    assert any(m.startswith("relay packet size") for m in measures)
+    run_all.main(["--quick", "--only", "airtime", "--json", str(out), "--fresh"])
+    assert set(json.loads(out.read_text(encoding="utf-8"))["results"]) == {"airtime"}
+
+
+def test_the_relay_mesh_section_runs_both_methods_on_the_same_schedule(tmp_path: Path) -> None:
+    from bench import relay_mesh
+
+    res = relay_mesh.measure(per_origin=2, losses=(0.0,), workdir=str(tmp_path))
+    (run,) = res["runs"]
+    ours, diy = run["ours"], run["diy"]
+    # without loss both deliver everything; ours also walks every center ack back to the origin
+    assert ours["delivered"] == diy["delivered"] == ours["receipts_at_origin"] == res["reports"] == 6
+    assert ours["duplicates_at_center"] == 0 and diy["duplicates_at_end"] == 0
+    assert set(ours["latency_s"]) == set(diy["latency_s"]) == {"1", "2", "3"}
+    assert {"report", "cack", "center_ack"} <= set(ours["airtime_s"]) and set(diy["airtime_s"]) == {
+        "dm",
+        "ack",
+    }
+    rows = run_all.rows_relay(res)
+    assert {r["measure"].split(",")[0] for r in rows} >= {"relay delivered", "relay airtime per report per hop"}

@@ -281,8 +281,8 @@ class StorageContract:
             storage.create_reply(typed.report_id, "ok", "sari")
         mesh = make_mesh_report(packet_id=6)
         storage.ingest([incoming(mesh)])
-        with pytest.raises(CenterError):
-            storage.create_reply(mesh.report_id, "x" * 201, "sari")
+        with pytest.raises(CenterError, match="195 byte"):
+            storage.create_reply(mesh.report_id, "é" * 98, "sari")  # 98 characters, 196 bytes: one packet is 195
         with pytest.raises(CenterError):
             storage.create_reply("tidak-ada-laporan", "ok", "sari")
 

@@ -34,6 +34,7 @@ def test_example_config_documents_every_key() -> None:
         "center.relay": config.CenterRelayConfig,
         "log": config.LogConfig,
         "metrics": config.MetricsConfig,
+        "relay": config.RelayConfig,
         "handsets": config.HandsetConfig,
     }
     import dataclasses
@@ -165,6 +166,33 @@ def test_unwritable_data_dir_is_a_config_error(tmp_path: Path, run_siaga) -> Non
     result = run_siaga("report", "KEBAKARAN", config=path)
     assert result.returncode == 78
     assert "node.data_dir" in result.stderr
+
+
+def test_relay_config_is_checked_at_start(tmp_path: Path) -> None:
+    """[relay] enabled needs its key file (64 hex digits); a relay role needs the relay and no uplink."""
+    base = {"node": {"post_id": "bukit-01"}}
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"enabled": True}})
+    assert exc.value.key == "relay.key_file"
+    bad = tmp_path / "bad.key"
+    bad.write_text("abcd\n")
+    bad.chmod(0o600)
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"enabled": True, "key_file": str(bad)}})
+    assert exc.value.key == "relay.key_file"
+    good = tmp_path / "relay.key"
+    good.write_text("ab" * 32 + "\n")
+    good.chmod(0o600)
+    cfg = config.from_dict(
+        {"node": {"post_id": "bukit-01", "role": "relay"}, "relay": {"enabled": True, "key_file": str(good)}}
+    )
+    assert cfg.node.role == "relay" and config.read_relay_key(good) == bytes([0xAB]) * 32
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({"node": {"post_id": "bukit-01", "role": "relay"}})
+    assert exc.value.key == "relay.enabled"
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({**base, "relay": {"airtime_cap": 2}})
+    assert exc.value.key == "relay.airtime_cap"
 
 
 # ---------------------------------------------------------------------------- [center.relay]

@@ -452,7 +452,7 @@ def test_run_daemon_tells_systemd_ready_and_serves_metrics(tmp_path: Path, monke
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     return str(response.read().decode())
 
-            text = wait_until(lambda: 'siaga_post_events{kind="reports.created"} 1' in (t := scrape()) and t, 20)
+            text = wait_until(lambda: 'siaga_post_events_total{kind="reports.created"} 1' in (t := scrape()) and t, 20)
             assert "siaga_radio_connected 1" in text and 'siaga_post_queue{state="pending"} 1' in text
         finally:
             stop.set()

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siaga.errors import ProtocolError
+from siaga.report import REPLY_MAX_BYTES, REPLY_PREFIX
 from sync import compact, protocol
 from sync.protocol import Rejected, WireReport
 from tests.carried import carried_wire, packet_of
@@ -270,6 +271,19 @@ def test_command_round_trip_and_validation() -> None:
     for bad in ({"to": "broadcast"}, {"text": ""}, {"text": "x" * 201}, {"type": "reboot"}, {"cmd_id": 5}):
         with pytest.raises(ProtocolError):
             protocol.decode_command(protocol.encode({"v": 1, **cmd, **bad}))
+
+
+def test_the_reply_limit_is_195_bytes_of_utf8_the_one_packet_budget() -> None:
+    # "112: " + text must fit the post's one-packet budget (tests/test_airtime.py checks that budget on air)
+    assert protocol.MAX_REPLY_TEXT_BYTES == REPLY_MAX_BYTES - len(REPLY_PREFIX) == 195
+    assert protocol.reply_text_problem("a" * 195) is None
+    assert protocol.reply_text_problem("é" * 97) is None  # 194 bytes
+    for bad in ("a" * 196, "é" * 98, "🚑" * 49, "", "   ", "a\x00b", None, 5):
+        assert protocol.reply_text_problem(bad) is not None, bad
+    cmd = {"cmd_id": "cmd-00000001", "type": "reply", "report_id": "r-00000001", "to": "!a1b2c3d4"}
+    assert protocol.check_command({**cmd, "text": "é" * 97})["text"] == "é" * 97
+    with pytest.raises(ProtocolError, match="195 bytes"):
+        protocol.check_command({**cmd, "text": "é" * 98})  # 98 characters, 196 bytes
 
 
 def test_event_round_trip() -> None:

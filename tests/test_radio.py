@@ -359,19 +359,18 @@ def test_node_table_ages_positions_on_the_boot_clock_and_persists(tmp_path: Path
     clock = FakeClock()
     store = Store.open(tmp_path / "post.db", clock=clock)
     try:
-        nodes = NodeTable(store, clock, flush_every_s=60)
+        nodes = NodeTable(store, clock)
         assert nodes.location(HANDSET) is None
         nodes.update_user(HANDSET, "Petugas Oebubun 01", "OB01")
         nodes.update_position(HANDSET, -9.45, 124.48, 120, None)
         loc = nodes.location(HANDSET)
         assert loc is not None and (loc.source, loc.age_s, loc.lat) == ("gps", 0, -9.45)
-        nodes.maybe_flush()  # within a minute of the last flush: no SD card write yet
-        assert store.load_nodes() == []
+        assert store.load_nodes() == []  # in memory until the node_flush job (edge/jobs.py): few SD writes
         clock.advance(FRESH_S + 1)
         loc = nodes.location(HANDSET)
         assert loc is not None and (loc.source, loc.age_s) == ("handset-last-fixed", FRESH_S + 1)
         assert nodes.relay_name(0xD4) == "!a1b2c3d4" and nodes.relay_name(0x11) == "~11"
-        nodes.maybe_flush()
+        assert nodes.flush() == 1
         assert len(store.load_nodes()) == 1
         # The post reboots and its wall clock jumps: the age is taken from the wall clock then.
         clock.reboot(wall_jump_s=100)

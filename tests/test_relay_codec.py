@@ -85,7 +85,7 @@ def sample(**changes: object) -> RelayReport:
 def retag(payload: bytes, key: bytes = KEY) -> bytes:
     """A packet edited by someone who holds the key (to reach the parser's checks behind the tag)."""
     body = payload[: -codec.TAG_BYTES]
-    signed = body[:2] + body[codec.HEADER_BYTES :]
+    signed = body[:2] + body[codec.SIGNED_START :]
     return body + hmac.new(key, signed, hashlib.sha256).digest()[: codec.TAG_BYTES]
 
 
@@ -208,7 +208,7 @@ def test_each_id_form_is_binary_and_exact() -> None:
         payload = codec.encode_report(sample(report_id=rid, origin=origin), KEY)
         got = codec.decode_report(payload, keys)
         assert got.report.report_id == rid and got.report.origin == origin
-        assert payload[8] >> 4 == kind, rid
+        assert payload[12] >> 4 == kind, rid
         sizes[kind] = len(payload)
     assert sizes[codec.ID_MESH] < sizes[codec.ID_MESH_NODE] < sizes[codec.ID_UUID]
 
@@ -256,7 +256,7 @@ def test_a_long_operator_name_is_shortened_visibly_and_every_model_report_fits()
     worst = RelayReport(
         report_id="x" * 64,
         post_id="p" * 32,
-        origin="operator:" + "é" * 24,
+        origin="operator:" + "é" * (codec.MAX_OPERATOR_BYTES // 2),
         text="ñ" * 2048,
         observed_at=datetime.fromtimestamp(codec.MAX_OBSERVED, UTC),
         age_s=codec.MAX_AGE_S,
@@ -395,7 +395,7 @@ def _edit(payload: bytes, offset: int, value: int) -> bytes:
 
 def test_the_parser_refuses_what_a_key_holder_may_not_write_either() -> None:
     payload = codec.encode_report(sample(), KEY)
-    flags_at, kinds_at = 7, 8
+    flags_at, kinds_at = 11, 12
     for bad, reason in (
         (_edit(payload, flags_at, payload[flags_at] | 0x80), "schema"),  # unknown flag
         (_edit(payload, kinds_at, 0x51), "schema"),  # unknown id form
@@ -540,8 +540,8 @@ def test_every_bit_flip_is_refused_or_only_moves_the_carrier_fields() -> None:
             outcome = _decode_outcome(bytes(flipped))
             seen[outcome] += 1
             if outcome == "ok":
-                # only the mutable hop/transit bytes are outside the tag; the report itself is unchanged
-                assert 2 <= bit // 8 < codec.HEADER_BYTES, bit
+                # only the mutable hop/transit/xmit bytes are outside the tag; the report itself is unchanged
+                assert 2 <= bit // 8 < codec.SIGNED_START, bit
                 got = codec.parse_report(bytes(flipped))
                 assert got.report == original.report and got.signed == original.signed
     assert seen["tag"] > 0 and seen["version"] > 0 and seen["type"] > 0, seen
@@ -550,7 +550,7 @@ def test_every_bit_flip_is_refused_or_only_moves_the_carrier_fields() -> None:
 @pytest.mark.fuzz
 def test_random_bytes_never_raise_anything_but_protocol_errors(budget: Budget) -> None:
     seen: Counter[str] = Counter()
-    prefix = codec.encode_report(sample(), KEY)[:9]
+    prefix = codec.encode_report(sample(), KEY)[:13]
 
     def check(data: bytes, with_prefix: bool) -> None:
         payload = prefix + data if with_prefix else data

@@ -59,6 +59,19 @@ def _messages_until(sock: socket.socket, wanted: bytes) -> list[bytes]:
     raise AssertionError(f"{wanted!r} never came; saw {seen}")
 
 
+def _documented_metric_types() -> dict[str, dict[str, str]]:
+    """The table of docs/METRICS.md: process → name → counter | gauge (the docs and the code agree)."""
+    out: dict[str, dict[str, str]] = {"post": {}, "center": {}}
+    for line in (REPO / "docs" / "METRICS.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] in out and cells[2] in ("counter", "gauge"):
+            out[cells[0]][cells[1].split("{")[0]] = cells[2]
+    return out
+
+
+METRIC_TYPES = _documented_metric_types()
+
+
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return response.read().decode()
@@ -111,9 +124,13 @@ listen = "127.0.0.1:{port}"
                 assert time.monotonic() < deadline, text
                 time.sleep(0.2)
             assert "siaga_radio_connected 1" in text
-            assert 'siaga_post_events{kind="reports.created"} 1' in text
+            assert 'siaga_post_events_total{kind="reports.created"} 1' in text
             assert "siaga_post_oldest_pending_age_seconds" in text
-            assert "siaga_uplink_events{kind=" in text
+            assert 'siaga_uplink_events_total{kind="published_reports"} 1' in text
+            # monotonic counts are counters (rate() across restarts), levels are gauges: docs/METRICS.md
+            assert len(METRIC_TYPES["post"]) == 5
+            for name, kind in METRIC_TYPES["post"].items():
+                assert f"# TYPE {name} {kind}" in text, name
         finally:
             _stop(proc, sock)
 
@@ -145,5 +162,10 @@ listen = "127.0.0.1:{port}"
         text = _metrics(port)
         assert 'siaga_center_reports{kind="reports"} 0' in text
         assert "siaga_center_receiver_connected" in text
+        assert 'siaga_center_receiver_events_total{kind="connects"} 1' in text
+        assert len(METRIC_TYPES["center"]) == 4
+        for name, kind in METRIC_TYPES["center"].items():
+            if name != "siaga_center_rejections_total":  # absent until something is rejected
+                assert f"# TYPE {name} {kind}" in text, name
     finally:
         _stop(proc, sock)

@@ -47,9 +47,9 @@ def test_lifecycle_pending_sent_delivered(store: Store, clock: FakeClock) -> Non
     report = make_report()
     assert store.put(report).created
     assert store.counts() == {"pending": 1, "sent": 0, "delivered": 0, "rejected": 0}
-    _token, claimed = store.claim(10)
+    claimed = store.claim(10)
     assert [c.report_id for c in claimed] == [report.report_id]
-    assert store.claim(10)[1] == []  # a claimed report is not handed out twice
+    assert store.claim(10) == []  # a claimed report is not handed out twice
     clock.advance(1)
     assert store.mark_sent([report.report_id]) == 1
     assert store.get(report.report_id).state == "sent"  # type: ignore[union-attr]
@@ -103,7 +103,7 @@ def test_drain_order_life_safety_first_then_oldest(store: Store, clock: FakeCloc
     clock.advance(1)
     fire = make_report("KEBAKARAN", category="kebakaran")
     store.put(fire)
-    _token, claimed = store.claim(10)
+    claimed = store.claim(10)
     assert [c.report_id for c in claimed] == [sos.report_id, fire.report_id, tree.report_id, chatter.report_id]
 
 
@@ -111,9 +111,9 @@ def test_release_and_stale_claims(store: Store, clock: FakeClock) -> None:
     a, b = make_report(), make_report()
     store.put(a)
     store.put(b)
-    _t, first = store.claim(1)
+    first = store.claim(1)
     assert store.release([first[0].report_id]) == 1
-    _t, claimed = store.claim(10)
+    claimed = store.claim(10)
     assert {c.report_id for c in claimed} == {a.report_id, b.report_id}
     clock.advance(10)
     assert store.release_stale(claim_timeout_s=60, sent_timeout_s=60) == (0, 0)
@@ -132,7 +132,7 @@ def test_claims_from_before_a_reboot_are_stale(store: Store, clock: FakeClock) -
     store.claim(1)
     clock.reboot()
     store.release_stale(claim_timeout_s=3600, sent_timeout_s=3600)
-    assert [c.report_id for c in store.claim(1)[1]] == [report.report_id]
+    assert [c.report_id for c in store.claim(1)] == [report.report_id]
 
 
 def test_retention_never_touches_pending_or_sent(store: Store, clock: FakeClock) -> None:

@@ -55,7 +55,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(limit=st.integers(1, 5))
     def claim(self, limit: int) -> None:
-        _token, rows = self.store.claim(limit)
+        rows = self.store.claim(limit)
         for row in rows:
             assert self.model[row.report_id] == "pending"
             assert row.report_id not in self.claimed, "a report was claimed twice"

@@ -32,14 +32,14 @@ def test_previous_version_store_opens_and_drains(tmp_path: Path) -> None:
         [old_sent] = store.list_reports("sent")
         assert old_sent.report.category == "banjir"
 
-        _token, claimed = store.claim(10)
+        claimed = store.claim(10)
         assert len(claimed) == 4
         assert {c.report.text_raw for c in claimed} >= {f"KEBAKARAN rumah warga {i}" for i in range(3)}
         mesh = [c for c in claimed if c.report.mesh_packet_id == 4242]
         assert len(mesh) == 1 and mesh[0].receipt_post == "sent"
         ids = [c.report_id for c in claimed]
         assert store.mark_sent(ids) == 4
-        assert store.claim(10)[1] == []
+        assert store.claim(10) == []
         assert sorted(store.ack([*ids, old_sent.report_id])) == sorted([*ids, old_sent.report_id])
         assert store.counts() == {"pending": 0, "sent": 0, "delivered": 6, "rejected": 1}
     finally:

@@ -107,11 +107,10 @@ def test_watchdog_pings_only_while_healthy(notify_socket) -> None:
 
 def test_metrics_endpoint_renders_prometheus_text() -> None:
     registry = Registry()
-    registry.counter("radio_packets_total", "Radio packets by kind")
-    registry.inc("radio_packets_total", kind="text")
-    registry.inc("radio_packets_total", 2, kind="position")
-    registry.gauge("queue_reports", "Reports by state", lambda: {(("state", "pending"),): 3.0})
+    registry.counter("radio_packets", "Radio packets by kind", lambda: {"text": 1, "position": 2}, label="kind")
+    registry.gauge("queue_reports", "Reports by state", lambda: {"pending": 3.0}, label="state")
     registry.gauge("oldest_pending_age_seconds", "Oldest pending", lambda: 12.5)
+    registry.gauge("absent_when_none", "Absent", lambda: None)
     server = MetricsServer(registry, "127.0.0.1:0")
     server.start()
     try:
@@ -120,7 +119,10 @@ def test_metrics_endpoint_renders_prometheus_text() -> None:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     finally:
         server.stop()
+    # counts are counters (rate() survives a restart), levels gauges
     assert "# TYPE siaga_radio_packets_total counter" in body
-    assert 'siaga_radio_packets_total{kind="position"} 2' in body
-    assert 'siaga_queue_reports{state="pending"} 3' in body
+    assert 'siaga_radio_packets_total{kind="position"} 2.0' in body
+    assert "# TYPE siaga_queue_reports gauge" in body
+    assert 'siaga_queue_reports{state="pending"} 3.0' in body
     assert "siaga_oldest_pending_age_seconds 12.5" in body
+    assert "siaga_absent_when_none " not in body

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 from center.triage import AGENCIES, STATUS_LABEL, STATUSES, TRANSITIONS
 from center.web.context import CATEGORY_COLOR, CATEGORY_LABEL, REPLY_LABEL, Center, center_of
 from siaga.report import CATEGORIES
+from sync.protocol import MAX_REPLY_TEXT_BYTES
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -41,6 +42,8 @@ def make_env(center: Center) -> Environment:
         TRANSITIONS=TRANSITIONS,
         AGENCIES=AGENCIES,
         REPLY_LABEL=REPLY_LABEL,
+        # a hint to the browser (it counts characters, the limit is bytes: the storage refuses the rest)
+        REPLY_MAX_BYTES=MAX_REPLY_TEXT_BYTES,
     )
     return env
 

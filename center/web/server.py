@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from center.web.app import create_app
 from siaga.config import Config
 from siaga.errors import CenterError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,12 @@ class WebServer:
     def __init__(self, app: Starlette, listen: str) -> None:
         import uvicorn
 
-        host, _, port = listen.rpartition(":")
+        host, port = parse_host_port(listen, "center.http", default_host="127.0.0.1", port_zero=True)
         self.listen = listen
         config = uvicorn.Config(
             app,
-            host=host or "127.0.0.1",
-            port=int(port),
+            host=host,
+            port=port,
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -120,12 +120,6 @@ class Mosquitto:
     def kill(self) -> None:
         self.stop(kill=True)
 
-    def restart(self, *, kill: bool = True, down_s: float = 0.0) -> None:
-        self.stop(kill=kill)
-        if down_s:
-            time.sleep(down_s)
-        self.start()
-
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

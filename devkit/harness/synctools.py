@@ -14,6 +14,7 @@ from typing import Any
 
 from center.service import CenterService
 from center.storage import CenterStorage, open_storage
+from edge.jobs import UPLINK_JOBS, JobScheduler
 from edge.store import Store
 from siaga import config as config_mod
 from siaga.clock import Clock, SystemClock
@@ -115,7 +116,7 @@ class RecordingEvents:
 
 
 class Post:
-    """A post without radio: a Store file and the Uplink."""
+    """A post without radio: a Store file, the Uplink, and the uplink's jobs of the post's table."""
 
     def __init__(self, cfg: Config, *, clock: Clock | None = None) -> None:
         self.cfg = cfg
@@ -123,6 +124,7 @@ class Post:
         self.store = Store.open(cfg.store_path, clock=self.clock)
         self.events = RecordingEvents()
         self.uplink = Uplink(cfg, self.store, clock=self.clock, events=self.events)
+        self._jobs = JobScheduler(cfg, self, UPLINK_JOBS)
 
     def put(self, reports: Iterable[Report]) -> list[str]:
         ids = [self.store.put(r).report_id for r in reports]
@@ -132,9 +134,11 @@ class Post:
     def start(self) -> Post:
         self.store.bump_boot_counter()  # as the daemon does at each start
         self.uplink.start()
+        self._jobs.start()
         return self
 
     def stop(self) -> None:
+        self._jobs.stop()
         self.uplink.stop()
         self.store.close()
 

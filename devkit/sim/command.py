@@ -9,16 +9,13 @@ import threading
 
 from devkit.sim.device import SimulatedDevice
 from devkit.sim.scenario import load_scenario
-from siaga.errors import ConfigError
+from siaga.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("simulate.listen", value, "must be HOST:PORT, e.g. 127.0.0.1:4403")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return parse_host_port(value, "simulate.listen", default_host="0.0.0.0", port_zero=True)
 
 
 def main_simulate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from devkit.harness.procs import spawn_siaga_run, stop_process
 from devkit.harness.synctools import Center, center_report_ids, wait_for
 from devkit.sim import SimulatedDevice
 from edge.store import Store
+from tests.chaos._hold import wait_state
 from tests.conftest import Budget
 from tests.radio_rig import post_config, radio_of, running_post
 
@@ -117,6 +118,9 @@ class Stream:
     sent_at: list[float] = field(default_factory=list)  # monotonic time of each injection
     packet_ids: list[int] = field(default_factory=list)  # the mesh packet id of each first sending
     finished: threading.Event = field(default_factory=threading.Event)
+    #: set by the test after its last kill: the last text waits for it, so every kill lands during the stream
+    #: by construction (a machine slow to restart the daemon would otherwise see the stream end first)
+    kills_over: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def text(self, i: int) -> str:
@@ -140,6 +144,9 @@ class Stream:
                 left_s = (self.kills_planned - self.kills_done + 0.5) * cycle
                 interval = min(1.0, max(0.05, left_s / (self.total - i)))
                 time.sleep(interval * rng.uniform(0.5, 1.5))
+                while i == self.total - 1 and not self.kills_over.wait(0.05):
+                    if self._stop.is_set():
+                        return
                 text = self.text(i)
                 # half broadcasts on the post's channel, half direct messages to the post (want_ack)
                 to = {"to": "post"} if i % 2 else {}
@@ -276,8 +283,15 @@ def test_post_daemon_sigkilled_during_a_radio_stream(
                 assert daemon.wait(10) == -signal.SIGKILL
                 stream.kills_done += 1
                 assert not stream.finished.is_set(), f"the stream ended before kill {kill + 1}: not during it"
+                if kill == 0:
+                    # no daemon now: hold the restart until the device has kept a text for its absent client
+                    # (asserted below), rather than hoping the stream sends one while the daemon restarts
+                    wait_state(
+                        lambda: device.stats["offline_queued"] > 0, "the device to keep a text while no daemon runs"
+                    )
                 handshakes_at_spawn = device.handshakes
                 daemon = spawn_siaga_run(config, log)
+            stream.kills_over.set()
             come_back(handshakes_at_spawn, "after the last kill")
             assert stream.finished.wait(600), "the stream did not finish"
             assert len(stream.sent) == total

@@ -154,7 +154,7 @@ listen = "127.0.0.1:{metrics_port}"
             stream(dev, before)
             wait_until(lambda: len(read_db(db)[1]) == before_n, 30, "the first reports in the store")
             wait_until(lambda: len(acked_receipts(dev)) >= before_n, 60, "the receipts of the first reports")
-            errors_before = metric(metrics_port, 'siaga_post_events{kind="store.errors"}')
+            errors_before = metric(metrics_port, 'siaga_post_events_total{kind="store.errors"}')
 
             # 2. the disk fills up mid-stream
             filled_at = time.monotonic()
@@ -174,7 +174,7 @@ listen = "127.0.0.1:{metrics_port}"
             unstored = [text for text in receipts(dev) if text.split("#")[1][:4] not in stored_refs]
             assert not unstored, f"receipts went out for reports that were not stored: {unstored}"
             held = log_text.count("STORE FAILED")
-            errors = metric(metrics_port, 'siaga_post_events{kind="store.errors"}') - errors_before
+            errors = metric(metrics_port, 'siaga_post_events_total{kind="store.errors"}') - errors_before
             assert errors >= during_n, f"metrics count {errors} store errors for {during_n} failed reports"
             assert "Traceback" not in log_text
 
@@ -199,7 +199,7 @@ listen = "127.0.0.1:{metrics_port}"
             acked = acked_receipts(dev)
             twice = [ref for ref in refs if sum(f"#{ref}" in text for text in acked) != 1]
             assert not twice, f"reports with more than one acknowledged receipt: {twice}"
-            assert metric(metrics_port, 'siaga_post_events{kind="store.dropped"}') == 0
+            assert metric(metrics_port, 'siaga_post_events_total{kind="store.dropped"}') == 0
             assert proc.poll() is None
         finally:
             stop_process(proc, 30)
@@ -228,8 +228,8 @@ def test_hold_overflow_drops_the_oldest_loudly(
 ) -> None:
     """Past UNSTORED_MAX held reports the oldest is dropped with an ERROR line and a counter, never silently.
 
-    The bound is lowered for the test (production: 1000); the in-process Post has no main loop, so the
-    test calls its ``tick`` as ``run_daemon`` does twice a second."""
+    The bound is lowered for the test (production: 1000); the test calls ``retry_unstored`` itself, as the
+    post's ``unstored_retry`` job (edge/jobs.py) does twice a second."""
     monkeypatch.setattr(daemon, "UNSTORED_MAX", 4)
     (tmp_path / "run").mkdir()
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))  # as under systemd: not on the full disk
@@ -248,7 +248,7 @@ def test_hold_overflow_drops_the_oldest_loudly(
         for text in texts:
             dev.inject_text(HANDSET, text)
         wait_until(lambda: post.counters().get("store.errors") == len(texts), 30, "every text to fail to store")
-        post.tick()  # a retry against the full disk keeps what it holds, in order
+        post.retry_unstored()  # a retry against the full disk keeps what it holds, in order
         assert post.counters().get("store.dropped") == 3
         assert post.healthy(), "held reports must not stop the watchdog: a restart would lose them"
         status = post_status(post.cfg, post.store)  # type: ignore[arg-type]
@@ -258,7 +258,7 @@ def test_hold_overflow_drops_the_oldest_loudly(
         (mount / "filler").unlink()
 
         def retried() -> bool:
-            post.tick()
+            post.retry_unstored()
             return len(reports(post)) == 5
 
         wait_until(retried, 30, "the held reports on retry")

@@ -1,0 +1,2 @@
+"""``siaga rehearse``: a regency's mesh rehearsed on one machine (topology.py reads the file, rehearsal.py
+runs it, summary.py counts what happened)."""

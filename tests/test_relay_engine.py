@@ -1,0 +1,257 @@
+"""Custody engines (relay/engine.py) with real Store files, joined by an in-memory mesh (tests/relay_mesh.py)
+on one fake clock: chain, diamond, duplicates, loss, a restart at every custody step, the hop limit, the
+airtime cap.  Deterministic: faults land by construction (a hook drops the packet or restarts the node at
+that step), and time only moves when every engine has handled everything in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relay.engine import RelaySettings
+from sync import compact as codec
+from tests.relay_mesh import SECRET, Mesh
+from tests.reports import make_mesh_report
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    m = Mesh(tmp_path)
+    yield m
+    m.close()
+
+
+def chain(mesh: Mesh, loss: float = 0.0) -> None:
+    mesh.add("a")
+    mesh.add("b")
+    mesh.add("c", uplink=True)
+    mesh.link("a", "b", loss)
+    mesh.link("b", "c", loss)
+
+
+def put_reports(mesh: Mesh, post: str, n: int, start: int = 1) -> list[str]:
+    ids = []
+    for i in range(start, start + n):
+        report = make_mesh_report(packet_id=i, post_id=post, text_raw=f"KEBAKARAN rumah warga dusun {i}")
+        mesh.nodes[post].store.put(report)
+        ids.append(report.report_id)
+    mesh.nodes[post].engine.wake()
+    return ids
+
+
+def all_home(mesh: Mesh, origin: str, ids: list[str]) -> bool:
+    """Every report at the center, and the center's ack back at the origin (delivered there)."""
+    store = mesh.nodes[origin].store
+    settled = all(n.engine.idle() and n.store.relay_summary()["center_acks_owed"] == 0 for n in mesh.nodes.values())
+    return (
+        settled
+        and all(mesh.center_arrivals[i] >= 1 for i in ids)
+        and all((r := store.get(i)) is not None and r.state == "delivered" for i in ids)
+    )
+
+
+def test_a_chain_of_three_delivers_every_report_once_and_the_center_ack_walks_back(mesh: Mesh) -> None:
+    chain(mesh)
+    ids = put_reports(mesh, "a", 12)
+    assert mesh.run_until(lambda: all_home(mesh, "a", ids), 3600)
+    assert all(mesh.center_arrivals[i] == 1 for i in ids), mesh.center_arrivals
+    assert sorted(mesh.nodes["a"].delivered) == sorted(ids)  # the origin's receipts
+    b = mesh.nodes["b"].store
+    assert all(b.get(i).state == "delivered" and b.get(i).carried for i in ids)  # type: ignore[union-attr]
+    assert mesh.nodes["b"].delivered == []  # a carrier never gets receipts for others' reports
+    # the carried body is the report plus where it came from; the center verified the origin's tag
+    row = mesh.nodes["c"].store.get(ids[0])
+    assert row is not None and row.report.post_id == "a"
+    # CACKs are batched: fewer CACK packets than reports sent
+    by_type = {t: sum(1 for s in mesh.sent if s[3] == t) for t in (1, 2, 4)}
+    assert by_type[2] < by_type[1], by_type
+    assert mesh.run_until(
+        lambda: all(n.store.relay_summary()["center_acks_owed"] == 0 for n in mesh.nodes.values()), 600
+    )
+
+
+def test_a_lossy_chain_still_delivers_everything_exactly_once(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, seed=7)
+    try:
+        chain(mesh, loss=0.3)
+        ids = put_reports(mesh, "a", 10)
+        assert mesh.run_until(lambda: all_home(mesh, "a", ids), 6 * 3600)
+        assert all(mesh.center_arrivals[i] == 1 for i in ids), mesh.center_arrivals
+        assert sum(1 for s in mesh.sent if s[3] == 1) > 20  # retries happened: the loss landed
+    finally:
+        mesh.close()
+
+
+def test_a_diamond_carries_one_copy(mesh: Mesh) -> None:
+    for name in ("a", "b", "c"):
+        mesh.add(name)
+    mesh.add("d", uplink=True)
+    for x, y in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")):
+        mesh.link(x, y)
+    ids = put_reports(mesh, "a", 8)
+    assert mesh.run_until(lambda: all_home(mesh, "a", ids), 3600)
+    assert all(mesh.center_arrivals[i] == 1 for i in ids)
+    held = [n for n in ("b", "c") for i in ids if mesh.nodes[n].store.get(i) is not None]
+    assert len(held) == len(ids), "each report went through one carrier only"
+
+
+def test_a_duplicate_is_redundant_and_stored_once(mesh: Mesh) -> None:
+    chain(mesh)
+    mesh.run_until(lambda: "b" in {n.post_id for n in mesh.nodes["a"].engine.routes.neighbours.values()}, 300)
+    report = make_mesh_report(packet_id=99, post_id="a")
+    packet = codec.encode_report(codec.from_report(report, age_s=3), codec.derive_post_key(SECRET, "a"), xmit=41)
+    b = mesh.nodes["b"]
+    b.engine.feed(mesh.nodes["a"].num, packet)
+    b.engine.feed(mesh.nodes["a"].num, codec.with_xmit(packet, 42))
+    b.engine.step(mesh.t)
+    assert b.engine.counters["rx.report.accepted"] == 1 and b.engine.counters["rx.report.redundant"] == 1
+    stored = b.store.get(report.report_id)
+    assert stored is not None and stored.copies == 2 and b.store.counts()["pending"] + b.store.counts()["sent"] == 1
+
+
+@pytest.mark.parametrize("step", ["before_commit", "after_commit_before_cack", "after_cack_before_sender_records"])
+def test_a_restart_at_each_custody_step_loses_nothing_and_duplicates_nothing(mesh: Mesh, step: str) -> None:
+    chain(mesh)
+    ids = put_reports(mesh, "a", 5)
+    fired: list[str] = []
+
+    def hook(src: str, dst: str, payload: bytes) -> bool:
+        if fired:
+            return True
+        if step == "before_commit" and payload[1] == codec.TYPE_REPORT and dst == "b":
+            fired.append(step)
+            mesh.restart_after_step.add("b")
+            return False  # the carrier died with the packet in its radio's queue: nothing committed
+        if step == "after_commit_before_cack" and payload[1] == codec.TYPE_REPORT and dst == "b":
+            fired.append(step)
+            mesh.restart_after_step.add("b")  # handled (committed), then killed before its CACK went out
+            return True
+        if step == "after_cack_before_sender_records" and payload[1] == codec.TYPE_CUSTODY_ACK and dst == "a":
+            fired.append(step)
+            mesh.restart_after_step.add("a")  # the CACK arrives as the sender dies
+            return False
+        return True
+
+    mesh.hook = hook
+    assert mesh.run_until(lambda: all_home(mesh, "a", ids), 4 * 3600)
+    assert fired == [step]
+    assert sum(n.restarts for n in mesh.nodes.values()) == 1
+    assert all(mesh.center_arrivals[i] == 1 for i in ids), mesh.center_arrivals
+    for name in ("b", "c"):
+        assert sum(mesh.nodes[name].store.get(i) is not None for i in ids) == len(ids)
+
+
+def test_the_hop_limit_parks_the_report_and_raises_the_alarm(mesh: Mesh, caplog: pytest.LogCaptureFixture) -> None:
+    chain(mesh)
+    mesh.run_until(lambda: len(mesh.nodes["b"].engine.routes.neighbours) == 2, 300)
+    report = make_mesh_report(packet_id=7, post_id="z")
+    packet = codec.encode_report(
+        codec.from_report(report, age_s=3), codec.derive_post_key(SECRET, "z"), hops=15, xmit=5
+    )
+    b = mesh.nodes["b"]
+    b.engine.feed(mesh.nodes["a"].num, packet)
+    mesh.run_until(lambda: False, 600)
+    assert "RELAY ALARM" in caplog.text
+    assert b.store.relay_summary()["parked"] == 1 and b.engine.counters["parked"] == 1
+    assert b.store.get(report.report_id).state == "pending"  # type: ignore[union-attr]
+    assert mesh.center_arrivals[report.report_id] == 0  # never sent on although c is right there
+
+
+def test_a_report_is_held_without_a_strictly_better_neighbour_and_moves_when_one_appears(mesh: Mesh) -> None:
+    mesh.add("a")
+    mesh.add("b")
+    mesh.add("c", uplink=True)
+    mesh.link("a", "b")
+    ids = put_reports(mesh, "a", 3)
+    mesh.run_until(lambda: False, 600)
+    assert mesh.nodes["a"].store.counts()["pending"] == 3  # b has no route either: held, nothing sent
+    assert not any(s[3] == codec.TYPE_REPORT for s in mesh.sent)
+    mesh.link("b", "c")  # the hill relay comes up
+    assert mesh.run_until(lambda: all_home(mesh, "a", ids), 3600)
+
+
+def test_a_cut_link_heals_and_neighbours_expire(mesh: Mesh) -> None:
+    chain(mesh)
+    mesh.run_until(lambda: mesh.nodes["a"].engine.routes.metric(False) == 2, 300)
+    mesh.cut.add(frozenset(("b", "c")))
+    ids = put_reports(mesh, "a", 4)
+    mesh.run_until(lambda: False, 4 * mesh.settings.beacon_s)
+    assert not mesh.nodes["b"].engine.routes.neighbours.get(mesh.nodes["c"].num)  # c expired at b
+    assert all(mesh.center_arrivals[i] == 0 for i in ids)
+    mesh.cut.clear()
+    assert mesh.run_until(lambda: all_home(mesh, "a", ids), 3600)
+    assert all(mesh.center_arrivals[i] == 1 for i in ids)
+
+
+def test_a_lost_uplink_does_not_count_metrics_up_nor_send_reports_back_down_the_chain(mesh: Mesh) -> None:
+    """Split horizon with poisoned reverse (relay/routing.py): when b loses c, a's beacon says it routes
+    through b, so b does not take a's metric as a way out; both go to "no route" at once instead of counting
+    each other up (2, 4, 6 …), and b keeps its reports instead of handing them back to a, where the
+    never-back rule would strand them once c returns (seen by bench/relay_mesh.py at 30 % loss)."""
+    chain(mesh)
+    mesh.run_until(lambda: mesh.nodes["a"].engine.routes.metric(False) == 2, 300)
+    mesh.cut.add(frozenset(("b", "c")))
+    ids = put_reports(mesh, "b", 5)
+    seen: set[int] = set()
+
+    def metrics_settled() -> bool:
+        a = mesh.nodes["a"].engine.routes.metric(False)
+        b = mesh.nodes["b"].engine.routes.metric(False)
+        seen.update((a, b))
+        return a == b == codec.METRIC_NONE
+
+    assert mesh.run_until(metrics_settled, 6 * mesh.settings.beacon_s)
+    assert seen <= {1, 2, codec.METRIC_NONE}, f"metrics counted up: {sorted(seen)}"
+    mesh.run_until(lambda: False, 2 * mesh.settings.beacon_s)
+    assert mesh.nodes["a"].store.counts()["pending"] == 0  # nothing was handed back down to a
+    assert mesh.nodes["b"].store.counts()["pending"] == 5
+    mesh.cut.clear()
+    assert mesh.run_until(lambda: all_home(mesh, "b", ids), 3600)
+    assert all(mesh.center_arrivals[i] == 1 for i in ids)
+
+
+def test_the_airtime_cap_is_kept_and_everything_still_arrives(tmp_path: Path) -> None:
+    cap = 0.004  # 14.4 s of airtime per hour: about a dozen reports
+    mesh = Mesh(tmp_path, settings=RelaySettings(beacon_s=600.0, retry_s=10.0, cack_delay_s=2.0, airtime_cap=cap))
+    try:
+        chain(mesh)
+        ids = put_reports(mesh, "a", 30)
+        assert mesh.run_until(lambda: all_home(mesh, "a", ids), 12 * 3600)
+        limit_ms = cap * 3600 * 1000
+        for name in ("a", "b"):
+            sends = [(t, ms) for t, src, _d, kind, ms in mesh.sent if src == name and kind != codec.TYPE_CUSTODY_ACK]
+            for t0, _ms in sends:
+                window = sum(ms for t, ms in sends if t0 <= t < t0 + 3600)
+                assert window <= limit_ms + 1e-6, (name, t0, window)
+        assert mesh.t > 3600, "the cap made it take more than an hour"
+    finally:
+        mesh.close()
+
+
+def test_status_shows_neighbours_route_held_and_parked(mesh: Mesh, tmp_path: Path) -> None:
+    from edge.status import post_status, render_status
+    from siaga import config
+
+    chain(mesh)
+    assert mesh.run_until(lambda: mesh.nodes["a"].engine.routes.metric(False) == 2, 300)
+    mesh.cut.add(frozenset(("b", "c")))
+    put_reports(mesh, "a", 2)
+    assert mesh.run_until(lambda: mesh.nodes["b"].store.relay_summary()["held"] == 2, 600)
+    key = tmp_path / "b.key"
+    key.write_text("00" * 32)
+    key.chmod(0o600)
+    cfg = config.from_dict(
+        {"node": {"post_id": "b", "data_dir": str(tmp_path / "rt")}, "relay": {"enabled": True, "key_file": str(key)}}
+    )
+    (tmp_path / "rt").mkdir()
+    from edge.status import write_runtime
+
+    write_runtime(cfg, {"radio": "connected", "relay": mesh.nodes["b"].engine.snapshot()})
+    status = post_status(cfg, mesh.nodes["b"].store)
+    text = render_status(status)
+    assert status["relay"]["held"] == 2
+    assert "Laporan pos lain dititipkan di sini: 2" in text, text
+    assert status["relay"]["live"]["neighbours"] and "Tetangga: " in text and "lompatan" in text, text
+    assert "relay_no_route" in status["attention"] or "lewat" in text
