@@ -22,7 +22,8 @@ from edge.console.accounts import set_password
 from edge.daemon import Post
 from siaga import config as config_mod
 from tests.radio_rig import HANDSET, wait_until
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, browser  # noqa: F401 - the fixture
+from tests.test_browser import SHOTS
+from tests.test_browser import browser as browser  # the Chromium fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -109,7 +110,8 @@ def test_console_end_to_end_at_phone_width(console_post: tuple[Post, str], cente
         handset_id = post.submit(handset).report_id
         page.wait_for_selector(f'li[data-report-id="{handset_id}"]')
         assert "<img src=x onerror=alert(1)>" in page.inner_text(f'li[data-report-id="{handset_id}"] .text')
-        assert page.query_selector(f'li[data-report-id="{handset_id}"] img, li[data-report-id="{handset_id}"] script') is None
+        markup = f'li[data-report-id="{handset_id}"] img, li[data-report-id="{handset_id}"] script'
+        assert page.query_selector(markup) is None
         page.wait_for_selector(f'li[data-report-id="{handset_id}"][data-state="delivered"]', timeout=45_000)
         page.screenshot(path=str(SHOTS / "console-queue.png"), full_page=True)
 
