@@ -34,6 +34,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from edge.classify import Classifier
+from edge.console import ConsoleServer
 from edge.handsets import with_handsets_file
 from edge.intake import Intake
 from edge.jobs import JOBS, JobScheduler
@@ -101,6 +102,7 @@ class Post:
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         self.relay: Engine | None = None
+        self.console: ConsoleServer | None = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -163,6 +165,10 @@ class Post:
                 self.relay.start()
             self._jobs = JobScheduler(cfg, self, JOBS)
             self._jobs.start()
+            if cfg.console.http:
+                # last: the officer's page shows a post that is already running
+                self.console = ConsoleServer(cfg, self)
+                self.console.start()
         except BaseException:
             self.stop()
             raise
@@ -236,6 +242,9 @@ class Post:
         def left(share: float) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
+        if self.console is not None:
+            self.console.stop(left(0.2))  # first: no new report may arrive while the rest stops
+            self.console = None
         if self._jobs is not None:
             self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
             self._jobs = None
@@ -472,6 +481,16 @@ class Post:
             return None
         return text
 
+    def submit(self, report: Report) -> PutResult:
+        """A report typed in at the post (the operator console): stored durably, then the uplink woken.
+
+        Unlike a radio report it is never held in memory: the officer is looking at the page and must see
+        at once that it was not stored (raises :class:`StoreError`), not "tersimpan"."""
+        assert self.store is not None
+        result = self.store.put(report)
+        self._after_put(result, report)
+        return result
+
     def _store_report(self, report: Report) -> None:
         assert self.store is not None
         try:
@@ -671,6 +690,12 @@ class Post:
         rid = report_id if isinstance(report_id, str) else ""
         to = command.get("to")
         text = command.get("text")
+        if self.store is not None and isinstance(text, str) and text.strip():
+            # the console shows every reply from 112, whether or not a radio can carry it to a handset
+            try:
+                self.store.add_message(cmd_id, rid or None, to if isinstance(to, str) else None, text)
+            except StoreError as exc:
+                log.error("reply %s not kept for the console: %s", cmd_id, exc)
         report = None
         if self.store is not None and rid:
             stored = self.store.get(rid)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from siaga.config import Config
 
 #: Life-safety work that waits longer than this needs the officer's attention.
 PENDING_ALARM_S = 30 * 60
+#: Less free space than this on the data directory's disk is worth the officer's attention.
+DISK_LOW_BYTES = 50 * 1024 * 1024
 
 
 #: The unit's ``RuntimeDirectory=siaga``.  The daemon under systemd writes its live state there; an officer's
@@ -94,9 +97,13 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
             attention.append("relay_parked")
         if live is not None and live.get("route") is None and (counts["pending"] or summary["held"]):
             attention.append("relay_no_route")
+    disk = _disk(cfg)
+    if disk is not None and disk["free_bytes"] < DISK_LOW_BYTES:
+        attention.append("disk_low")
     return {
         "post_id": cfg.node.post_id,
         "name": cfg.node.name,
+        "disk": disk,
         "queue": counts,
         "oldest_pending_age_s": oldest,
         "last_delivered_at": last_delivered,
@@ -109,7 +116,22 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
     }
 
 
+def _disk(cfg: Config) -> dict[str, int] | None:
+    try:
+        usage = shutil.disk_usage(cfg.node.data_dir)
+    except OSError:
+        return None
+    return {"free_bytes": usage.free, "total_bytes": usage.total}
+
+
+def post_title(name: str, post_id: str) -> str:
+    """ "Pos Oebubun (oebubun)": the word "Pos" once, whether or not the configured name starts with it."""
+    title = name if name.lower().startswith("pos ") or name.lower() == "pos" else f"Pos {name}"
+    return f"{title} ({post_id})"
+
+
 _ATTENTION_ID = {
+    "disk_low": "Ruang disk hampir habis: laporan baru mungkin tidak bisa disimpan. Kosongkan ruang disk",
     "daemon_not_running": "Layanan siaga TIDAK berjalan (jalankan: systemctl start siaga)",
     "radio_disconnected": "Radio TIDAK terhubung: periksa kabel USB radio",
     "reports_held_in_memory": "Laporan TIDAK bisa disimpan (disk penuh?): ditahan di memori, hilang bila"
@@ -128,7 +150,7 @@ def render_status(status: dict[str, Any]) -> str:
     radio = {"connected": "terhubung", "disconnected": "TIDAK terhubung"}.get(status["radio"], "tidak diketahui")
     oldest = status["oldest_pending_age_s"]
     lines = [
-        f"Pos {status['name']} ({status['post_id']})",
+        post_title(status["name"], status["post_id"]),
         f"  Radio          : {radio}",
         f"  Laporan menunggu: {q['pending'] + q['sent']}"
         f" (belum dikirim {q['pending']}, menunggu konfirmasi {q['sent']})",
@@ -137,6 +159,9 @@ def render_status(status: dict[str, Any]) -> str:
         f"  Uplink sekarang: {status['uplink'] or 'tidak ada'}",
         f"  Laporan tertua menunggu: {_age(oldest)}",
     ]
+    disk = status.get("disk")
+    if disk is not None:
+        lines.append(f"  Ruang disk     : {_size(disk['free_bytes'])} bebas dari {_size(disk['total_bytes'])}")
     relay = status.get("relay")
     if relay is not None:
         lines.extend(_relay_lines(relay))
@@ -182,6 +207,12 @@ def _relay_lines(relay: dict[str, Any]) -> list[str]:
             + (" — DILEWATI (tidak menjawab)" if n.get("skipped") else "")
         )
     return lines
+
+
+def _size(n: int) -> str:
+    if n >= 1024**3:
+        return f"{n / 1024**3:.1f} GiB"
+    return f"{n / 1024**2:.0f} MiB"
 
 
 def _age(seconds: float | None) -> str:

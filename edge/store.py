@@ -175,6 +175,38 @@ def m003_relay(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_console(db: sqlite_utils.Database) -> None:
+    # The operator console (edge/console/); additive only, so a store of an older version opens as before.
+    # center_ts: when the center committed the report, by the center's clock (the post's may be years off).
+    db.execute("ALTER TABLE reports ADD COLUMN center_ts REAL")
+    # staff replies from 112 (the uplink's cmd), kept for the console whether or not a radio carried them
+    db.execute(
+        """
+        CREATE TABLE messages (
+            cmd_id TEXT PRIMARY KEY,
+            report_id TEXT,
+            to_node TEXT,
+            text TEXT NOT NULL,
+            received_ts REAL NOT NULL,
+            read_ts REAL,
+            read_by TEXT
+        )
+        """
+    )
+    # operator accounts of the console (`siaga console passwd`): scrypt hashes, siaga/passwords.py
+    db.execute(
+        """
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_ts REAL NOT NULL,
+            changed_ts REAL NOT NULL
+        )
+        """
+    )
+
+
 #: Columns of the ``nodes`` table, in order (edge/nodes.py reads and writes rows of these).
 NODE_COLUMNS = (
     "num",
@@ -224,6 +256,8 @@ class StoredReport:
     receipt_center: str | None
     #: carried for another post (edge never sends a handset receipt for these)
     carried: bool = False
+    #: when the center committed it, by the center's clock (None: not delivered, or an older center)
+    center_ts: float | None = None
 
     @functools.cached_property
     def report(self) -> Report:
@@ -468,9 +502,9 @@ class RelayStoreMixin:
         with self._write() as conn:
             changed = _update_ids(
                 conn,
-                "UPDATE reports SET state = 'delivered', delivered_ts = ?"
+                "UPDATE reports SET state = 'delivered', delivered_ts = ?, center_ts = ?"
                 " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
-                (now,),
+                (now, committed),
                 ids,
             )
             _owe_center_acks(conn, changed, committed)
@@ -761,14 +795,18 @@ class Store(RelayStoreMixin):
         self._unclaim(ids)
         return len(changed)
 
-    def ack(self, report_ids: Iterable[str], *, sent: Iterable[str] = ()) -> list[str]:
+    def ack(
+        self, report_ids: Iterable[str], *, sent: Iterable[str] = (), committed_at: datetime | None = None
+    ) -> list[str]:
         """The center committed these: → ``delivered``.  Returns the ids that changed state now.
 
         An ack may overtake the PUBACK (the center can be faster than our callback), so it is
         accepted from ``pending`` as well as ``sent``.  ``sent``: PUBACKs of the same moment, marked as
         :meth:`mark_sent` does but in this one commit (a commit costs an fsync and SD-card writes).
+        ``committed_at``: the center's commit time from its ack, kept as ``center_ts`` (the console shows it).
         """
         now = self._clock.now().timestamp()
+        center_ts = committed_at.timestamp() if committed_at is not None else None
         ids = list(dict.fromkeys(report_ids))
         sent_ids = list(sent)
         with self._write() as conn:
@@ -777,9 +815,9 @@ class Store(RelayStoreMixin):
             changed = set(
                 _update_ids(
                     conn,
-                    "UPDATE reports SET state = 'delivered', delivered_ts = ?"
+                    "UPDATE reports SET state = 'delivered', delivered_ts = ?, center_ts = ?"
                     " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
-                    (now,),
+                    (now, center_ts),
                     ids,
                 )
             )
@@ -937,6 +975,56 @@ class Store(RelayStoreMixin):
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    # ------------------------------------------------------------------ console: messages from 112, operators
+    def add_message(self, cmd_id: str, report_id: str | None, to_node: str | None, text: str) -> bool:
+        """Keep a staff reply from 112 for the console (committed: it survives a restart).  False: a repeat."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO messages (cmd_id, report_id, to_node, text, received_ts) VALUES (?, ?, ?, ?, ?)",
+                (cmd_id, report_id, to_node, text, self._clock.now().timestamp()),
+            )
+        return bool(cur.rowcount)
+
+    def messages(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Replies from 112, unread first, newest first."""
+        rows = self._read(
+            "SELECT cmd_id, report_id, to_node, text, received_ts, read_ts, read_by FROM messages"
+            " ORDER BY read_ts IS NOT NULL, received_ts DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
+    def unread_messages(self) -> int:
+        return int(self._read("SELECT count(*) AS n FROM messages WHERE read_ts IS NULL")[0]["n"])
+
+    def mark_read(self, cmd_id: str, by: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET read_ts = ?, read_by = ? WHERE cmd_id = ? AND read_ts IS NULL",
+                (self._clock.now().timestamp(), by, cmd_id),
+            )
+        return bool(cur.rowcount)
+
+    def set_operator(self, name: str, password_hash: str) -> bool:
+        """Create or replace an operator's password hash; True when the account is new."""
+        now = time.time()
+        with self._write() as conn:
+            new = not conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone()
+            conn.execute(
+                "INSERT INTO operators (name, password_hash, created_ts, changed_ts) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,"
+                " changed_ts = excluded.changed_ts",
+                (name, password_hash, now, now),
+            )
+        return new
+
+    def operator(self, name: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT name, password_hash, created_ts, changed_ts FROM operators WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def operators(self) -> list[str]:
+        return [r["name"] for r in self._read("SELECT name FROM operators ORDER BY name")]
+
     def load_nodes(self) -> list[dict[str, Any]]:
         """Every radio in the node table (edge/nodes.py), as dicts of :data:`NODE_COLUMNS`."""
         return [dict(row) for row in self._read(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes")]
@@ -1024,6 +1112,7 @@ def _row_to_stored(
         receipt_post=receipt_post,
         receipt_center=receipt_center,
         carried=row["relay_prev_node"] is not None,
+        center_ts=row["center_ts"],
     )
 
 
@@ -1095,6 +1184,7 @@ _REPORT_COLUMNS = frozenset(
         "attempts",
         "receipt_post",
         "receipt_center",
+        "center_ts",
     )
 )
 

@@ -281,6 +281,22 @@ class RelayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operator console (edge/console/): a web page served by ``siaga run`` for the officer's phone.
+
+    Empty ``http`` = off.  ``:8080`` (no host) binds 127.0.0.1; the hotspot case names the Pi's Wi-Fi
+    address.  Accounts: ``siaga console passwd NAME``."""
+
+    http: str = _check(_listen, "")
+    # the desa the post serves, offered on the report form (a free place name is always possible)
+    villages: tuple[str, ...] = _check(
+        lambda v: None if all(0 < len(x.strip()) <= 64 for x in v) else "entries must be 1-64 characters", factory=tuple
+    )
+    # a session unused this long ends (a phone left on the desk); 12 h at most in any case
+    idle_timeout_s: float = _check(_range(60, 12 * 3600), 2 * 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = _check(_log_level, "INFO")
 
@@ -303,6 +319,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     handsets: tuple[HandsetConfig, ...] = ()
     path: Path | None = None
 

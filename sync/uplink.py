@@ -588,9 +588,9 @@ class Uplink:
             self._awaiting.pop(rid, None)
         for item in rejected:
             self._awaiting.pop(item.report_id, None)
-        delivered = self._store.ack(ids, sent=sent)
         stamps = [ack.at for ack in acks if ack.at is not None]
         committed_at = max(stamps) if stamps else None
+        delivered = self._store.ack(ids, sent=sent, committed_at=committed_at)
         for item in rejected:
             if self._store.reject(item.report_id, item.reason):
                 self.counters["rejected"] += 1
