@@ -2,7 +2,7 @@
 # Siaga Relay installer.
 #
 #   ./install.sh --dev            development / CI: .venv with the package editable + test tools,
-#                                 Debian packages the tests need (mosquitto, chromium, openssl). Idempotent.
+#                                 Debian packages the tests need (mosquitto, chromium, openssl, direwolf, sox). Idempotent.
 #   sudo ./install.sh             a village post (Raspberry Pi OS Bookworm, arm64/armhf) or a center:
 #                                 user "siaga" (group dialout), venv in /opt/siaga, /etc/siaga/siaga.toml
 #                                 from the example (never overwritten), state in /var/lib/siaga,
@@ -60,7 +60,9 @@ dev_install() {
     if command -v apt-get >/dev/null 2>&1; then
         # mosquitto: the tests start their own brokers; chromium: dashboard browser tests;
         # openssl: TLS test certificates; python3-venv: the venv itself; systemd: systemd-analyze verify
-        apt_install mosquitto mosquitto-clients chromium chromium-driver openssl ca-certificates systemd
+        # direwolf + sox: the TNC tests make audio (gen_packets, sox), decode it with direwolf and atest
+        apt_install mosquitto mosquitto-clients chromium chromium-driver openssl ca-certificates systemd \
+            direwolf sox
         # The package starts a system-wide broker on 1883; the tests never use it.
         # Debian's python3 needs python3-venv for "python3 -m venv" (ensurepip)
         "$PYTHON" -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
