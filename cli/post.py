@@ -26,14 +26,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from edge.handsets import with_handsets_file
 
     cfg = load_config(args, require_post=not args.center)
+    tnc = cfg.radio.tnc
     if not args.center:
         check_data_dir(cfg)
         cfg = with_handsets_file(cfg)  # radio.meshtastic.handsets_file: every line validated now
+        if tnc is not None and tnc.touch_tone_file is not None:
+            from edge.touchtone import load_table
+
+            load_table(tnc.touch_tone_file)  # radio.tnc.touch_tone_file: every line validated now
     print(f"Konfigurasi benar: {cfg.path}")
     print(f"  pos: {cfg.node.post_id or '-'} ({cfg.node.name}), kabupaten: {cfg.node.regency}")
     mesh = cfg.radio.meshtastic
     radio = "tidak ada" if mesh is None else (mesh.port or mesh.host)
     print(f"  radio: {radio}")
+    if tnc is not None:
+        on_air = f"kirim sebagai {tnc.callsign}" if tnc.transmit else "tidak memancar (transmit = false)"
+        print(f"  TNC: {tnc.port or tnc.host}, alamat {tnc.address}, {on_air}")
     uplink = cfg.uplink.mqtt
     print(f"  uplink: {', '.join(uplink.broker_urls) if uplink else 'tidak ada (laporan hanya diantrekan)'}")
     print(f"  handset terdaftar: {len(cfg.handsets)}")

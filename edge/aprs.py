@@ -19,6 +19,8 @@ from edge.ax25 import UiFrame
 #: APRS 1.0.1: a message text is at most 67 characters, an id 1-5 alphanumerics.
 MAX_MESSAGE_CHARS = 67
 _MSG_ID_RE = re.compile(r"^[A-Za-z0-9]{1,5}$")
+#: What may follow the last "{" of a message: the id, and (reply-ack, APRS 1.1) "}" and the ack it carries.
+_ID_TAIL_RE = re.compile(r"^([A-Za-z0-9]{1,5})(\}[A-Za-z0-9]{0,5})?\s*$")
 _ADDRESSEE_RE = re.compile(r"^[A-Za-z0-9-]{1,9}$")
 #: Characters a message text may not carry (``{`` starts the id; ``|`` and ``~`` are TNC-reserved).
 _FORBIDDEN = str.maketrans({"{": "(", "|": "/", "~": "-"})
@@ -108,9 +110,9 @@ def _message(source: str, info: bytes) -> AprsEvent:
     msg_id: str | None = None
     if brace:
         # reply-ack (APRS 1.1): "{MM}AA"; the id to ack is MM
-        candidate = tail.split("}")[0].strip()
-        if _MSG_ID_RE.match(candidate):
-            msg_id = candidate
+        found = _ID_TAIL_RE.match(tail)
+        if found:
+            msg_id = found.group(1)
         else:
             text = body  # a "{" that starts no id is part of the text
     else:
@@ -128,8 +130,8 @@ def _position(source: str, body: bytes) -> AprsEvent:
         blanks = text[0:8].count(" ")
         lat = _degrees(lat_m.group(1), lat_m.group(2), lat_m.group(3), lat_m.group(4) == "S")
         lon = _degrees(lon_m.group(1), lon_m.group(2), lon_m.group(3), lon_m.group(4) == "W")
-        # each blanked digit: hundredths, tenths, minutes, ten minutes (APRS 1.0.1 ch. 6)
-        ambiguity = (0.0, 18.5, 185.0, 1852.0, 18520.0)[min(blanks, 4)]
+        # blanked digits from the right: to 1/10 minute, 1 minute, 10 minutes, 1 degree (APRS 1.0.1 ch. 6)
+        ambiguity = (0.0, 185.0, 1852.0, 18520.0, 111_000.0)[min(blanks, 4)]
         return _checked(source, lat, lon, ambiguity)
     if len(text) >= 10:
         # compressed: symbol table, 4 base-91 lat, 4 base-91 lon, symbol code

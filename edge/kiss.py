@@ -41,7 +41,8 @@ def encode(data: bytes, port: int = 0, command: int = CMD_DATA) -> bytes:
     """One KISS frame; a leading FEND too, so a TNC that got line noise before it starts afresh."""
     if not 0 <= port <= 15 or not 0 <= command <= 15:
         raise ValueError(f"KISS port and command are 0-15, not {port}/{command}")
-    return bytes([FEND, port << 4 | command]) + escape(data) + bytes([FEND])
+    # the type byte is escaped too: port 12's data frame type is 0xC0, a FEND
+    return bytes([FEND]) + escape(bytes([port << 4 | command]) + data) + bytes([FEND])
 
 
 class KissDecoder:
