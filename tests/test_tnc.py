@@ -259,7 +259,7 @@ def test_transmissions_stay_within_the_airtime_share_and_acks_go_first() -> None
         {
             "node": {"post_id": "p"},
             "radio": {"tnc": {"host": "h:1", "callsign": "YB9POS", "transmit": True, "airtime_share": 0.01}},
-        }  # fmt: skip
+        }
     ).radio.tnc
     assert cfg is not None
     sink = _Sink()

@@ -118,6 +118,7 @@ def test_aprs_message_reaches_the_center_and_every_copy_is_acked(
         # synced: the center has it, and the post knows (delivered)
         assert wait_until(lambda: report.report_id in center_report_ids(center.storage), 30, "the center has it")
         wait_until(lambda: rows(post)[0].state == "delivered", 30, "delivered at the post")
+
         # the two receipts as APRS messages to the station: post stored it; 112 has it
         def receipts() -> list[str]:
             return [ln for ln in direwolf.transmitted() if f"::{STATION:<9}:112 " in ln]

@@ -57,7 +57,7 @@ def test_kiss_round_trip_at_any_split(frames: list[tuple[int, bytes]], cuts: lis
     dec = KissDecoder()
     out = []
     last = 0
-    for cut in sorted(c for c in cuts if c <= len(wire)) + [len(wire)]:
+    for cut in [*sorted(c for c in cuts if c <= len(wire)), len(wire)]:
         out += dec.feed(wire[last:cut])
         last = cut
     assert [(f.port, f.data) for f in out] == frames
