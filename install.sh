@@ -132,6 +132,7 @@ system_install() {
     for unit in siaga.service siaga-center.service; do
         [ -f "$SRC/systemd/$unit" ] && install -m 0644 "$SRC/systemd/$unit" "$ROOT/etc/systemd/system/$unit"
     done
+    direwolf_install
     if [ -f "$SRC/systemd/99-meshtastic.rules" ]; then
         install -m 0644 "$SRC/systemd/99-meshtastic.rules" "$ROOT/etc/udev/rules.d/99-meshtastic.rules"
     fi
@@ -153,9 +154,36 @@ system_install() {
     say "done. Check the config with: siaga config check"
 }
 
+direwolf_install() {
+    # A post whose config has [radio.tnc] with host: direwolf from Debian, its config written once from the
+    # post's config (never over an operator's edits), and a unit ordered before siaga.service.
+    local conf="$ROOT/etc/siaga/direwolf.conf" generated
+    generated="$("$ROOT/opt/siaga/bin/siaga" --config "$ROOT/etc/siaga/siaga.toml" config direwolf 2>/dev/null)" \
+        || return 0
+    if [ -z "$ROOT" ] && command -v apt-get >/dev/null 2>&1; then
+        apt_install direwolf
+    fi
+    if [ -e "$conf" ]; then
+        say "keeping existing /etc/siaga/direwolf.conf"
+    else
+        printf '%s\n' "$generated" > "$conf"
+        chmod 0644 "$conf"
+        say "wrote /etc/siaga/direwolf.conf from [radio.tnc]: set ADEVICE to the USB soundcard (arecord -l)"
+    fi
+    install -m 0644 "$SRC/systemd/siaga-direwolf.service" "$ROOT/etc/systemd/system/siaga-direwolf.service"
+    if [ -n "$ROOT" ]; then
+        install -d "$ROOT/etc/systemd/system/multi-user.target.wants"
+        ln -sf /etc/systemd/system/siaga-direwolf.service \
+            "$ROOT/etc/systemd/system/multi-user.target.wants/siaga-direwolf.service"
+    elif [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl enable siaga-direwolf.service
+    fi
+}
+
 system_uninstall() {
     [ "$(id -u)" -eq 0 ] || die "uninstall needs root"
-    for unit in siaga.service siaga-center.service; do
+    for unit in siaga.service siaga-center.service siaga-direwolf.service; do
         if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
             systemctl disable --now "$unit" >/dev/null 2>&1 || true
         fi
@@ -164,7 +192,7 @@ system_uninstall() {
     rm -f "$ROOT/etc/udev/rules.d/99-meshtastic.rules" "$ROOT/usr/local/bin/siaga"
     rm -rf "$ROOT/opt/siaga"
     if [ "$PURGE" -eq 1 ]; then
-        rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"
+        rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"  # direwolf.conf lives in /etc/siaga too
         say "removed program, config and data"
     else
         say "removed the program; kept /etc/siaga and /var/lib/siaga (use --purge to delete them)"

@@ -48,6 +48,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_direwolf(args: argparse.Namespace) -> int:
+    from edge.tnc import direwolf_config
+
+    cfg = load_config(args)
+    tnc = cfg.radio.tnc
+    if tnc is None or tnc.host is None:
+        raise ConfigError("radio.tnc.host", "", "is needed: a direwolf config is for a TNC reached over KISS TCP")
+    print(direwolf_config(tnc, args.adevice), end="")
+    return EXIT_OK
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from edge.classify import Classifier
 
@@ -164,6 +175,9 @@ def add_commands(sub: Any) -> None:
     pc = csub.add_parser("check", help="validate the config file; exit 78 naming the bad key")
     pc.add_argument("--center", action="store_true", help="check as a center config (no post identity needed)")
     pc.set_defaults(func=cmd_config_check)
+    pd = csub.add_parser("direwolf", help="print a direwolf.conf for [radio.tnc] (install.sh writes it once)")
+    pd.add_argument("--adevice", default="plughw:1,0", help="the USB soundcard's ALSA device (arecord -l)")
+    pd.set_defaults(func=cmd_config_direwolf)
 
     p = sub.add_parser("classify", help="classify a report text (category, urgency, severity, casualties)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -141,6 +141,34 @@ def frame_airtime_s(frame_len: int, air_baud: int, txdelay_s: float) -> float:
     return txdelay_s + bits / air_baud + 0.01
 
 
+def direwolf_config(cfg: TncConfig, adevice: str = "plughw:1,0") -> str:
+    """A direwolf.conf for this post (install.sh writes it once to /etc/siaga/direwolf.conf, never over an
+    operator's edits): AGW off, KISS on the configured port, DTMF on, PTT only when transmitting."""
+    _host, port = parse_host_port(cfg.host or "", "radio.tnc.host", default_port=KISS_TCP_PORT)
+    if port > 49151:
+        # direwolf 1.6 silently replaces a KISSPORT above 49151 with 8001
+        raise RadioError(f"radio.tnc.host port {port} is above 49151, which direwolf does not accept")
+    mycall = cfg.callsign if cfg.transmit and cfg.callsign else "NOCALL"
+    lines = [
+        "# direwolf for Siaga Relay, written by install.sh from [radio.tnc] (siaga config direwolf).",
+        "# Edit freely: install.sh never overwrites this file.  docs/RADIO.md explains each line.",
+        f"ADEVICE {adevice}",
+        "CHANNEL 0",
+        f"MYCALL {mycall}",
+        "MODEM 1200",
+        "# touch-tone codes from keypad-only radios",
+        "DTMF",
+        "# AGW off; KISS listens on every interface (direwolf cannot bind it): firewall this port from the LAN",
+        "AGWPORT 0",
+        f"KISSPORT {port}",
+    ]
+    if cfg.transmit and cfg.callsign:
+        lines += ["# the USB soundcard's GPIO keys the radio (CM108); use VOX otherwise", "PTT CM108"]
+    else:
+        lines += ["# transmit = false in [radio.tnc]: no PTT, the post only listens"]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True, slots=True)
 class TncTuning:
     """Timing knobs that are not operator settings (tests shorten them)."""

@@ -5,6 +5,7 @@ airtime pacing.  The real direwolf runs in tests/test_tnc_direwolf.py."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,52 @@ def test_transmissions_stay_within_the_airtime_share_and_acks_go_first() -> None
         assert b"ack1" in sent[0]  # queued last, sent first
     finally:
         bridge.stop()
+
+
+# ----------------------------------------------------------------------------------------- system install
+def test_generated_direwolf_config_is_what_direwolf_runs(tmp_path: Path, run_siaga: Any) -> None:
+    from devkit.harness.direwolf import kiss_port
+
+    port = kiss_port()
+    cfg_path = tmp_path / "siaga.toml"
+    cfg_path.write_text(
+        f'[node]\npost_id = "oebubun"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[radio.tnc]\nhost = "127.0.0.1:{port}"\ncallsign = "YB9POS-10"\ntransmit = true\n'
+    )
+    result = run_siaga("config", "direwolf", "--adevice", "stdin null", config=cfg_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for line in ("AGWPORT 0", f"KISSPORT {port}", "MYCALL YB9POS-10", "DTMF", "PTT CM108"):
+        assert f"\n{line}\n" in text, line
+    conf = tmp_path / "direwolf.conf"
+    conf.write_text(text.replace("PTT CM108", ""))  # no CM108 on this machine
+    proc = subprocess.Popen(
+        ["direwolf", "-t", "0", "-c", str(conf), "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "Ready to accept KISS TCP" in line or len(seen) > 50:
+                break
+        assert any(f"port {port}" in ln for ln in seen), "".join(seen)
+        assert any("Disabled AGW" in ln for ln in seen), "".join(seen)
+    finally:
+        proc.kill()
+        proc.communicate()  # closes both pipes
+    # listening only: no callsign on air, no PTT; a post without host gets no direwolf config
+    cfg_path.write_text(cfg_path.read_text().replace("transmit = true", "transmit = false"))
+    text = run_siaga("config", "direwolf", config=cfg_path).stdout
+    assert "MYCALL NOCALL" in text and "PTT" not in text.replace("no PTT", "")
+    cfg_path.write_text(cfg_path.read_text().replace(f'host = "127.0.0.1:{port}"', 'port = "/dev/ttyUSB0"'))
+    assert run_siaga("config", "direwolf", config=cfg_path).returncode == 78
+
+
+def test_direwolf_unit_verifies(tmp_path: Path) -> None:
+    unit = tmp_path / "siaga-direwolf.service"
+    unit.write_text((Path(__file__).parent.parent / "systemd" / "siaga-direwolf.service").read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "siaga-direwolf" not in result.stderr, result.stderr
+    assert "Before=siaga.service" in unit.read_text()
