@@ -12,7 +12,9 @@
 #
 # Options: --root DIR   install into DIR as if it were / (for tests and image building; no services are
 #                       started); --center  enable siaga-center.service instead of siaga.service;
-#                       --python PY  the interpreter for the venv (default python3).
+#                       --python PY  the interpreter for the venv (default python3);
+#                       --wheels DIR  install the Python dependencies offline from wheels in DIR (also
+#                       $SIAGA_WHEELS): a post without a registry, or a container fed wheels built on a host.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,7 @@ ROOT=""
 PURGE=0
 ROLE=post
 PYTHON="${PYTHON:-python3}"
+WHEELS="${SIAGA_WHEELS:-}"
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "==> $*"; }
@@ -34,6 +37,8 @@ while [ $# -gt 0 ]; do
         --root=*) ROOT="${1#--root=}" ;;
         --center) ROLE=center ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift ;;
+        --wheels) WHEELS="${2:?--wheels needs a directory}"; shift ;;
+        --wheels=*) WHEELS="${1#--wheels=}" ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -113,8 +118,16 @@ system_install() {
     if [ ! -x "$ROOT/opt/siaga/bin/python" ]; then
         "$PYTHON" -m venv "$ROOT/opt/siaga"
     fi
-    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade pip
-    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade "$SRC"
+    local offline=()
+    if [ -n "$WHEELS" ]; then
+        [ -d "$WHEELS" ] || die "--wheels $WHEELS is not a directory"
+        # --no-index reaches the isolated build of $SRC too: its setuptools/wheel come from $WHEELS
+        offline=(--no-index --find-links "$WHEELS")
+        say "installing offline from the wheels in $WHEELS"
+    else
+        "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade pip
+    fi
+    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade "${offline[@]}" "$SRC"
     ln -sf /opt/siaga/bin/siaga "$ROOT/usr/local/bin/siaga"
     if [ -e "$ROOT/etc/siaga/siaga.toml" ]; then
         say "keeping existing /etc/siaga/siaga.toml"
@@ -190,6 +203,10 @@ system_uninstall() {
         rm -f "$ROOT/etc/systemd/system/$unit" "$ROOT/etc/systemd/system/multi-user.target.wants/$unit"
     done
     rm -f "$ROOT/etc/udev/rules.d/99-meshtastic.rules" "$ROOT/usr/local/bin/siaga"
+    # without it systemd keeps the removed units loaded ("systemctl status" still finds them)
+    if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
     rm -rf "$ROOT/opt/siaga"
     if [ "$PURGE" -eq 1 ]; then
         rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"  # direwolf.conf lives in /etc/siaga too

@@ -42,6 +42,7 @@ from edge.jobs import JOBS, JobScheduler
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
+    STUCK_AFTER_S,
     Ignored,
     MeshMessage,
     MeshNodeInfo,
@@ -395,14 +396,15 @@ class Post:
             return dict(self._runtime)
 
     def _write_runtime(self, **fields: Any) -> None:
+        # The write too under the lock: two threads (radio, uplink) writing outside it could land their
+        # snapshots in the wrong order, and `siaga status` said "radio NOT connected" beside a connected one.
         with self._runtime_lock:
             self._runtime.setdefault("uplink", None)
             self._runtime.update(fields)
-            snapshot = dict(self._runtime)
-        try:
-            write_runtime(self.cfg, snapshot)
-        except OSError as exc:
-            log.warning("cannot write the runtime state file: %s", exc)
+            try:
+                write_runtime(self.cfg, dict(self._runtime))
+            except OSError as exc:
+                log.warning("cannot write the runtime state file: %s", exc)
 
     def _radio_state(self, connected: bool) -> None:
         value = "connected" if connected else "disconnected"
@@ -920,6 +922,15 @@ class _Flags:
         self.signum: int | None = None
 
 
+def _tuning_for(watchdog_s: float | None) -> RadioTuning | None:
+    """A radio reader stuck for longer than systemd's watchdog limit counts as stuck: an operator who
+    shortens ``WatchdogSec`` (a drop-in) gets a stuck reader restarted that much sooner.  The shipped unit
+    (60 s) keeps :data:`STUCK_AFTER_S`."""
+    if not watchdog_s or watchdog_s >= STUCK_AFTER_S:
+        return None
+    return RadioTuning(stuck_after_s=watchdog_s)
+
+
 def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading.Event | None = None) -> int:
     """Run the post until SIGTERM/SIGINT (or ``stop_event``); 0 after a clean stop."""
     stop = stop_event or threading.Event()
@@ -935,7 +946,7 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
     notifier = Notifier()
     metrics: MetricsServer | None = None
     try:
-        post = Post(cfg, clock=clock)
+        post = Post(cfg, clock=clock, radio_tuning=_tuning_for(notifier.watchdog_interval_s))
         post.start()
         watchdog = Watchdog(notifier, post.health_checks)
         try:

@@ -19,6 +19,12 @@ from siaga.config import Config
 PENDING_ALARM_S = 30 * 60
 
 
+#: The unit's ``RuntimeDirectory=siaga``.  The daemon under systemd writes its live state there; an officer's
+#: shell has no ``$RUNTIME_DIRECTORY``, so ``siaga status`` looks there too (without it, status said "the
+#: service is NOT running" beside a running daemon, seen under a real systemd: tests/test_nspawn.py).
+SYSTEMD_RUNTIME_DIR = Path("/run/siaga")
+
+
 def runtime_dir(cfg: Config) -> Path:
     env = os.environ.get("RUNTIME_DIRECTORY")
     return Path(env.split(":")[0]) if env else cfg.node.data_dir
@@ -37,16 +43,21 @@ def write_runtime(cfg: Config, state: dict[str, Any]) -> None:
 
 
 def read_runtime(cfg: Config) -> dict[str, Any] | None:
-    try:
-        data = json.loads(runtime_file(cfg).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    pid = data.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
-        return None
-    return data
+    """The live state of a running daemon: this process's runtime directory, the unit's, then data_dir;
+    a file left by a daemon that is gone counts as none."""
+    candidates = [runtime_file(cfg), SYSTEMD_RUNTIME_DIR / "runtime.json", cfg.node.data_dir / "runtime.json"]
+    for path in dict.fromkeys(candidates):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        pid = data.get("pid")
+        if isinstance(pid, int) and not _alive(pid):
+            continue
+        return data
+    return None
 
 
 def _alive(pid: int) -> bool:
