@@ -82,6 +82,8 @@ SALVAGE_MAX_BROKEN = 0.25
 SEEN_COMMANDS_MAX = 2000
 #: An APRS message id seen again within this is the same message (a retry), even across midnight UTC.
 APRS_RETRY_WINDOW_S = 1800.0
+#: APRS positions remembered (one per station heard).
+STATIONS_MAX = 5000
 STOP_TIMEOUT_S = 4.0
 
 
@@ -614,7 +616,11 @@ class Post:
         if tnc is None:
             return
         if isinstance(event, aprs.AprsPosition):
+            # newest last; a busy APRS channel hears many stations: the oldest are forgotten past the bound
+            self._stations.pop(event.source, None)
             self._stations[event.source] = (event.lat, event.lon, event.ambiguity_m, time.monotonic())
+            if len(self._stations) > STATIONS_MAX:
+                del self._stations[next(iter(self._stations))]
         elif isinstance(event, aprs.AprsMessage):
             if not tnc.addressed_to_us(event.addressee):
                 self.count("tnc.ignored.not_ours")
