@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from devkit.harness import wait
+
 T = TypeVar("T")
 
 SUITE = "bookworm"
@@ -298,14 +300,7 @@ def extract(tarball: Path, dest: Path) -> None:
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout} s")
-        time.sleep(every)
+    return wait.wait_until(predicate, timeout, what, every)
 
 
 def parse_exposure(text: str) -> tuple[float, str]:
