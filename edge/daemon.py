@@ -62,7 +62,7 @@ from edge.touchtone import CodeTable, Decoded, clean_keys, decode, load_table
 from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
 from siaga.config import Config, read_relay_key
-from siaga.errors import ReportError, StoreError
+from siaga.errors import ReportError, SiagaError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import Callback, PathHop, Report, mesh_report_id, new_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
@@ -329,7 +329,26 @@ class Post:
     def refresh_relay_state(self) -> None:
         """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
         if self.relay is not None:
-            self._write_runtime(relay=self.relay.snapshot())
+            snapshot = self.relay.snapshot()
+            self._write_runtime(relay=snapshot)
+            if self.uplink is not None and self.store is not None:
+                # the center sees the relay too: what this post carries and, above all, parked reports
+                # (the hop-limit alarm), which otherwise only the officer's `siaga status` shows
+                try:
+                    summary = self.store.relay_summary()
+                except SiagaError as exc:
+                    log.warning("relay summary for the heartbeat failed: %s", exc)
+                    return
+                self.uplink.set_post_state(
+                    relay={
+                        "metric": snapshot.get("metric"),
+                        "route": snapshot.get("route"),
+                        "neighbours": len(snapshot.get("neighbours", [])),
+                        "held": summary["held"],
+                        "parked": summary["parked"],
+                        "center_acks_owed": summary["center_acks_owed"],
+                    }
+                )
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:

@@ -468,7 +468,10 @@ _STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "uptime_s": (int, float),
     "center": (str, type(None)),
     "name": (str,),
+    "relay": (dict, type(None)),
 }
+#: The heartbeat's ``relay`` summary (docs/PROTOCOL.md): counts, the metric and the next hop's post id.
+_RELAY_STATUS_INTS = ("metric", "neighbours", "held", "parked", "center_acks_owed")
 
 
 def encode_status(status: Mapping[str, Any]) -> bytes:
@@ -499,6 +502,27 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in queue.items()
     ):
         raise ProtocolError("schema", "status.queue must map states to counts")
+    relay = out.get("relay")
+    if relay is not None:
+        out["relay"] = _relay_status(relay)
+    return out
+
+
+def _relay_status(relay: Mapping[str, Any]) -> dict[str, Any]:
+    """The relay summary of a heartbeat, validated; unknown keys dropped like the heartbeat's own."""
+    out: dict[str, Any] = {}
+    for key in _RELAY_STATUS_INTS:
+        value = relay.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+            raise ProtocolError("schema", f"status.relay.{key} must be a count")
+        out[key] = value
+    route = relay.get("route")
+    if route is not None:
+        if not isinstance(route, str) or len(route) > 40:
+            raise ProtocolError("schema", "status.relay.route must be a short string")
+        out["route"] = route
     return out
 
 

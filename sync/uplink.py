@@ -667,6 +667,7 @@ class Uplink:
                 radio=fields.pop("radio", None),
                 uplink=link.broker.host if link else None,
                 battery=fields.pop("battery", None),
+                relay=fields.pop("relay", None),
                 uptime_s=round(time.monotonic() - self._started_mono, 1),
                 center=self._center_state,
             )

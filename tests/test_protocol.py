@@ -257,6 +257,13 @@ def test_status_validation() -> None:
         protocol.decode_status(protocol.encode_status({**status, "state": "asleep"}), "oebubun")
     with pytest.raises(ProtocolError):
         protocol.decode_status(protocol.encode_status({**status, "queue": {"pending": "many"}}), "oebubun")
+    # the relay summary: counts and a route, validated, unknown keys dropped
+    relay = {"metric": 2, "route": "bukit-01", "neighbours": 3, "held": 4, "parked": 1, "center_acks_owed": 0}
+    got = protocol.decode_status(protocol.encode_status({**status, "relay": {**relay, "x": 1}}), "oebubun")
+    assert got["relay"] == relay
+    for bad in ({"parked": -1}, {"held": True}, {"metric": "2"}, {"route": "x" * 41}, {"neighbours": 10**12}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_status(protocol.encode_status({**status, "relay": bad}), "oebubun")
 
 
 def test_command_round_trip_and_validation() -> None:
