@@ -2,7 +2,7 @@
 # Siaga Relay installer.
 #
 #   ./install.sh --dev            development / CI: .venv with the package editable + test tools,
-#                                 Debian packages the tests need (mosquitto, chromium, openssl). Idempotent.
+#                                 Debian packages the tests need (mosquitto, chromium, openssl, direwolf, sox). Idempotent.
 #   sudo ./install.sh             a village post (Raspberry Pi OS Bookworm, arm64/armhf) or a center:
 #                                 user "siaga" (group dialout), venv in /opt/siaga, /etc/siaga/siaga.toml
 #                                 from the example (never overwritten), state in /var/lib/siaga,
@@ -12,7 +12,9 @@
 #
 # Options: --root DIR   install into DIR as if it were / (for tests and image building; no services are
 #                       started); --center  enable siaga-center.service instead of siaga.service;
-#                       --python PY  the interpreter for the venv (default python3).
+#                       --python PY  the interpreter for the venv (default python3);
+#                       --wheels DIR  install the Python dependencies offline from wheels in DIR (also
+#                       $SIAGA_WHEELS): a post without a registry, or a container fed wheels built on a host.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,7 @@ ROOT=""
 PURGE=0
 ROLE=post
 PYTHON="${PYTHON:-python3}"
+WHEELS="${SIAGA_WHEELS:-}"
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "==> $*"; }
@@ -34,6 +37,8 @@ while [ $# -gt 0 ]; do
         --root=*) ROOT="${1#--root=}" ;;
         --center) ROLE=center ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift ;;
+        --wheels) WHEELS="${2:?--wheels needs a directory}"; shift ;;
+        --wheels=*) WHEELS="${1#--wheels=}" ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -60,7 +65,9 @@ dev_install() {
     if command -v apt-get >/dev/null 2>&1; then
         # mosquitto: the tests start their own brokers; chromium: dashboard browser tests;
         # openssl: TLS test certificates; python3-venv: the venv itself; systemd: systemd-analyze verify
-        apt_install mosquitto mosquitto-clients chromium chromium-driver openssl ca-certificates systemd
+        # direwolf + sox: the TNC tests make audio (gen_packets, sox), decode it with direwolf and atest
+        apt_install mosquitto mosquitto-clients chromium chromium-driver openssl ca-certificates systemd \
+            direwolf sox
         # The package starts a system-wide broker on 1883; the tests never use it.
         # Debian's python3 needs python3-venv for "python3 -m venv" (ensurepip)
         "$PYTHON" -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
@@ -111,8 +118,16 @@ system_install() {
     if [ ! -x "$ROOT/opt/siaga/bin/python" ]; then
         "$PYTHON" -m venv "$ROOT/opt/siaga"
     fi
-    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade pip
-    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade "$SRC"
+    local offline=()
+    if [ -n "$WHEELS" ]; then
+        [ -d "$WHEELS" ] || die "--wheels $WHEELS is not a directory"
+        # --no-index reaches the isolated build of $SRC too: its setuptools/wheel come from $WHEELS
+        offline=(--no-index --find-links "$WHEELS")
+        say "installing offline from the wheels in $WHEELS"
+    else
+        "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade pip
+    fi
+    "$ROOT/opt/siaga/bin/python" -m pip install -q --upgrade "${offline[@]}" "$SRC"
     ln -sf /opt/siaga/bin/siaga "$ROOT/usr/local/bin/siaga"
     if [ -e "$ROOT/etc/siaga/siaga.toml" ]; then
         say "keeping existing /etc/siaga/siaga.toml"
@@ -130,6 +145,7 @@ system_install() {
     for unit in siaga.service siaga-center.service; do
         [ -f "$SRC/systemd/$unit" ] && install -m 0644 "$SRC/systemd/$unit" "$ROOT/etc/systemd/system/$unit"
     done
+    direwolf_install
     if [ -f "$SRC/systemd/99-meshtastic.rules" ]; then
         install -m 0644 "$SRC/systemd/99-meshtastic.rules" "$ROOT/etc/udev/rules.d/99-meshtastic.rules"
     fi
@@ -151,18 +167,49 @@ system_install() {
     say "done. Check the config with: siaga config check"
 }
 
+direwolf_install() {
+    # A post whose config has [radio.tnc] with host: direwolf from Debian, its config written once from the
+    # post's config (never over an operator's edits), and a unit ordered before siaga.service.
+    local conf="$ROOT/etc/siaga/direwolf.conf" generated
+    generated="$("$ROOT/opt/siaga/bin/siaga" --config "$ROOT/etc/siaga/siaga.toml" config direwolf 2>/dev/null)" \
+        || return 0
+    if [ -z "$ROOT" ] && command -v apt-get >/dev/null 2>&1; then
+        apt_install direwolf
+    fi
+    if [ -e "$conf" ]; then
+        say "keeping existing /etc/siaga/direwolf.conf"
+    else
+        printf '%s\n' "$generated" > "$conf"
+        chmod 0644 "$conf"
+        say "wrote /etc/siaga/direwolf.conf from [radio.tnc]: set ADEVICE to the USB soundcard (arecord -l)"
+    fi
+    install -m 0644 "$SRC/systemd/siaga-direwolf.service" "$ROOT/etc/systemd/system/siaga-direwolf.service"
+    if [ -n "$ROOT" ]; then
+        install -d "$ROOT/etc/systemd/system/multi-user.target.wants"
+        ln -sf /etc/systemd/system/siaga-direwolf.service \
+            "$ROOT/etc/systemd/system/multi-user.target.wants/siaga-direwolf.service"
+    elif [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl enable siaga-direwolf.service
+    fi
+}
+
 system_uninstall() {
     [ "$(id -u)" -eq 0 ] || die "uninstall needs root"
-    for unit in siaga.service siaga-center.service; do
+    for unit in siaga.service siaga-center.service siaga-direwolf.service; do
         if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
             systemctl disable --now "$unit" >/dev/null 2>&1 || true
         fi
         rm -f "$ROOT/etc/systemd/system/$unit" "$ROOT/etc/systemd/system/multi-user.target.wants/$unit"
     done
     rm -f "$ROOT/etc/udev/rules.d/99-meshtastic.rules" "$ROOT/usr/local/bin/siaga"
+    # without it systemd keeps the removed units loaded ("systemctl status" still finds them)
+    if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
     rm -rf "$ROOT/opt/siaga"
     if [ "$PURGE" -eq 1 ]; then
-        rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"
+        rm -rf "$ROOT/etc/siaga" "$ROOT/var/lib/siaga"  # direwolf.conf lives in /etc/siaga too
         say "removed program, config and data"
     else
         say "removed the program; kept /etc/siaga and /var/lib/siaga (use --purge to delete them)"

@@ -14,6 +14,8 @@ the uplink on a fresh Mosquitto and a center (devkit/harness/center_proc.py, SQL
   nothing to do), as a share of one core; the same window's disk writes and the wakeups of each thread
   (voluntary context switches from /proc/PID/task/TID/status) show what runs while nothing happens.
 
+``--console``: the same with the operator console on (``[console] http``) and nobody looking at it.
+
 Goals: idle CPU ≤ 1 % of one core (posts run on solar), ≤ 32 KiB written per report (SD cards wear).
 """
 
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.radio_ingest import HANDSET, TEXTS  # noqa: E402
 from bench.sync_drain import start_center, stop_center  # noqa: E402
-from devkit.harness.mosquitto import Mosquitto  # noqa: E402
+from devkit.harness.mosquitto import Mosquitto, free_port  # noqa: E402
 from devkit.harness.procs import spawn_siaga_run, stop_process  # noqa: E402
 from devkit.sim import SimulatedDevice  # noqa: E402
 
@@ -166,8 +168,9 @@ def naive_queue_bytes(workdir: Path, n: int = 30) -> int:
 
 
 # ---------------------------------------------------------------------------- the setup
-def write_config(base: Path, device_port: int, broker_url: str) -> Path:
+def write_config(base: Path, device_port: int, broker_url: str, console_port: int | None = None) -> Path:
     path = base / "siaga.toml"
+    console = f'\n[console]\nhttp = "127.0.0.1:{console_port}"\n' if console_port else ""
     path.write_text(
         f"""
 [node]
@@ -190,7 +193,7 @@ urls = ["{broker_url}"]
 id = "{HANDSET}"
 officer = "Bench"
 village = "Oebubun"
-""",
+{console}""",
         encoding="utf-8",
     )
     return path
@@ -234,7 +237,9 @@ def measure(
     rate: float = 20.0,
     workdir: str | None = None,
     say: Callable[[str], None] = lambda line: None,
+    console: bool = False,
 ) -> dict[str, Any]:
+    """``console``: with the operator console on (``[console] http``), nobody looking at it."""
     warmup = 3
     with tempfile.TemporaryDirectory(prefix="siaga-bench-footprint-", dir=workdir) as tmp:
         base = Path(tmp)
@@ -243,10 +248,15 @@ def measure(
         device = SimulatedDevice(listen=("127.0.0.1", 0), speed=1000, seed=1, offline_queue=2000)
         device.start()
         device.add_node(HANDSET, "Bench Handset", "BNCH", announce=False)
-        config = write_config(base, device.port, broker.url)
+        config = write_config(base, device.port, broker.url, free_port() if console else None)
         proc = spawn_siaga_run(config, base / "siaga.log")
         pid = proc.pid
-        res: dict[str, Any] = {"reports": reports, "idle_s": idle_s, "data_dir_fs": _fs_type(base)}
+        res: dict[str, Any] = {
+            "reports": reports,
+            "idle_s": idle_s,
+            "data_dir_fs": _fs_type(base),
+            "console": console,
+        }
         try:
             data_dir = base / "data"
             _wait(lambda: _runtime(data_dir).get("radio") == "connected", 60, "the radio")
@@ -327,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=60.0, help="idle window in seconds (default 60)")
     parser.add_argument("--rate", type=float, default=20.0, help="reports per second injected (default 20)")
     parser.add_argument("--dir", default=None, help="directory for the post's data (default: a temp dir; not tmpfs)")
+    parser.add_argument("--console", action="store_true", help="with the operator console on ([console] http)")
     args = parser.parse_args(argv)
-    res = measure(args.reports, args.idle, rate=args.rate, workdir=args.dir, say=print)
+    res = measure(args.reports, args.idle, rate=args.rate, workdir=args.dir, say=print, console=args.console)
     mem = res["memory_kib"]
     print("| measure | value | goal |\n| --- | --- | --- |")
     print(f"| resident memory (VmRSS / VmHWM) | {mem['VmRSS'] / 1024:.1f} / {mem['VmHWM'] / 1024:.1f} MiB | - |")

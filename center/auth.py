@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from center.staffdb import StaffDB
 from siaga.errors import CenterError
+from siaga.passwords import DUMMY_HASH, hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SESSION_TTL_S = 12 * 3600
 # A session unused this long ends even before its TTL (a forgotten logged-in screen at a shift change).
 IDLE_TTL_S = 2 * 3600
@@ -54,31 +53,8 @@ class RateLimited(AuthError):
         super().__init__(f"terlalu banyak percobaan masuk; coba lagi dalam {retry_after_s} detik")
 
 
-# -------------------------------------------------------------------------------- password hashing
-def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        salt = base64.b64decode(salt_b64)
-        expected = base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(digest, expected)
-
-
-# Verified against when the account does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
-
-
+# -------------------------------------------------------------------------------- password policy
+# (hashing is siaga/passwords.py: the post's operator console hashes the same way)
 def check_password_policy(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"kata sandi minimal {MIN_PASSWORD} karakter")
@@ -188,7 +164,7 @@ class Auth:
         row = self.db.one(
             "SELECT username, password_hash, role, disabled FROM staff_users WHERE username = ?", (username,)
         )
-        ok = verify_password(password[:MAX_PASSWORD], row["password_hash"] if row else _DUMMY_HASH)
+        ok = verify_password(password[:MAX_PASSWORD], row["password_hash"] if row else DUMMY_HASH)
         if not row or not ok or row["disabled"]:
             self.limiter.failed(*keys)
             log.warning("failed staff login for %r from %s", username[:32], client)

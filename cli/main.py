@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import center, dev, firmware, post, relay
+from cli import center, console, dev, firmware, post, relay
 from cli.base import EXIT_CONFIG, EXIT_FAILURE
 from siaga import config as config_mod
 from siaga.errors import ConfigError, SiagaError
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     post.add_commands(sub)  # run, config, classify, report, queue, status
+    console.add_commands(sub)  # console passwd|list
     firmware.add_commands(sub)  # firmware check|apply
     dev.add_simulate(sub)  # simulate
     center.add_commands(sub)  # center run|reports|reply|user|relay-secret

@@ -26,17 +26,36 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from edge.handsets import with_handsets_file
 
     cfg = load_config(args, require_post=not args.center)
+    tnc = cfg.radio.tnc
     if not args.center:
         check_data_dir(cfg)
         cfg = with_handsets_file(cfg)  # radio.meshtastic.handsets_file: every line validated now
+        if tnc is not None and tnc.touch_tone_file is not None:
+            from edge.touchtone import load_table
+
+            load_table(tnc.touch_tone_file)  # radio.tnc.touch_tone_file: every line validated now
     print(f"Konfigurasi benar: {cfg.path}")
     print(f"  pos: {cfg.node.post_id or '-'} ({cfg.node.name}), kabupaten: {cfg.node.regency}")
     mesh = cfg.radio.meshtastic
     radio = "tidak ada" if mesh is None else (mesh.port or mesh.host)
     print(f"  radio: {radio}")
+    if tnc is not None:
+        on_air = f"kirim sebagai {tnc.callsign}" if tnc.transmit else "tidak memancar (transmit = false)"
+        print(f"  TNC: {tnc.port or tnc.host}, alamat {tnc.address}, {on_air}")
     uplink = cfg.uplink.mqtt
     print(f"  uplink: {', '.join(uplink.broker_urls) if uplink else 'tidak ada (laporan hanya diantrekan)'}")
     print(f"  handset terdaftar: {len(cfg.handsets)}")
+    return EXIT_OK
+
+
+def cmd_config_direwolf(args: argparse.Namespace) -> int:
+    from edge.tnc import direwolf_config
+
+    cfg = load_config(args)
+    tnc = cfg.radio.tnc
+    if tnc is None or tnc.host is None:
+        raise ConfigError("radio.tnc.host", "", "is needed: a direwolf config is for a TNC reached over KISS TCP")
+    print(direwolf_config(tnc, args.adevice), end="")
     return EXIT_OK
 
 
@@ -156,6 +175,9 @@ def add_commands(sub: Any) -> None:
     pc = csub.add_parser("check", help="validate the config file; exit 78 naming the bad key")
     pc.add_argument("--center", action="store_true", help="check as a center config (no post identity needed)")
     pc.set_defaults(func=cmd_config_check)
+    pd = csub.add_parser("direwolf", help="print a direwolf.conf for [radio.tnc] (install.sh writes it once)")
+    pd.add_argument("--adevice", default="plughw:1,0", help="the USB soundcard's ALSA device (arecord -l)")
+    pd.set_defaults(func=cmd_config_direwolf)
 
     p = sub.add_parser("classify", help="classify a report text (category, urgency, severity, casualties)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -23,6 +23,7 @@ only set a flag; the main loop notices within half a second and stops everything
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import signal
 import threading
@@ -33,13 +34,16 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from edge import aprs
 from edge.classify import Classifier
+from edge.console import ConsoleServer
 from edge.handsets import with_handsets_file
-from edge.intake import Intake
+from edge.intake import Intake, Location
 from edge.jobs import JOBS, JobScheduler
 from edge.nodes import NodeTable
 from edge.radio import (
     BROADCAST_NUM,
+    STUCK_AFTER_S,
     Ignored,
     MeshMessage,
     MeshNodeInfo,
@@ -54,12 +58,14 @@ from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_te
 from edge.reserve import ensure_reserve, release_reserve
 from edge.status import write_runtime
 from edge.store import PutResult, Store, is_disk_full
+from edge.tnc import PRIORITY_ACK, PRIORITY_RECEIPT, TncBridge, TncTuning
+from edge.touchtone import CodeTable, Decoded, clean_keys, decode, load_table
 from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
 from siaga.config import Config, read_relay_key
-from siaga.errors import ReportError, StoreError
+from siaga.errors import ReportError, SiagaError, StoreError
 from siaga.metrics import MetricsServer, Registry
-from siaga.report import PathHop, Report, mesh_report_id, node_id
+from siaga.report import Callback, PathHop, Report, mesh_report_id, new_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
 
 if TYPE_CHECKING:
@@ -76,6 +82,10 @@ UNSTORED_MAX = 1000
 SALVAGE_MAX_BROKEN = 0.25
 #: Staff reply ids remembered so a repeated command is not sent twice.
 SEEN_COMMANDS_MAX = 2000
+#: An APRS message id seen again within this is the same message (a retry), even across midnight UTC.
+APRS_RETRY_WINDOW_S = 1800.0
+#: APRS positions remembered (one per station heard).
+STATIONS_MAX = 5000
 STOP_TIMEOUT_S = 4.0
 
 
@@ -88,19 +98,28 @@ class Post:
         *,
         clock: Clock | None = None,
         radio_tuning: RadioTuning | None = None,
+        tnc_tuning: TncTuning | None = None,
         with_uplink: bool = True,
     ) -> None:
         self.cfg = with_handsets_file(cfg)
         self.clock: Clock = clock or SystemClock()
         self._radio_tuning = radio_tuning
+        self._tnc_tuning = tnc_tuning
         self._with_uplink = with_uplink
         self.store: Store | None = None
         self.nodes: NodeTable | None = None
         self.intake: Intake | None = None
         self.radio: RadioBridge | None = None
+        self.tnc: TncBridge | None = None
+        self.touch_tones: CodeTable | None = None
+        # callsign → (lat, lon, ambiguity m, monotonic time heard): the last APRS position of each station
+        self._stations: dict[str, tuple[float, float, float, float]] = {}
+        # (callsign, message id) → (report id, monotonic time): retries of one message make one report
+        self._aprs_seen: collections.OrderedDict[tuple[str, str], tuple[str, float]] = collections.OrderedDict()
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         self.relay: Engine | None = None
+        self.console: ConsoleServer | None = None
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         # Reports the store refused (disk full), oldest first; bounded by UNSTORED_MAX in _hold, loudly.
@@ -159,8 +178,30 @@ class Post:
                     ack_timeout_s=mesh.ack_timeout_s,
                     retries=mesh.receipt_retries,
                 )
-            else:
-                log.warning("no [radio.meshtastic] configured: only reports typed in at the post are queued")
+            tnc = cfg.radio.tnc
+            if tnc is not None:
+                # a bad code table stops the start here (ConfigError naming file:line → exit 78)
+                self.touch_tones = load_table(tnc.touch_tone_file) if tnc.touch_tone_file else None
+                self.tnc = TncBridge(tnc, self.handle_tnc, on_state=self._tnc_state, tuning=self._tnc_tuning)
+                if self.tnc.transmit:
+                    log.info(
+                        "tnc %s: listening for messages to %s; acks and receipts on air as %s (max %.1f %% airtime)",
+                        self.tnc.target,
+                        tnc.address,
+                        tnc.callsign,
+                        tnc.airtime_share * 100,
+                    )
+                else:
+                    log.warning(
+                        "tnc %s: listening for messages to %s; transmit OFF (no licensed callsign with transmit "
+                        "= true): stations get no ack and will repeat their messages",
+                        self.tnc.target,
+                        tnc.address,
+                    )
+            if mesh is None and tnc is None:
+                log.warning(
+                    "no [radio.meshtastic] or [radio.tnc] configured: only reports typed in at the post are queued"
+                )
             if cfg.uplink.mqtt is not None and self._with_uplink:
                 self.uplink = self._make_uplink()
             if cfg.relay.enabled:
@@ -173,12 +214,18 @@ class Post:
                 self._resume_receipts()
             if self.radio is not None:
                 self.radio.start()
+            if self.tnc is not None:
+                self.tnc.start()
             if self.uplink is not None:
                 self.uplink.start()
             if self.relay is not None:
                 self.relay.start()
             self._jobs = JobScheduler(cfg, self, JOBS)
             self._jobs.start()
+            if cfg.console.http:
+                # last: the officer's page shows a post that is already running
+                self.console = ConsoleServer(cfg, self)
+                self.console.start()
         except BaseException:
             self.stop()
             raise
@@ -252,6 +299,9 @@ class Post:
         def left(share: float) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
+        if self.console is not None:
+            self.console.stop(left(0.2))  # first: no new report may arrive while the rest stops
+            self.console = None
         if self._jobs is not None:
             self._jobs.stop()  # first: the jobs use the radio's store, the uplink and the node table
             self._jobs = None
@@ -259,6 +309,8 @@ class Post:
             self.relay.stop(left(0.2))
         if self.radio is not None:
             self.radio.stop(left(0.45))
+        if self.tnc is not None:
+            self.tnc.stop(left(0.3))
         if self.outbox is not None:
             self.outbox.stop(left(0.2))
         if self.uplink is not None:
@@ -274,6 +326,7 @@ class Post:
             self._write_runtime(radio="disconnected", stopped=True)
             self.store.close()
         self.radio = None
+        self.tnc = None
         self.outbox = None
         self.uplink = None
         self.relay = None
@@ -300,7 +353,26 @@ class Post:
     def refresh_relay_state(self) -> None:
         """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
         if self.relay is not None:
-            self._write_runtime(relay=self.relay.snapshot())
+            snapshot = self.relay.snapshot()
+            self._write_runtime(relay=snapshot)
+            if self.uplink is not None and self.store is not None:
+                # the center sees the relay too: what this post carries and, above all, parked reports
+                # (the hop-limit alarm), which otherwise only the officer's `siaga status` shows
+                try:
+                    summary = self.store.relay_summary()
+                except SiagaError as exc:
+                    log.warning("relay summary for the heartbeat failed: %s", exc)
+                    return
+                self.uplink.set_post_state(
+                    relay={
+                        "metric": snapshot.get("metric"),
+                        "route": snapshot.get("route"),
+                        "neighbours": len(snapshot.get("neighbours", [])),
+                        "held": summary["held"],
+                        "parked": summary["parked"],
+                        "center_acks_owed": summary["center_acks_owed"],
+                    }
+                )
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -314,6 +386,9 @@ class Post:
         if self.radio is not None:
             for key, value in self.radio.counters().items():
                 out[key] = out.get(key, 0) + value
+        if self.tnc is not None:
+            for key, value in self.tnc.counters().items():
+                out[key] = out.get(key, 0) + value
         if self.outbox is not None:
             out.update({f"outbox.{k}": v for k, v in self.outbox.counts.items()})
         return out
@@ -323,6 +398,8 @@ class Post:
         checks: dict[str, bool] = {}
         if self.radio is not None:
             checks["radio"] = self.radio.healthy()
+        if self.tnc is not None:
+            checks["tnc"] = self.tnc.healthy()
         if self.outbox is not None:
             checks["outbox"] = self.outbox.healthy()
         if self.uplink is not None:
@@ -379,14 +456,15 @@ class Post:
             return dict(self._runtime)
 
     def _write_runtime(self, **fields: Any) -> None:
+        # The write too under the lock: two threads (radio, uplink) writing outside it could land their
+        # snapshots in the wrong order, and `siaga status` said "radio NOT connected" beside a connected one.
         with self._runtime_lock:
             self._runtime.setdefault("uplink", None)
             self._runtime.update(fields)
-            snapshot = dict(self._runtime)
-        try:
-            write_runtime(self.cfg, snapshot)
-        except OSError as exc:
-            log.warning("cannot write the runtime state file: %s", exc)
+            try:
+                write_runtime(self.cfg, dict(self._runtime))
+            except OSError as exc:
+                log.warning("cannot write the runtime state file: %s", exc)
 
     def _radio_state(self, connected: bool) -> None:
         value = "connected" if connected else "disconnected"
@@ -500,7 +578,18 @@ class Post:
             return None
         return text
 
-    def _store_report(self, report: Report) -> None:
+    def submit(self, report: Report) -> PutResult:
+        """A report typed in at the post (the operator console): stored durably, then the uplink woken.
+
+        Unlike a radio report it is never held in memory: the officer is looking at the page and must see
+        at once that it was not stored (raises :class:`StoreError`), not "tersimpan"."""
+        assert self.store is not None
+        result = self.store.put(report)
+        self._after_put(result, report)
+        return result
+
+    def _store_report(self, report: Report) -> PutResult | None:
+        """``store.put`` and what follows it; None when the disk refused it (held in memory, retried)."""
         assert self.store is not None
         try:
             result = self.store.put(report)
@@ -508,8 +597,9 @@ class Post:
             self.count("store.errors")
             self._hold(report)
             log.error("STORE FAILED for report %s (%s): kept in memory, retrying", report.report_id, exc)
-            return
+            return None
         self._after_put(result, report)
+        return result
 
     def _hold(self, report: Report, *, first: bool = False) -> None:
         """Keep an unstored report for the retry timer (``first``: it was the oldest already).
@@ -561,7 +651,11 @@ class Post:
                 self.uplink.wake()
             except Exception:
                 log.exception("uplink.wake failed")
+        if self.relay is not None:
+            # a post without uplink hands the report on at once, not at the engine's next idle turn (5 s)
+            self.relay.wake()
         self._queue_post_receipt(report)
+        self._tnc_receipt(report, post_receipt_text(self.cfg.node.name, report.ref, report.category))
 
     def retry_unstored(self) -> None:
         """The ``unstored_retry`` job: store the reports held in memory while the disk refused them."""
@@ -582,6 +676,151 @@ class Post:
             self._write_runtime(held=held)
             log.info("report %s stored on retry", report.report_id)
             self._after_put(result, report)
+
+    # ------------------------------------------------------------------ TNC events (tnc-link thread)
+    def _tnc_state(self, connected: bool) -> None:
+        self._write_runtime(tnc="connected" if connected else "disconnected")
+
+    def handle_tnc(self, event: aprs.AprsEvent) -> None:
+        """One event heard through the TNC (edge/tnc.py calls this in arrival order)."""
+        tnc = self.tnc
+        if tnc is None:
+            return
+        if isinstance(event, aprs.AprsPosition):
+            # newest last; a busy APRS channel hears many stations: the oldest are forgotten past the bound
+            self._stations.pop(event.source, None)
+            self._stations[event.source] = (event.lat, event.lon, event.ambiguity_m, time.monotonic())
+            if len(self._stations) > STATIONS_MAX:
+                del self._stations[next(iter(self._stations))]
+        elif isinstance(event, aprs.AprsMessage):
+            if not tnc.addressed_to_us(event.addressee):
+                self.count("tnc.ignored.not_ours")
+                return
+            if self.cfg.node.role == "relay":
+                self.count("ignored.relay_role")
+                return
+            self._on_aprs_message(tnc, event)
+        elif isinstance(event, aprs.TouchTone):
+            if self.cfg.node.role == "relay":
+                self.count("ignored.relay_role")
+                return
+            self._on_touch_tone(tnc, event)
+        elif isinstance(event, aprs.AprsAck):
+            self.count("tnc.rx_acks")  # our receipts go without an id: nothing waits for these
+        else:
+            log.debug("tnc: %s from %s ignored", event.reason, event.source)
+
+    def _aprs_report_id(self, msg: aprs.AprsMessage) -> str:
+        now_s = time.monotonic()
+        while self._aprs_seen and next(iter(self._aprs_seen.values()))[1] < now_s - APRS_RETRY_WINDOW_S:
+            self._aprs_seen.popitem(last=False)
+        day = self.clock.now().astimezone(UTC).strftime("%Y%m%d")
+        if msg.msg_id is None:
+            # no id, no retries; the same text heard twice (direct and via a digipeater) is one report
+            digest = hashlib.sha256(f"{msg.source}\n{msg.text}".encode()).hexdigest()[:10]
+            return f"aprs-{msg.source}-h{digest}-{day}"
+        key = (msg.source, msg.msg_id)
+        seen = self._aprs_seen.get(key)
+        report_id = seen[0] if seen is not None else f"aprs-{msg.source}-{msg.msg_id}-{day}"
+        self._aprs_seen[key] = (report_id, now_s)
+        self._aprs_seen.move_to_end(key)
+        return report_id
+
+    def _on_aprs_message(self, tnc: TncBridge, msg: aprs.AprsMessage) -> None:
+        assert self.intake is not None
+        text = msg.text.replace("\x00", "")
+        if not text.strip():
+            self.count("tnc.ignored.empty")
+        else:
+            location = None
+            heard = self._stations.get(msg.source)
+            if heard is not None:
+                age = time.monotonic() - heard[3]
+                if age <= tnc.cfg.position_max_age_s:
+                    location = Location(heard[0], heard[1], "handset-last-fixed", max(heard[2], 30.0), int(age))
+            now = self.clock.now()
+            try:
+                report = self.intake.build(
+                    text,
+                    origin=msg.source,
+                    source="serial",
+                    report_id=self._aprs_report_id(msg),
+                    location=location,
+                    path=(PathHop(post_id=self.cfg.node.post_id, heard_at=now),),
+                    observed_at=now,
+                )
+            except (ReportError, ValueError) as exc:
+                self.count("tnc.bad.text")
+                log.warning("tnc: message from %s not usable as a report: %s (%.60r)", msg.source, exc, text)
+                return
+            if self._store_report(report) is None:
+                return  # not durable: no ack, so the station repeats it (and we try again)
+        if msg.msg_id is not None and tnc.send_aprs(aprs.ack_info(msg.source, msg.msg_id), "ack", PRIORITY_ACK):
+            self.count("tnc.acks_queued")
+
+    def _on_touch_tone(self, tnc: TncBridge, tone: aprs.TouchTone) -> None:
+        assert self.intake is not None
+        table = self.touch_tones
+        keys = clean_keys(tone.keys)
+        decoded = decode(table, tone.keys) if table is not None else None
+        now = self.clock.now()
+        try:
+            if isinstance(decoded, Decoded):
+                village, officer = decoded.village, decoded.officer
+                location = None
+                if village.lat is not None and village.lon is not None:
+                    location = Location(village.lat, village.lon, "operator", accuracy_m=2000.0)
+                text = f"{decoded.category.upper()} desa {village.name} (kode nada {keys}, petugas {officer.name})"
+                report = self.intake.build(
+                    text,
+                    origin=f"dtmf:{keys}",
+                    source="serial",
+                    report_id=new_report_id(),
+                    location=location,
+                    path=(PathHop(post_id=self.cfg.node.post_id, heard_at=now),),
+                    observed_at=now,
+                )
+                # the code says what happened: it wins over what the words of the text suggest
+                report = report.with_changes(
+                    category=decoded.category,
+                    urgency="Immediate" if decoded.category == "sos" else report.urgency,
+                    area_desc=village.name,
+                    callback=Callback(officer=officer.name, village=village.name, phone=officer.phone or None),
+                ).validate()
+            else:
+                reason = decoded.reason if decoded is not None else "tidak ada tabel kode (radio.tnc.touch_tone_file)"
+                text = f"KODE NADA TIDAK TERBACA: {keys} ({reason})"
+                report = (
+                    self.intake.build(
+                        text,
+                        origin=f"dtmf:{keys}",
+                        source="serial",
+                        report_id=new_report_id(),
+                        path=(PathHop(post_id=self.cfg.node.post_id, heard_at=now),),
+                        observed_at=now,
+                    )
+                    .with_changes(category="lainnya")
+                    .validate()
+                )
+                self.count("tt.unreadable")
+                log.warning("tnc: touch-tone code %r unreadable (%s): kept as a report", keys, reason)
+        except (ReportError, ValueError) as exc:
+            self.count("tt.bad")
+            log.error("tnc: touch-tone code %r could not become a report: %s", keys, exc)
+            return
+        if self._store_report(report) is None:
+            return
+        self.count("tt.decoded" if isinstance(decoded, Decoded) else "tt.unreadable_stored")
+        # direwolf keys "R" (received) or "?" (say again) in Morse: a keypad radio has no other display
+        if tnc.send_morse("R" if isinstance(decoded, Decoded) else "?"):
+            self.count("tnc.morse_queued")
+
+    def _tnc_receipt(self, report: Report, text: str) -> bool:
+        """A receipt as an APRS message to the station that sent ``report`` (callsign origins only)."""
+        tnc = self.tnc
+        if tnc is None or report.source != "serial" or not tnc.cfg.receipts or report.origin.startswith("dtmf:"):
+            return False
+        return tnc.send_aprs(aprs.message_info(report.origin, text), "receipt", PRIORITY_RECEIPT)
 
     # ------------------------------------------------------------------ receipts
     def _receipts_on(self) -> bool:
@@ -667,7 +906,13 @@ class Post:
                 carried = True  # never a handset receipt for another post's report; its ack walks back
                 continue
             report = row.report
-            if report.source != "meshtastic" or row.receipt_center is not None:
+            if row.receipt_center is not None:
+                continue
+            if report.source == "serial":
+                if self._tnc_receipt(report, center_receipt_text(report.ref, now, self.cfg.node.timezone)):
+                    self.store.set_receipt(report.report_id, "center", "sent")
+                continue
+            if report.source != "meshtastic":
                 continue
             self._queue_center_receipt(report, now)
         if carried and self.relay is not None:
@@ -696,6 +941,12 @@ class Post:
         rid = report_id if isinstance(report_id, str) else ""
         to = command.get("to")
         text = command.get("text")
+        if self.store is not None and isinstance(text, str) and text.strip():
+            # the console shows every reply from 112, whether or not a radio can carry it to a handset
+            try:
+                self.store.add_message(cmd_id, rid or None, to if isinstance(to, str) else None, text)
+            except StoreError as exc:
+                log.error("reply %s not kept for the console: %s", cmd_id, exc)
         report = None
         if self.store is not None and rid:
             stored = self.store.get(rid)
@@ -754,6 +1005,15 @@ class _Flags:
         self.signum: int | None = None
 
 
+def _tuning_for(watchdog_s: float | None) -> RadioTuning | None:
+    """A radio reader stuck for longer than systemd's watchdog limit counts as stuck: an operator who
+    shortens ``WatchdogSec`` (a drop-in) gets a stuck reader restarted that much sooner.  The shipped unit
+    (60 s) keeps :data:`STUCK_AFTER_S`."""
+    if not watchdog_s or watchdog_s >= STUCK_AFTER_S:
+        return None
+    return RadioTuning(stuck_after_s=watchdog_s)
+
+
 def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading.Event | None = None) -> int:
     """Run the post until SIGTERM/SIGINT (or ``stop_event``); 0 after a clean stop."""
     stop = stop_event or threading.Event()
@@ -769,7 +1029,7 @@ def run_daemon(cfg: Config, *, clock: Clock | None = None, stop_event: threading
     notifier = Notifier()
     metrics: MetricsServer | None = None
     try:
-        post = Post(cfg, clock=clock)
+        post = Post(cfg, clock=clock, radio_tuning=_tuning_for(notifier.watchdog_interval_s))
         post.start()
         watchdog = Watchdog(notifier, post.health_checks)
         try:

@@ -35,6 +35,10 @@ class Intake:
         self._clock = clock
         self._handsets = {h.id: h for h in config.handsets}
 
+    def suggest(self, text: str) -> str:
+        """The category the classifier gives ``text`` (the console's suggestion while the officer types)."""
+        return self._classifier.classify(text).category
+
     def handset(self, node: str) -> HandsetConfig | None:
         return self._handsets.get(node)
 

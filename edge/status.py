@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,14 @@ from siaga.config import Config
 
 #: Life-safety work that waits longer than this needs the officer's attention.
 PENDING_ALARM_S = 30 * 60
+#: Less free space than this on the data directory's disk is worth the officer's attention.
+DISK_LOW_BYTES = 50 * 1024 * 1024
+
+
+#: The unit's ``RuntimeDirectory=siaga``.  The daemon under systemd writes its live state there; an officer's
+#: shell has no ``$RUNTIME_DIRECTORY``, so ``siaga status`` looks there too (without it, status said "the
+#: service is NOT running" beside a running daemon, seen under a real systemd: tests/test_nspawn.py).
+SYSTEMD_RUNTIME_DIR = Path("/run/siaga")
 
 
 def runtime_dir(cfg: Config) -> Path:
@@ -37,16 +46,21 @@ def write_runtime(cfg: Config, state: dict[str, Any]) -> None:
 
 
 def read_runtime(cfg: Config) -> dict[str, Any] | None:
-    try:
-        data = json.loads(runtime_file(cfg).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    pid = data.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
-        return None
-    return data
+    """The live state of a running daemon: this process's runtime directory, the unit's, then data_dir;
+    a file left by a daemon that is gone counts as none."""
+    candidates = [runtime_file(cfg), SYSTEMD_RUNTIME_DIR / "runtime.json", cfg.node.data_dir / "runtime.json"]
+    for path in dict.fromkeys(candidates):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        pid = data.get("pid")
+        if isinstance(pid, int) and not _alive(pid):
+            continue
+        return data
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -87,9 +101,13 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
             attention.append("relay_parked")
         if live is not None and live.get("route") is None and (counts["pending"] or summary["held"]):
             attention.append("relay_no_route")
+    disk = _disk(cfg)
+    if disk is not None and disk["free_bytes"] < DISK_LOW_BYTES:
+        attention.append("disk_low")
     return {
         "post_id": cfg.node.post_id,
         "name": cfg.node.name,
+        "disk": disk,
         "queue": counts,
         "oldest_pending_age_s": oldest,
         "last_delivered_at": last_delivered,
@@ -103,7 +121,22 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
     }
 
 
+def _disk(cfg: Config) -> dict[str, int] | None:
+    try:
+        usage = shutil.disk_usage(cfg.node.data_dir)
+    except OSError:
+        return None
+    return {"free_bytes": usage.free, "total_bytes": usage.total}
+
+
+def post_title(name: str, post_id: str) -> str:
+    """ "Pos Oebubun (oebubun)": the word "Pos" once, whether or not the configured name starts with it."""
+    title = name if name.lower().startswith("pos ") or name.lower() == "pos" else f"Pos {name}"
+    return f"{title} ({post_id})"
+
+
 _ATTENTION_ID = {
+    "disk_low": "Ruang disk hampir habis: laporan baru mungkin tidak bisa disimpan. Kosongkan ruang disk",
     "daemon_not_running": "Layanan siaga TIDAK berjalan (jalankan: systemctl start siaga)",
     "radio_disconnected": "Radio TIDAK terhubung: periksa kabel USB radio",
     "reports_held_in_memory": "Laporan TIDAK bisa disimpan (disk penuh?): ditahan di memori, hilang bila"
@@ -124,7 +157,7 @@ def render_status(status: dict[str, Any]) -> str:
     radio = {"connected": "terhubung", "disconnected": "TIDAK terhubung"}.get(status["radio"], "tidak diketahui")
     oldest = status["oldest_pending_age_s"]
     lines = [
-        f"Pos {status['name']} ({status['post_id']})",
+        post_title(status["name"], status["post_id"]),
         f"  Radio          : {radio}",
         f"  Laporan menunggu: {q['pending'] + q['sent']}"
         f" (belum dikirim {q['pending']}, menunggu konfirmasi {q['sent']})",
@@ -135,6 +168,9 @@ def render_status(status: dict[str, Any]) -> str:
     ]
     if status.get("no_center_ack_s") is not None:
         lines.append(f"  Tanpa konfirmasi pusat walau tersambung: {_age(status['no_center_ack_s'])}")
+    disk = status.get("disk")
+    if disk is not None:
+        lines.append(f"  Ruang disk     : {_size(disk['free_bytes'])} bebas dari {_size(disk['total_bytes'])}")
     relay = status.get("relay")
     if relay is not None:
         lines.extend(_relay_lines(relay))
@@ -180,6 +216,12 @@ def _relay_lines(relay: dict[str, Any]) -> list[str]:
             + (" — DILEWATI (tidak menjawab)" if n.get("skipped") else "")
         )
     return lines
+
+
+def _size(n: int) -> str:
+    if n >= 1024**3:
+        return f"{n / 1024**3:.1f} GiB"
+    return f"{n / 1024**2:.0f} MiB"
 
 
 def _age(seconds: float | None) -> str:

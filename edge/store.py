@@ -175,6 +175,38 @@ def m003_relay(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_console(db: sqlite_utils.Database) -> None:
+    # The operator console (edge/console/); additive only, so a store of an older version opens as before.
+    # center_ts: when the center committed the report, by the center's clock (the post's may be years off).
+    db.execute("ALTER TABLE reports ADD COLUMN center_ts REAL")
+    # staff replies from 112 (the uplink's cmd), kept for the console whether or not a radio carried them
+    db.execute(
+        """
+        CREATE TABLE messages (
+            cmd_id TEXT PRIMARY KEY,
+            report_id TEXT,
+            to_node TEXT,
+            text TEXT NOT NULL,
+            received_ts REAL NOT NULL,
+            read_ts REAL,
+            read_by TEXT
+        )
+        """
+    )
+    # operator accounts of the console (`siaga console passwd`): scrypt hashes, siaga/passwords.py
+    db.execute(
+        """
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_ts REAL NOT NULL,
+            changed_ts REAL NOT NULL
+        )
+        """
+    )
+
+
 #: Columns of the ``nodes`` table, in order (edge/nodes.py reads and writes rows of these).
 NODE_COLUMNS = (
     "num",
@@ -224,6 +256,8 @@ class StoredReport:
     receipt_center: str | None
     #: carried for another post (edge never sends a handset receipt for these)
     carried: bool = False
+    #: when the center committed it, by the center's clock (None: not delivered, or an older center)
+    center_ts: float | None = None
 
     @functools.cached_property
     def report(self) -> Report:
@@ -260,6 +294,18 @@ def _owe_center_acks(conn: sqlite3.Connection, report_ids: Sequence[str], commit
             f" WHERE relay_prev_node IS NOT NULL AND report_id IN ({','.join('?' * len(chunk))})",
             (committed_ts, *chunk),
         )
+
+
+def _another_claim(row: sqlite3.Row, packet: compact.ReportPacket) -> bool:
+    """The stored row is a carried report the center refused, and ``packet`` is not the packet refused
+    (its signed bytes or tag differ; the mutable header does not count)."""
+    if row["state"] != "rejected" or row["relay_prev_node"] is None:
+        return False
+    try:
+        refused = compact.parse_report(bytes(row["relay_packet"] or b""))
+    except ProtocolError:
+        return True
+    return (refused.signed, refused.tag) != (packet.signed, packet.tag)
 
 
 def _next_xmit(conn: sqlite3.Connection) -> int:
@@ -308,7 +354,37 @@ class RelayStoreMixin:
         now = self._clock.now()
         parked = hops >= max_hops
         with self._write() as conn:
-            row = conn.execute("SELECT state FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
+            row = conn.execute(
+                "SELECT state, relay_packet, relay_prev_node FROM reports WHERE report_id = ?", (report.report_id,)
+            ).fetchone()
+            if row is not None and _another_claim(row, packet):
+                # The center refused the packet we carried (an altered or forged copy: its tag is not the
+                # origin's), so this id is not "seen": a different packet of it may be the genuine one, and
+                # answering REDUNDANT would make its sender forget it while nobody holds it.  The refused
+                # copy is replaced and this one goes to the center in its turn.
+                conn.execute(
+                    "UPDATE reports SET state = 'pending', priority = ?, category = ?, origin = ?, body = ?,"
+                    " copies = copies + 1, stored_ts = ?, boot_id = ?, boot_stored = ?, sent_ts = NULL,"
+                    " sent_boot = NULL, rejected_ts = NULL, reject_reason = NULL, attempts = 0, relay_packet = ?,"
+                    " relay_prev_node = ?, relay_prev_post = ?, relay_hops = ?, relay_parked = ?,"
+                    " relay_next_node = NULL, relay_xmit = NULL, relay_xmit_node = NULL WHERE report_id = ?",
+                    (
+                        report.priority,
+                        report.category,
+                        report.origin,
+                        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                        now.timestamp(),
+                        self._clock.boot_id(),
+                        self._clock.boottime(),
+                        payload,
+                        prev_node,
+                        prev_post,
+                        hops,
+                        1 if parked else 0,
+                        report.report_id,
+                    ),
+                )
+                return Received(compact.ACCEPTED, parked)
             if row is not None:
                 conn.execute("UPDATE reports SET copies = copies + 1 WHERE report_id = ?", (report.report_id,))
                 if row["state"] == "delivered":
@@ -426,9 +502,9 @@ class RelayStoreMixin:
         with self._write() as conn:
             changed = _update_ids(
                 conn,
-                "UPDATE reports SET state = 'delivered', delivered_ts = ?"
+                "UPDATE reports SET state = 'delivered', delivered_ts = ?, center_ts = ?"
                 " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
-                (now,),
+                (now, committed),
                 ids,
             )
             _owe_center_acks(conn, changed, committed)
@@ -719,14 +795,18 @@ class Store(RelayStoreMixin):
         self._unclaim(ids)
         return len(changed)
 
-    def ack(self, report_ids: Iterable[str], *, sent: Iterable[str] = ()) -> list[str]:
+    def ack(
+        self, report_ids: Iterable[str], *, sent: Iterable[str] = (), committed_at: datetime | None = None
+    ) -> list[str]:
         """The center committed these: → ``delivered``.  Returns the ids that changed state now.
 
         An ack may overtake the PUBACK (the center can be faster than our callback), so it is
         accepted from ``pending`` as well as ``sent``.  ``sent``: PUBACKs of the same moment, marked as
         :meth:`mark_sent` does but in this one commit (a commit costs an fsync and SD-card writes).
+        ``committed_at``: the center's commit time from its ack, kept as ``center_ts`` (the console shows it).
         """
         now = self._clock.now().timestamp()
+        center_ts = committed_at.timestamp() if committed_at is not None else None
         ids = list(dict.fromkeys(report_ids))
         sent_ids = list(sent)
         with self._write() as conn:
@@ -735,9 +815,9 @@ class Store(RelayStoreMixin):
             changed = set(
                 _update_ids(
                     conn,
-                    "UPDATE reports SET state = 'delivered', delivered_ts = ?"
+                    "UPDATE reports SET state = 'delivered', delivered_ts = ?, center_ts = ?"
                     " WHERE state IN ('pending', 'sent') AND report_id IN ({ids}) RETURNING report_id",
-                    (now,),
+                    (now, center_ts),
                     ids,
                 )
             )
@@ -917,6 +997,56 @@ class Store(RelayStoreMixin):
             )
             return int(cur.rowcount)
 
+    # ------------------------------------------------------------------ console: messages from 112, operators
+    def add_message(self, cmd_id: str, report_id: str | None, to_node: str | None, text: str) -> bool:
+        """Keep a staff reply from 112 for the console (committed: it survives a restart).  False: a repeat."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO messages (cmd_id, report_id, to_node, text, received_ts) VALUES (?, ?, ?, ?, ?)",
+                (cmd_id, report_id, to_node, text, self._clock.now().timestamp()),
+            )
+        return bool(cur.rowcount)
+
+    def messages(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Replies from 112, unread first, newest first."""
+        rows = self._read(
+            "SELECT cmd_id, report_id, to_node, text, received_ts, read_ts, read_by FROM messages"
+            " ORDER BY read_ts IS NOT NULL, received_ts DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
+    def unread_messages(self) -> int:
+        return int(self._read("SELECT count(*) AS n FROM messages WHERE read_ts IS NULL")[0]["n"])
+
+    def mark_read(self, cmd_id: str, by: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET read_ts = ?, read_by = ? WHERE cmd_id = ? AND read_ts IS NULL",
+                (self._clock.now().timestamp(), by, cmd_id),
+            )
+        return bool(cur.rowcount)
+
+    def set_operator(self, name: str, password_hash: str) -> bool:
+        """Create or replace an operator's password hash; True when the account is new."""
+        now = time.time()
+        with self._write() as conn:
+            new = not conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone()
+            conn.execute(
+                "INSERT INTO operators (name, password_hash, created_ts, changed_ts) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,"
+                " changed_ts = excluded.changed_ts",
+                (name, password_hash, now, now),
+            )
+        return new
+
+    def operator(self, name: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT name, password_hash, created_ts, changed_ts FROM operators WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def operators(self) -> list[str]:
+        return [r["name"] for r in self._read("SELECT name FROM operators ORDER BY name")]
+
     def load_nodes(self) -> list[dict[str, Any]]:
         """Every radio in the node table (edge/nodes.py), as dicts of :data:`NODE_COLUMNS`."""
         return [dict(row) for row in self._read(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes")]
@@ -1004,6 +1134,7 @@ def _row_to_stored(
         receipt_post=receipt_post,
         receipt_center=receipt_center,
         carried=row["relay_prev_node"] is not None,
+        center_ts=row["center_ts"],
     )
 
 
@@ -1083,6 +1214,7 @@ _REPORT_COLUMNS = frozenset(
         "attempts",
         "receipt_post",
         "receipt_center",
+        "center_ts",
     )
 )
 

@@ -54,6 +54,9 @@ DRAIN_BATCH = 64
 IDLE_S = 5.0
 #: A metric change beacons "at once": within this, so several changes in one moment make one beacon.
 BEACON_SOON_S = 1.0
+#: A beacon the radio could not send (not connected yet, e.g. just after a start) is tried again this soon,
+#: not a whole beacon_s later: until it goes out no neighbour routes through us.
+BEACON_RETRY_S = 5.0
 
 
 # ---------------------------------------------------------------------------- what the engine needs
@@ -475,7 +478,9 @@ class Engine:
             self._count("tx.beacon_over_cap")
             self._beacon_at = self.budget.next_room_at(now, airtime_ms(len(payload), pki=False))
             return
-        self._transmit(now, None, payload, "beacon")
+        if not self._transmit(now, None, payload, "beacon"):
+            self._beacon_at = now + min(BEACON_RETRY_S, self.settings.beacon_s)
+            return
         self._beacon_at = now + self._jitter(self.settings.beacon_s)
 
     def _retry_due(self, now: float) -> None:

@@ -108,10 +108,7 @@ class Routes:
         candidates = [
             n
             for n in self.neighbours.values()
-            if n.node not in exclude
-            and self._usable(n)
-            and n.metric < my_metric
-            and n.metric != METRIC_NONE
+            if n.node not in exclude and self._usable(n) and n.metric < my_metric and n.metric != METRIC_NONE
         ]
         # a neighbour that missed its acks is passed over for a better-answering one, but when it is the only
         # way out the report keeps trying it: held for skip_s on a lossy link it only arrived later

@@ -179,9 +179,62 @@ class MeshtasticConfig:
     handsets_file: Path | None = None
 
 
+_CALLSIGN_RE = re.compile(r"^[A-Z0-9]{1,6}(-([0-9]|1[0-5]))?$")
+
+
+def _callsign(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return None if _CALLSIGN_RE.match(value) else "must be an AX.25 callsign in capitals, e.g. YB9ABC or YB9ABC-10"
+
+
+def _kiss_host(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_host_port(value, "", default_port=8001)
+    except ConfigError as exc:
+        return exc.reason
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TncConfig:
+    """A TNC for ordinary two-way radios (docs/RADIO.md): direwolf's KISS TCP ``host`` or a hardware TNC's
+    serial ``port`` (exactly one).  Receiving needs no licence; anything sent on air needs a licensed
+    ``callsign`` and ``transmit = true``."""
+
+    host: str | None = _check(_kiss_host, None)
+    port: str | None = None
+    baud: int = _check(_range(1200, 921600), 9600)
+    # the radio channel of a multi-port TNC (KISS port number)
+    kiss_port: int = _check(_range(0, 15), 0)
+    # what stations send their messages to (the post's own callsign is always accepted too)
+    address: str = _check(_callsign, "SIAGA")
+    callsign: str | None = _check(_callsign, None)
+    transmit: bool = False
+    touch_tone_file: Path | None = None
+    # share of the channel's time the post may take with its own transmissions (sliding 10 minutes)
+    airtime_share: float = _check(_range(0.01, 0.5), 0.05)
+    # the modem's bit rate and the TNC's key-up delay: what one frame costs on air
+    air_baud: int = _check(_range(300, 9600), 1200)
+    txdelay_s: float = _check(_range(0, 2), 0.3)
+    # APRS destination (software id; APZ = experimental until one is registered) and digipeater path
+    tocall: str = _check(_callsign, "APZSIA")
+    path: tuple[str, ...] = _check(
+        lambda v: None if len(v) <= 2 and all(_CALLSIGN_RE.match(p) for p in v) else "at most 2 callsigns",
+        factory=lambda: ("WIDE1-1",),
+    )
+    # receipts (stored; 112 has it) as APRS messages to stations whose messages became reports
+    receipts: bool = True
+    # a station's APRS position older than this is not used to place its report (the post's is)
+    position_max_age_s: float = _check(_range(60, 7 * 86400), 3600.0)
+
+
 @dataclass(frozen=True, slots=True)
 class RadioConfig:
     meshtastic: MeshtasticConfig | None = None
+    tnc: TncConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +337,22 @@ class RelayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operator console (edge/console/): a web page served by ``siaga run`` for the officer's phone.
+
+    Empty ``http`` = off.  ``:8080`` (no host) binds 127.0.0.1; the hotspot case names the Pi's Wi-Fi
+    address.  Accounts: ``siaga console passwd NAME``."""
+
+    http: str = _check(_listen, "")
+    # the desa the post serves, offered on the report form (a free place name is always possible)
+    villages: tuple[str, ...] = _check(
+        lambda v: None if all(0 < len(x.strip()) <= 64 for x in v) else "entries must be 1-64 characters", factory=tuple
+    )
+    # a session unused this long ends (a phone left on the desk); 12 h at most in any case
+    idle_timeout_s: float = _check(_range(60, 12 * 3600), 2 * 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = _check(_log_level, "INFO")
 
@@ -306,6 +375,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     handsets: tuple[HandsetConfig, ...] = ()
     path: Path | None = None
 
@@ -392,6 +462,14 @@ def _cross_checks(config: Config, *, require_post: bool) -> None:
             file = getattr(mqtt, name)
             if file is not None and not file.is_file():
                 raise ConfigError(f"{section}.{name}", str(file), "is not a readable file")
+    tnc = config.radio.tnc
+    if tnc is not None:
+        if (tnc.port is None) == (tnc.host is None):
+            raise ConfigError("radio.tnc", "", "needs exactly one of host (KISS TCP) or port (serial)")
+        if tnc.transmit and tnc.callsign is None:
+            raise ConfigError("radio.tnc.transmit", True, "needs a licensed callsign (radio.tnc.callsign)")
+        if tnc.touch_tone_file is not None and not tnc.touch_tone_file.is_file():
+            raise ConfigError("radio.tnc.touch_tone_file", str(tnc.touch_tone_file), "is not a readable file")
     if config.radio.meshtastic and config.radio.meshtastic.handsets_file:
         file = config.radio.meshtastic.handsets_file
         if not file.is_file():

@@ -54,3 +54,7 @@ class CenterError(SiagaError):
 def _short_repr(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConsoleError(SiagaError):
+    """The post's operator console: cannot listen, or an account or login is refused (message safe to show)."""

@@ -106,7 +106,12 @@ REPLY_PREFIX = "112: "
 #: A report's text may not exceed this many bytes of UTF-8 (a LoRa frame holds ~200; a typed report more).
 MAX_TEXT_BYTES = 4096
 
-_ORIGIN_RE = re.compile(r"^(![0-9a-f]{8}|operator:[^\x00-\x1f]{1,64})$")
+#: Who sent a report: a Meshtastic node, an operator at the post, an AX.25 station heard through a TNC
+#: (its callsign, APRS messages), or a handheld's touch-tone code (``dtmf:`` and the keys).  Reports from a
+#: TNC use source "serial"; the compact relay codec (sync/compact.py v1) carries only the first two forms.
+_ORIGIN_RE = re.compile(
+    r"^(![0-9a-f]{8}|operator:[^\x00-\x1f]{1,64}|[A-Z0-9]{1,6}(-([0-9]|1[0-5]))?|dtmf:[0-9A-D*#]{1,32})$"
+)
 _POST_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 # A reference an officer can read out over voice radio: no 0/O, 1/I/L.
 _REF_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -292,7 +297,9 @@ class Report:
         if not isinstance(self.post_id, str) or not _POST_ID_RE.match(self.post_id):
             raise InvalidReport(f"post_id must be 1-32 chars of a-z 0-9 -, not {self.post_id!r}")
         if not isinstance(self.origin, str) or not _ORIGIN_RE.match(self.origin):
-            raise InvalidReport(f"origin must be '!xxxxxxxx' or 'operator:<name>', not {self.origin!r}")
+            raise InvalidReport(
+                f"origin must be '!xxxxxxxx', 'operator:<name>', a callsign or 'dtmf:<keys>', not {self.origin!r}"
+            )
         _choice("source", self.source, SOURCES)
         _choice("category", self.category, CATEGORIES)
         _choice("urgency", self.urgency, URGENCIES)

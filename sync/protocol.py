@@ -405,8 +405,10 @@ def decode_relay(value: Any) -> RelayCarry:
     if unknown:
         raise ProtocolError("schema", f"relay has an unknown field {_short(unknown[0])}")
     prev = value.get("prev")
-    if not isinstance(prev, str) or not _SLUG.match(prev):
-        raise ProtocolError("schema", f"relay.prev must be a post id slug, not {_short(prev)}")
+    # A carrier that took custody before it heard the previous hop's beacon knows only its node number
+    # (docs/RELAY.md); the field is informational, so refusing it would lose the report for good.
+    if not isinstance(prev, str) or not (_SLUG.match(prev) or _NODE.match(prev)):
+        raise ProtocolError("schema", f"relay.prev must be a post id slug or a node id !xxxxxxxx, not {_short(prev)}")
     hops = value.get("hops")
     if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= compact.MAX_HOPS:
         raise ProtocolError("schema", f"relay.hops must be an integer 0..{compact.MAX_HOPS}, not {_short(hops)}")
@@ -488,7 +490,10 @@ _STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "no_ack_s": (int, float, type(None)),
     "delivering": (bool,),
+    "relay": (dict, type(None)),
 }
+#: The heartbeat's ``relay`` summary (docs/PROTOCOL.md): counts, the metric and the next hop's post id.
+_RELAY_STATUS_INTS = ("metric", "neighbours", "held", "parked", "center_acks_owed")
 
 
 def encode_status(status: Mapping[str, Any]) -> bytes:
@@ -519,6 +524,27 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in queue.items()
     ):
         raise ProtocolError("schema", "status.queue must map states to counts")
+    relay = out.get("relay")
+    if relay is not None:
+        out["relay"] = _relay_status(relay)
+    return out
+
+
+def _relay_status(relay: Mapping[str, Any]) -> dict[str, Any]:
+    """The relay summary of a heartbeat, validated; unknown keys dropped like the heartbeat's own."""
+    out: dict[str, Any] = {}
+    for key in _RELAY_STATUS_INTS:
+        value = relay.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+            raise ProtocolError("schema", f"status.relay.{key} must be a count")
+        out[key] = value
+    route = relay.get("route")
+    if route is not None:
+        if not isinstance(route, str) or len(route) > 40:
+            raise ProtocolError("schema", "status.relay.route must be a short string")
+        out["route"] = route
     return out
 
 

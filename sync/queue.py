@@ -8,6 +8,7 @@ what did not go out — are documented there and in docs/RELIABILITY.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 
@@ -37,7 +38,9 @@ class ReportQueue(Protocol):
 
     def mark_sent(self, report_ids: Iterable[str]) -> int: ...
 
-    def ack(self, report_ids: Iterable[str], *, sent: Iterable[str] = ()) -> list[str]: ...
+    def ack(
+        self, report_ids: Iterable[str], *, sent: Iterable[str] = (), committed_at: datetime | None = None
+    ) -> list[str]: ...
 
     def reject(self, report_id: str, reason: str) -> bool: ...
 

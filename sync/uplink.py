@@ -524,7 +524,9 @@ class Uplink:
                 if self._refused_since is None:
                     self._refused_since = time.monotonic()
                 self._store.release(flight.report_ids)
-                self._drop_link("publish refused")
+                # reconnect to back off, without the Last Will: the post is not offline, and the center must
+                # keep showing it connected but not delivering (its heartbeat says so), not flapping offline
+                self._drop_link("publish refused", polite=True, send_will=False)
         elif isinstance(event, LinkMessage):
             source, message = event.link, event.message
             if source is not self._link:
@@ -690,9 +692,9 @@ class Uplink:
             self._awaiting.pop(rid, None)
         for item in rejected:
             self._awaiting.pop(item.report_id, None)
-        delivered = self._store.ack(ids, sent=sent)
         stamps = [ack.at for ack in acks if ack.at is not None]
         committed_at = max(stamps) if stamps else None
+        delivered = self._store.ack(ids, sent=sent, committed_at=committed_at)
         for item in rejected:
             if self._store.reject(item.report_id, item.reason):
                 self.counters["rejected"] += 1
@@ -788,6 +790,7 @@ class Uplink:
                 radio=fields.pop("radio", None),
                 uplink=link.broker.host if link else None,
                 battery=fields.pop("battery", None),
+                relay=fields.pop("relay", None),
                 uptime_s=round(time.monotonic() - self._started_mono, 1),
                 center=self._center_state,
                 no_ack_s=self.no_center_ack_s(),

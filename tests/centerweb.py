@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from center.storage import CenterStorage, IncomingReport, open_storage
 from center.web import WebServer, create_app
 from devkit.harness.mosquitto import free_port, wait_port
+from devkit.harness.wait import wait_until
 from siaga import config as config_mod
 from siaga.report import Callback, Casualties, PathHop, Report, new_report_id, utcnow
 
@@ -163,11 +163,4 @@ def center_app(kind: str, tmp_path: Path, **cfg_kw: Any) -> Iterator[tuple[Any, 
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, "condition", interval)

@@ -6,12 +6,12 @@ device over a real TCP socket or a real pseudo-terminal.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devkit.harness.wait import wait_until
 from devkit.sim import SimulatedDevice
 from edge.daemon import Post
 from edge.radio import RadioTuning
@@ -47,16 +47,24 @@ def post_config(tmp_path: Path, *, radio: dict[str, Any] | None = None, **mesh: 
     )
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
+def handset_post_config(tmp_path: Path, device: SimulatedDevice, uplink_url: str, **mqtt: Any) -> Config:
+    """The post of the whole-chain tests: radio over TCP to ``device``, uplink to ``uplink_url`` (``mqtt``:
+    more ``[uplink.mqtt]`` keys, e.g. ``ack_timeout_s``), the registered handset."""
+    return config_mod.from_dict(
+        {
+            "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
+            "radio": {
+                "meshtastic": {
+                    **radio_of(device, "tcp"),
+                    "min_send_interval_s": 0.2,
+                    "ack_timeout_s": 3.0,
+                    "receipt_retries": 3,
+                }
+            },
+            "uplink": {"mqtt": {"url": uplink_url, "keepalive_s": 5, "ack_timeout_s": 5.0, **mqtt}},
+            "handsets": [{"id": HANDSET, "officer": "Yohanes Taek", "village": "Oebubun"}],
+        }
+    )
 
 
 def make_device(tmp_path: Path, transport: str, **kw: Any) -> SimulatedDevice:

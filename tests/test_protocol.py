@@ -263,6 +263,13 @@ def test_status_validation() -> None:
         protocol.decode_status(protocol.encode_status({**status, "state": "asleep"}), "oebubun")
     with pytest.raises(ProtocolError):
         protocol.decode_status(protocol.encode_status({**status, "queue": {"pending": "many"}}), "oebubun")
+    # the relay summary: counts and a route, validated, unknown keys dropped
+    relay = {"metric": 2, "route": "bukit-01", "neighbours": 3, "held": 4, "parked": 1, "center_acks_owed": 0}
+    got = protocol.decode_status(protocol.encode_status({**status, "relay": {**relay, "x": 1}}), "oebubun")
+    assert got["relay"] == relay
+    for bad in ({"parked": -1}, {"held": True}, {"metric": "2"}, {"route": "x" * 41}, {"neighbours": 10**12}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_status(protocol.encode_status({**status, "relay": bad}), "oebubun")
 
 
 def test_command_round_trip_and_validation() -> None:
@@ -354,6 +361,16 @@ def test_a_carried_report_round_trips_with_its_packet() -> None:
     assert got.relay.parsed.report.report_id == report.report_id and not got.relay.parsed.verified
 
 
+def test_a_carried_report_whose_previous_hop_is_known_only_by_its_node_id_is_accepted() -> None:
+    # a carrier that took custody before hearing the sender's beacon names it by node id (docs/RELAY.md)
+    report = make_mesh_report(post_id="oebubun")
+    wire_entry = carried_wire(packet_of(report, hops=1), prev="!5fe4c294", hops=2)
+    [sealed] = protocol.encode_report_batches("napan", [wire_entry], sent_at=SENT, max_bytes=16 * 1024)
+    batch = protocol.decode_report_batch(sealed.payload, "napan")
+    assert batch.rejected == [] and batch.reports[0].relay is not None
+    assert batch.reports[0].relay.prev == "!5fe4c294"
+
+
 def test_without_a_relay_field_another_posts_report_is_still_refused() -> None:
     other = make_report(post_id="oebubun").to_dict()
     batch = protocol.decode_report_batch(batch_payload([entry(other)], post_id="napan"), "napan")
@@ -383,6 +400,7 @@ def _good_packet() -> tuple[dict[str, object], bytes]:
         ({"packet": "AAAA", "hops": 1}, "relay.prev"),
         ({"packet": "AAAA", "prev": "Oebubun!", "hops": 1}, "relay.prev"),
         ({"packet": "AAAA", "prev": "x" * 33, "hops": 1}, "relay.prev"),
+        ({"packet": "AAAA", "prev": "!5FE4C294", "hops": 1}, "relay.prev"),
         ({"packet": "AAAA", "prev": "oebubun", "hops": -1}, "relay.hops"),
         ({"packet": "AAAA", "prev": "oebubun", "hops": 128}, "relay.hops"),
         ({"packet": "AAAA", "prev": "oebubun", "hops": True}, "relay.hops"),

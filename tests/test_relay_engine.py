@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from relay.engine import RelaySettings
+from siaga.errors import RadioError
 from sync import compact as codec
+from tests.carried import tamper_text
 from tests.relay_mesh import SECRET, Mesh
 from tests.reports import make_mesh_report
 
@@ -109,6 +111,54 @@ def test_a_duplicate_is_redundant_and_stored_once(mesh: Mesh) -> None:
     assert b.engine.counters["rx.report.accepted"] == 1 and b.engine.counters["rx.report.redundant"] == 1
     stored = b.store.get(report.report_id)
     assert stored is not None and stored.copies == 2 and b.store.counts()["pending"] + b.store.counts()["sent"] == 1
+
+
+def test_a_report_the_center_refused_is_not_seen_for_another_packet_of_it(mesh: Mesh) -> None:
+    """An altered copy refused at the center (relay_tag) must not make the genuine one REDUNDANT: its
+    sender would forget it while nobody holds it.  The same refused bytes again stay REDUNDANT."""
+    chain(mesh)
+    report = make_mesh_report(packet_id=77, post_id="a", text_raw="SOS longsor tutup jalan")
+    genuine = codec.encode_report(codec.from_report(report, age_s=3), codec.derive_post_key(SECRET, "a"))
+    forged = codec.with_xmit(tamper_text(genuine, "AMAN semua baik"), 5)
+    c = mesh.nodes["c"].store
+    b_num = mesh.nodes["b"].num
+
+    def receive(payload: bytes) -> int:
+        return c.relay_receive(payload, codec.parse_report(payload), b_num, "b", 16).outcome
+
+    assert receive(forged) == codec.ACCEPTED
+    assert c.reject(report.report_id, "relay_tag: not tagged by post 'a'")
+    assert receive(codec.with_xmit(forged, 6)) == codec.REDUNDANT  # the refused packet: refused again
+    assert receive(codec.with_xmit(genuine, 7)) == codec.ACCEPTED
+    row = c.get(report.report_id)
+    assert row is not None and row.state == "pending" and row.report.text_raw == "SOS longsor tutup jalan"
+    assert row.reject_reason is None and row.carried
+    assert receive(codec.with_xmit(genuine, 8)) == codec.REDUNDANT
+    assert c.counts()["pending"] == 1
+
+
+def test_a_beacon_the_radio_could_not_send_is_tried_again_soon(tmp_path: Path) -> None:
+    """At a start the engine runs before the radio has connected: its first beacon fails, and the next must
+    not wait a whole beacon_s (10 min by default), or no neighbour routes through the post meanwhile."""
+    mesh = Mesh(tmp_path, settings=RelaySettings(beacon_s=600.0, retry_s=10.0, cack_delay_s=2.0))
+    try:
+        chain(mesh)
+        c = mesh.nodes["c"].engine
+        real = c.radio
+        failed: list[bytes] = []
+
+        class NotConnectedYet:
+            def send_relay(self, dest: int | None, payload: bytes) -> None:
+                if not failed:
+                    failed.append(payload)
+                    raise RadioError("radio not connected")
+                real.send_relay(dest, payload)
+
+        c.radio = NotConnectedYet()
+        assert mesh.run_until(lambda: mesh.nodes["b"].engine.routes.by_post(mesh.nodes["c"].num) == "c", 60)
+        assert failed and codec.message_type(failed[0]) == codec.TYPE_BEACON
+    finally:
+        mesh.close()
 
 
 @pytest.mark.parametrize("step", ["before_commit", "after_commit_before_cack", "after_cack_before_sender_records"])

@@ -49,3 +49,24 @@ def test_previous_version_store_opens_and_drains(tmp_path: Path) -> None:
         assert reopened.counts()["delivered"] == 6
     finally:
         reopened.close()
+
+
+def test_previous_version_store_gains_the_console_tables(tmp_path: Path) -> None:
+    """m004 (the operator console) is additive: the old rows keep their state, the center's time is
+    unknown for what was delivered before, and messages and operators start empty."""
+    path = tmp_path / "post.db"
+    shutil.copyfile(FIXTURE, path)
+    store = Store.open(path, clock=FakeClock())
+    try:
+        [delivered] = store.list_reports("delivered")
+        assert delivered.center_ts is None
+        assert store.messages() == [] and store.operators() == []
+        assert store.add_message("cmd-1", delivered.report_id, "!a1b2c3d4", "Tim menuju lokasi")
+        [pending, *_] = store.list_reports("pending")
+        from datetime import UTC, datetime
+
+        when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+        assert store.ack([pending.report_id], committed_at=when) == [pending.report_id]
+        assert store.get(pending.report_id).center_ts == when.timestamp()  # type: ignore[union-attr]
+    finally:
+        store.close()

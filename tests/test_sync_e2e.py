@@ -26,14 +26,21 @@ from devkit.harness.synctools import (
     wait_for,
 )
 from edge.store import Store
-from siaga import config as config_mod
 from siaga.clock import OffsetClock, SystemClock
 from siaga.config import TlsMqttConfig
 from siaga.report import Report, new_report_id, utcnow
 from sync import protocol
 from sync.mqtt import publish_once
 from sync.netwatch import NetWatcher
-from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
+from tests.radio_rig import (
+    HANDSET,
+    acked_receipts,
+    handset_post_config,
+    make_device,
+    running_post,
+    wait_report,
+    wait_until,
+)
 
 YEARS = 6 * 365 * 86400
 
@@ -326,21 +333,7 @@ def test_handset_to_center_and_back(tmp_path: Path, mosquitto: Mosquitto, center
     device = make_device(tmp_path, "tcp")
     device.start()
     try:
-        cfg = config_mod.from_dict(
-            {
-                "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
-                "radio": {
-                    "meshtastic": {
-                        **radio_of(device, "tcp"),
-                        "min_send_interval_s": 0.2,
-                        "ack_timeout_s": 3.0,
-                        "receipt_retries": 3,
-                    }
-                },
-                "uplink": {"mqtt": {"url": mosquitto.url, "keepalive_s": 5, "ack_timeout_s": 5.0}},
-                "handsets": [{"id": HANDSET, "officer": "Yohanes Taek", "village": "Oebubun"}],
-            }
-        )
+        cfg = handset_post_config(tmp_path, device, mosquitto.url, ack_timeout_s=5.0)
         with running_post(cfg) as daemon:
             device.add_node(HANDSET, "Petugas Oebubun 01", "OB01")
             texts = ["KEBAKARAN rumah warga", "BANJIR jalan desa putus", "MEDIS ibu melahirkan"]

@@ -20,7 +20,15 @@ from siaga import config as config_mod
 from siaga.config import TlsMqttConfig
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink
-from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_report, wait_until
+from tests.radio_rig import (
+    HANDSET,
+    acked_receipts,
+    handset_post_config,
+    make_device,
+    running_post,
+    wait_report,
+    wait_until,
+)
 
 LONG_ACK_TIMEOUT_S = 600.0
 
@@ -56,21 +64,7 @@ def test_session_present_without_subscriptions_still_delivers_with_both_receipts
     device = make_device(tmp_path, "tcp")
     device.start()
     try:
-        cfg = config_mod.from_dict(
-            {
-                "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
-                "radio": {
-                    "meshtastic": {
-                        **radio_of(device, "tcp"),
-                        "min_send_interval_s": 0.2,
-                        "ack_timeout_s": 3.0,
-                        "receipt_retries": 3,
-                    }
-                },
-                "uplink": {"mqtt": {"url": mosquitto.url, "keepalive_s": 5, "ack_timeout_s": LONG_ACK_TIMEOUT_S}},
-                "handsets": [{"id": HANDSET, "officer": "Yohanes Taek", "village": "Oebubun"}],
-            }
-        )
+        cfg = handset_post_config(tmp_path, device, mosquitto.url, ack_timeout_s=LONG_ACK_TIMEOUT_S)
         with running_post(cfg) as daemon:
             assert daemon.uplink is not None
             wait_until(lambda: daemon.uplink.state()["subscribed"], 20, "the uplink's SUBACK")  # type: ignore[union-attr]
@@ -244,6 +238,7 @@ def test_a_broker_that_drops_a_posts_reports_is_visible_everywhere(tmp_path: Pat
             ), center.receiver.state()
             presence = center.storage.get_post("oebubun")
             assert presence is not None
+            assert presence.state == "online"  # a refused publish does not make the post "offline" (no Last Will)
             row = post_row(presence, time.time(), 900.0, None)
             assert row["not_delivering"] and not row["silent"] and row["no_ack_s"] > 5.0
             assert center.storage.counts()["reports"] == 0

@@ -378,6 +378,13 @@ def test_silent_post_is_flagged(web: Any) -> None:
     page = client.get("/pos").text
     assert page.count("SENYAP</span>") == 2
     assert client.get("/api/summary").json()["posts_silent"] == 2
+    assert "tertahan di batas hop" not in page
+    # a post whose relay parked reports at the hop limit: an alarm on the posts page
+    storage.record_status("oebubun", "ttu", {**status, "relay": {"parked": 2, "held": 5, "metric": 3}}, now)
+    page = client.get("/pos").text
+    assert "ALARM: 2 laporan tertahan di batas hop" in page and "menahan 5 laporan pos lain" in page
+    posts = {p["post_id"]: p for p in client.get("/api/posts").json()["posts"]}
+    assert posts["oebubun"]["relay_parked"] == 2 and posts["eban"]["relay_parked"] == 0
     geo = client.get("/api/posts.geojson").json()
     assert {f["id"] for f in geo["features"]} >= {"oebubun", "eban", "wini"}  # sites from the bundled layer
 

@@ -5,12 +5,9 @@ assets needs a session) with the security headers, and :func:`action`, the wrapp
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -20,23 +17,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from center.auth import Auth, Session
 from center.web.context import Center
+from siaga.web import (  # noqa: F401 - re-exported: the dashboard's handlers import them from here
+    CSP,
+    SECURITY_HEADERS,
+    client_host,
+    random_token,
+    safe_next,
+    same_origin,
+    tokens_equal,
+    with_security_headers,
+)
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "siaga_sesi"
 LOGIN_COOKIE = "siaga_login"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; media-src 'self' data:; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 # Only these paths are reachable without a session: the login form and the static assets it needs.
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = frozenset({"/login"})
@@ -59,15 +54,7 @@ class AuthMiddleware:
         session = await run_in_threadpool(self.center.auth.session, token) if token else None
         scope.setdefault("state", {})["session"] = session
 
-        async def send_with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message["headers"] = headers
-            await send(message)
+        send_with_headers = with_security_headers(send)
 
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
         if session is None and not public:
@@ -83,17 +70,6 @@ class AuthMiddleware:
 
 def wants_json(path: str) -> bool:
     return path.startswith(("/api/", "/ekspor/", "/tiles/"))
-
-
-def safe_next(value: str | None) -> str:
-    # only a local path: never //host or a scheme (open redirect)
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
-
-
-def client_host(request: Request) -> str:
-    return request.client.host if request.client else "?"
 
 
 def session_of(request: Request) -> Session:
@@ -137,20 +113,3 @@ def action(handler: Handler, *, write: bool = True) -> Callable[[Request], Await
         return await handler(request, session, form)
 
     return endpoint
-
-
-def same_origin(request: Request) -> bool:
-    """Browsers send Origin on POST; when present it must be this host (defence in depth beside CSRF)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
-
-
-def random_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def tokens_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -126,6 +126,8 @@ class Mesh:
         #: per device: when (monotonic) the channel it shares with its component is free again
         self._busy_until: dict[str, float] = {}
         self._pending_acks: dict[tuple[str, int], Callable[[bool], None]] = {}
+        #: per device: transmissions toward it still on air (scheduled to arrive, not arrived yet)
+        self._on_air_to: dict[str, int] = {}
         self.started = False
 
     # ------------------------------------------------------------------ set-up
@@ -326,6 +328,16 @@ class Mesh:
         self._loop.post(lambda: out.append(RadioStats(**vars(self._stats[name]))))
         return out[0]
 
+    def on_air_to(self, name: str) -> int:
+        """Transmissions toward device ``name`` still on air.  A test that saw a packet leave its sender
+        (the sender's ``sent`` list) and then reads 0 here knows the packet has reached ``name``'s radio,
+        or was lost: the arrival is settled, whatever the receiving client does with it."""
+        if name not in self._devices:
+            raise ConfigError("mesh.device", name, "is not a device of this mesh")
+        out: list[int] = []
+        self._loop.post(lambda: out.append(self._on_air_to.get(name, 0)))
+        return out[0]
+
     def link_stats(self, sender: str, receiver: str) -> RadioStats:
         """A copy of the statistics of the link's direction ``sender`` → ``receiver``."""
         link = self._link(sender, receiver)
@@ -416,9 +428,11 @@ class Mesh:
                 link.stats[name].lost += 1
                 self._stats[other].lost += 1
                 continue
+            self._on_air_to[other] = self._on_air_to.get(other, 0) + 1
             self._loop.call_later(delay, functools.partial(self._arrive, other, link, pkt, transmitter))
 
     def _arrive(self, name: str, link: RadioLink, pkt: mesh_pb2.MeshPacket, transmitter: int) -> None:
+        self._on_air_to[name] -= 1
         if not link.up:  # cut while the packet was on air
             link.stats[link.other(name)].lost += 1
             self._stats[name].lost += 1

@@ -18,12 +18,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from devkit.harness.wait import wait_until
 from edge.store import Store
 
 T = TypeVar("T")
@@ -35,14 +35,7 @@ HOLD_DEADLINE_S = 120.0
 
 def wait_state(predicate: Callable[[], T], what: str, timeout: float = HOLD_DEADLINE_S, every: float = 0.02) -> T:
     """Wait until ``predicate()`` is truthy and return its value; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}")
-        time.sleep(every)
+    return wait_until(predicate, timeout, what, every)
 
 
 def _proc_state(pid: int) -> str | None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from devkit.harness.mosquitto import Mosquitto
 from devkit.harness.synctools import Center, center_report_ids
-from siaga import config as config_mod
 from tests.chaos.mqtt_cutter import (
     AFTER_CONNACK,
     AFTER_FIRST_PUBLISH,
@@ -28,7 +27,14 @@ from tests.chaos.mqtt_cutter import (
     MqttCutter,
 )
 from tests.conftest import Budget
-from tests.radio_rig import HANDSET, acked_receipts, make_device, radio_of, running_post, wait_until
+from tests.radio_rig import (
+    HANDSET,
+    acked_receipts,
+    handset_post_config,
+    make_device,
+    running_post,
+    wait_until,
+)
 
 ACK_TIMEOUT_S = 600.0
 #: Generous: only a real hang exceeds it.  The bound the issue asks for is the reconnect backoff (≤ 2 s per
@@ -51,21 +57,7 @@ def test_cuts_at_every_handshake_point_lose_nothing_and_never_wait_for_ack_timeo
     device = make_device(tmp_path, "tcp")
     device.start()
     try:
-        cfg = config_mod.from_dict(
-            {
-                "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
-                "radio": {
-                    "meshtastic": {
-                        **radio_of(device, "tcp"),
-                        "min_send_interval_s": 0.2,
-                        "ack_timeout_s": 3.0,
-                        "receipt_retries": 3,
-                    }
-                },
-                "uplink": {"mqtt": {"url": cutter.url, "keepalive_s": 5, "ack_timeout_s": ACK_TIMEOUT_S}},
-                "handsets": [{"id": HANDSET, "officer": "Yohanes Taek", "village": "Oebubun"}],
-            }
-        )
+        cfg = handset_post_config(tmp_path, device, cutter.url, ack_timeout_s=ACK_TIMEOUT_S)
         with running_post(cfg) as daemon:
             assert daemon.store is not None
             store = daemon.store
