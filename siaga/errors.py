@@ -16,10 +16,11 @@ class ConfigError(SiagaError):
     """The configuration is invalid; the process exits with code 78 (EX_CONFIG)."""
 
     def __init__(self, key: str, value: object, reason: str) -> None:
-        self.key = key
+        # a key is shown on one line whatever a hostile or mistyped file put in it (a newline, an escape)
+        self.key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(key))
         self.value = value
         self.reason = reason
-        super().__init__(f"{key}: {_short_repr(value)} {reason}")
+        super().__init__(f"{self.key}: {_short_repr(value)} {reason}")
 
 
 class ReportError(SiagaError):

@@ -89,7 +89,9 @@ def related(error_key: str, mutated: str) -> bool:
 
 
 def _norm(key: str) -> str:
-    return re.sub(r"\[\d+\]", "[0]", key)
+    # ConfigError shows a key's control characters escaped (one line whatever the file held)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+    return re.sub(r"\[\d+\]", "[0]", shown)
 
 
 def reason_of(exc: ConfigError, handsets_file: str | None) -> str:
@@ -418,6 +420,8 @@ def regression_cases(tmp: Path) -> list[tuple[bytes, list[str], bool, str | None
         case(tmp, {}, handsets=b'id,officer\n!a1b2c3d4,"' + b"x" * 200_000 + b'"\n'),  # csv.Error
         # not an escape, an oracle gap: the error names the file the key points at, not the key
         case(tmp, {"radio.meshtastic.handsets_file": str(tmp / "afile")}),
+        # a key with a newline in it made `config check` print its error on two lines
+        case(tmp, {"\n": 0}),
     ]
 
 
