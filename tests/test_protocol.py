@@ -271,6 +271,12 @@ def test_command_round_trip_and_validation() -> None:
     for bad in ({"to": "broadcast"}, {"text": ""}, {"text": "x" * 201}, {"type": "reboot"}, {"cmd_id": 5}):
         with pytest.raises(ProtocolError):
             protocol.decode_command(protocol.encode({"v": 1, **cmd, **bad}))
+    # a reply for another post, to be carried over the mesh (docs/RELAY.md): origin is additive and validated
+    carried = {**cmd, "origin": "desa-a"}
+    assert protocol.decode_command(protocol.encode_command(carried, sent_at=SENT)) == carried
+    for origin in ("", "Desa A", "x" * 33, 5, ["desa-a"], {"p": 1}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_command(protocol.encode({"v": 1, **cmd, "origin": origin}))
 
 
 def test_the_reply_limit_is_195_bytes_of_utf8_the_one_packet_budget() -> None:
