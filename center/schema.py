@@ -173,9 +173,17 @@ ALTER TABLE report_copies ADD COLUMN relay_hops INTEGER;
 CREATE INDEX report_copies_relay ON report_copies (relay_origin, post_id)
 """
 
+#: A staff reply to a report that reached the center only carried goes to the carrier's ``cmd`` topic
+#: (``replies.post_id`` = the carrier) with this origin post, for the carrier to send on over the mesh
+#: (docs/RELAY.md, "Staff replies over the mesh").  NULL: the post itself delivers it to the handset.
+_REPLY_ORIGIN_SQL = """
+ALTER TABLE replies ADD COLUMN relay_origin TEXT
+"""
+
 #: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
     _STAFF,
     Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
+    Migration("c003_reply_origin", _REPLY_ORIGIN_SQL, _REPLY_ORIGIN_SQL),
 )
