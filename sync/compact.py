@@ -1131,7 +1131,8 @@ def decode_center_ack(payload: bytes) -> CenterAck:
 # A staff reply walking back to the origin post of a report that reached the center only carried
 # (docs/RELAY.md, "Staff replies over the mesh").  Ids as in a CENTER_ACK (no origin-handset form); the text
 # is UTF-8 or deflate with a preset dictionary as in a report, whichever is shorter, and at most the reply
-# limit once decoded; its length is sent so that a cut packet is refused, never shown as a shorter text.  No tag: as the CENTER_ACK, v1 trusts the carriers with what walks back.
+# limit once decoded; its length is sent so that a cut packet is refused, never shown as a shorter text.
+# No tag: as with the CENTER_ACK, v1 trusts the carriers with what walks back.
 #: A staff reply's text, in UTF-8 bytes (as sync.protocol.MAX_REPLY_TEXT_BYTES: "112: " + text in one packet).
 MAX_REPLY_TEXT_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
 
@@ -1206,4 +1207,3 @@ def decode_reply(payload: bytes) -> Reply:
     except ProtocolError as exc:
         raise ProtocolError("text", exc.detail) from None
     return Reply(xmit, origin, ids[0], ids[1], text)
-
