@@ -85,17 +85,28 @@ def rows_airtime(res: dict[str, Any]) -> list[Row]:
 
 def rows_center_ingest(res: dict[str, Any]) -> list[Row]:
     out = []
-    for backend, r in res.items():
+    for backend in ("sqlite", "postgresql"):
+        r = res.get(backend)
+        if not isinstance(r, dict):
+            continue
         if "error" in r:
             out.append(row(f"center ingest ({backend})", "-", "> naive", "", f"error: {r['error'][:60]}"))
             continue
+        before = r.get("paths", {}).get("before")
+        # PostgreSQL's goal (issue 14): ≥ 5,000 reports/s committed, batched
+        goal_rps = center_ingest.PG_GOAL_RPS if backend == "postgresql" else 0
         out.append(
             row(
                 f"center ingest ({backend}, {r['reports_per_message']:g} reports/commit)",
                 f"{r['batched_rps']:.0f} reports/s",
-                "> naive",
-                f"1 tx/report: {r['naive_rps']:.0f}/s ({r['speedup']:.1f}x)",
-                _verdict(r["batched_rps"] > r["naive_rps"] and r["stored"] == 2 * r["reports"]),
+                f"≥ {goal_rps:,}/s" if goal_rps else "> naive",
+                (f"before: {before['batched_rps']:.0f}/s; " if before else "")
+                + f"1 tx/report: {r['naive_rps']:.0f}/s ({r['speedup']:.1f}x); group commit {r['grouped_rps']:.0f}/s",
+                _verdict(
+                    r["batched_rps"] > r["naive_rps"]
+                    and r["batched_rps"] >= goal_rps
+                    and r["stored"] == 3 * r["reports"]
+                ),
             )
         )
     return out

@@ -7,8 +7,9 @@
   or disabling an account ends the session at once.
 * CSRF: each session has its own random token, rendered into every form and sent by fetch() as a header;
   every state-changing request must carry it (compared in constant time).
-* Rate limiting: failed logins are counted per account and per client address in a sliding window; past
-  the limit the login is refused without even checking the password.
+* Rate limiting: failed logins are counted per account and per client address in a sliding window, in the
+  database (shared by every center process on it); past the limit the login is refused without even
+  checking the password.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from center.staffdb import StaffDB
 from siaga.errors import CenterError
 from siaga.passwords import DUMMY_HASH, hash_password, verify_password
-from siaga.passwords import LoginLimiter as _Limiter
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,41 @@ def check_password_policy(password: str) -> None:
 
 
 # -------------------------------------------------------------------------------- rate limiting
-class LoginLimiter(_Limiter):
-    """The kernel's sliding-window failure counter (siaga/passwords.py), refusing with :class:`RateLimited`.
-    With several center processes each keeps its own count, which still bounds guessing."""
+class LoginLimiter:
+    """Sliding-window failure counter per key (account name, client address), in the center database
+    (``login_failures``): every center process behind one database shares the count, so that a guesser
+    spreading attempts over several processes (or a restart) gains nothing."""
+
+    def __init__(
+        self, db: StaffDB, max_failures: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._clock = clock  # wall clock: shared by processes (a monotonic clock is not)
 
     def check(self, *keys: str) -> None:
-        retry = self.retry_after(*keys)
-        if retry is not None:
-            raise RateLimited(retry)
+        since = self._clock() - self.window_s
+        for key in keys:
+            row = self.db.one(
+                "SELECT count(*) AS n, min(at_ts) AS first FROM login_failures WHERE key = ? AND at_ts > ?",
+                (key, since),
+            )
+            if row and int(row["n"]) >= self.max_failures:
+                raise RateLimited(max(1, int(float(row["first"]) + self.window_s - self._clock())))
+
+    def failed(self, *keys: str) -> None:
+        now = self._clock()
+        with self.db.atomic():
+            for key in keys:
+                self.db.execute("INSERT INTO login_failures (key, at_ts) VALUES (?, ?)", (key[:200], now))
+            # what has left every window goes at once: an address sweep cannot grow the table without bound
+            self.db.execute("DELETE FROM login_failures WHERE at_ts <= ?", (now - self.window_s,))
+
+    def succeeded(self, *keys: str) -> None:
+        with self.db.atomic():
+            for key in keys:
+                self.db.execute("DELETE FROM login_failures WHERE key = ?", (key[:200],))
 
 
 # -------------------------------------------------------------------------------- accounts + sessions
@@ -92,7 +120,7 @@ def _token_hash(token: str) -> str:
 class Auth:
     def __init__(self, db: StaffDB, *, limiter: LoginLimiter | None = None) -> None:
         self.db = db
-        self.limiter = limiter or LoginLimiter()
+        self.limiter = limiter or LoginLimiter(db)
 
     # accounts
     def add_user(self, username: str, password: str, role: str = "petugas") -> None:

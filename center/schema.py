@@ -173,6 +173,30 @@ ALTER TABLE report_copies ADD COLUMN relay_hops INTEGER;
 CREATE INDEX report_copies_relay ON report_copies (relay_origin, post_id)
 """
 
+#: Each center receiver's presence (docs/PROTOCOL.md, ``center_state``), from its retained topic
+#: ``112/v1/center/receivers/{receiver_id}``: every receiver records every receiver's messages.
+_RECEIVERS_SQL = """
+CREATE TABLE receivers (
+    receiver_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    connected_at TEXT,
+    session TEXT,
+    beat_ts DOUBLE PRECISION,
+    status_ts DOUBLE PRECISION NOT NULL
+)
+"""
+
+#: Failed staff logins inside the rate limiter's window (center/auth.py LoginLimiter), shared by every
+#: center process on the database.
+_LOGIN_FAILURES_SQL = """
+CREATE TABLE login_failures (
+    key TEXT NOT NULL,
+    at_ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (key, at_ts);
+CREATE INDEX login_failures_at ON login_failures (at_ts)
+"""
+
 #: A staff reply to a report that reached the center only carried goes to the carrier's ``cmd`` topic
 #: (``replies.post_id`` = the carrier) with this origin post, for the carrier to send on over the mesh
 #: (docs/RELAY.md, "Staff replies over the mesh").  NULL: the post itself delivers it to the handset.
@@ -185,5 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
     _STAFF,
     Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
-    Migration("c003_reply_origin", _REPLY_ORIGIN_SQL, _REPLY_ORIGIN_SQL),
+    Migration("c003_receivers", _RECEIVERS_SQL, _RECEIVERS_SQL),
+    Migration("s002_login_failures", _LOGIN_FAILURES_SQL, _LOGIN_FAILURES_SQL),
+    Migration("c004_reply_origin", _REPLY_ORIGIN_SQL, _REPLY_ORIGIN_SQL),
 )

@@ -23,7 +23,9 @@ from center.storage import CenterStorage, IncomingReport, Reply, open_storage
 from siaga.config import Config
 from siaga.errors import CenterError, ProtocolError, SyncError
 from siaga.metrics import MetricsServer, Registry
+from siaga.report import parse_time
 from siaga.sdnotify import Notifier, Watchdog
+from sync.protocol import CenterState
 from sync.receiver import ReceivedBatch, Receiver
 
 log = logging.getLogger(__name__)
@@ -50,28 +52,41 @@ class StorageSink:
 
     def store_reports(self, batches: Sequence[ReceivedBatch]) -> None:
         """Every batch in one transaction (one fsync): a group commit when posts send faster than fsyncs."""
-        self._storage.ingest(
-            [
-                IncomingReport(
-                    report=w.report,
-                    post_id=item.post_id,
-                    received_at=item.received_at,
-                    age_s=w.age_s,
-                    age_source=w.age_source,
-                    post_sent_at=item.batch.sent_at,
-                    regency=item.regency,
-                    relay_prev=w.relay.prev if w.relay else None,
-                    relay_hops=w.relay.hops if w.relay else None,
-                )
-                for item in batches
-                for w in item.batch.reports
-            ]
-        )
+        self._storage.ingest(self.incoming(batches))
+
+    @staticmethod
+    def incoming(batches: Sequence[ReceivedBatch]) -> list[IncomingReport]:
+        """The reports of ``batches`` as the storage takes them."""
+        return [
+            IncomingReport(
+                report=w.report,
+                post_id=item.post_id,
+                received_at=item.received_at,
+                age_s=w.age_s,
+                age_source=w.age_source,
+                post_sent_at=item.batch.sent_at,
+                regency=item.regency,
+                relay_prev=w.relay.prev if w.relay else None,
+                relay_hops=w.relay.hops if w.relay else None,
+            )
+            for item in batches
+            for w in item.batch.reports
+        ]
 
     def store_status(
         self, regency: str, post_id: str, status: dict[str, Any], received_at: datetime, retained: bool
     ) -> None:
         self._storage.record_status(post_id, regency, status, received_at, retained=retained)
+
+    def store_receiver_state(self, receiver_id: str, state: CenterState, received_at: datetime, retained: bool) -> None:
+        self._storage.record_receiver_state(
+            receiver_id,
+            state.state,
+            received_at,
+            connected_at=state.at,
+            session=None if state.at is None else ("resumed" if state.resumed else "new"),
+            beat=parse_time(state.beat) if state.beat else None,
+        )
 
     def store_reply_state(self, regency: str, post_id: str, event: dict[str, Any], received_at: datetime) -> None:
         reply = self._storage.get_reply(event["cmd_id"])

@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ def add_commands(sub: Any) -> None:
     pr.set_defaults(func=_center_run)
     pl = csub.add_parser("reports", help="list received reports, newest first")
     pl.add_argument("--json", action="store_true", help="print a JSON array")
-    pl.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    pl.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        help="at most this many, newest first (default 50; 0 = all); how many were left out goes to stderr",
+    )
     pl.add_argument("--post", metavar="POST_ID", help="only reports from this post")
     pl.add_argument("--category", help="only this category")
     pl.set_defaults(func=_center_reports)
@@ -81,12 +87,26 @@ def _center_run(args: Any) -> int:
 
 
 def _center_reports(args: argparse.Namespace) -> int:
-    from center.storage import ReportFilter, open_storage
+    from center.storage import CenterReport, ReportFilter, open_storage
     from sync import protocol
 
     cfg = load_config(args, require_post=False)
+    flt = ReportFilter(post_id=args.post, category=args.category)
     with open_storage(cfg.center.db) as storage:
-        rows = storage.list_reports(ReportFilter(post_id=args.post, category=args.category, limit=max(1, args.limit)))
+        total = storage.count_reports(flt)
+        rows: list[CenterReport] = []
+        wanted = total if args.limit <= 0 else min(args.limit, total)
+        while len(rows) < wanted:  # list_reports pages at most 10,000 at a time
+            page = storage.list_reports(replace(flt, limit=min(10_000, wanted - len(rows)), offset=len(rows)))
+            if not page:
+                break
+            rows += page
+    if total > len(rows):
+        # said on stderr, so that a script counting the JSON array is not misled and stdout stays JSON
+        print(
+            f"{total - len(rows)} laporan lain tidak ditampilkan ({len(rows)} dari {total}); --limit 0 untuk semua",
+            file=sys.stderr,
+        )
     if args.json:
         out = [
             {

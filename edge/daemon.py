@@ -55,14 +55,15 @@ from edge.radio import (
     RadioTuning,
 )
 from edge.receipts import Outbox, Outgoing, center_receipt_text, post_receipt_text, reply_text
+from edge.reserve import ensure_reserve, release_reserve
 from edge.status import write_runtime
-from edge.store import PutResult, Store
+from edge.store import PutResult, Store, is_disk_full
 from edge.tnc import PRIORITY_ACK, PRIORITY_RECEIPT, TncBridge, TncTuning
 from edge.touchtone import CodeTable, Decoded, clean_keys, decode, load_table
 from relay.engine import Engine, RelaySettings
 from siaga.clock import Clock, SystemClock
 from siaga.config import Config, read_relay_key
-from siaga.errors import ReportError, StoreError
+from siaga.errors import ReportError, SiagaError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import Callback, PathHop, Report, mesh_report_id, new_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
@@ -136,8 +137,24 @@ class Post:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         cfg = self.cfg
-        store = Store.open(cfg.store_path, clock=self.clock)
+        try:
+            store = Store.open(cfg.store_path, clock=self.clock)
+        except StoreError as exc:
+            # a disk that filled up while the post was stopped: give SQLite the reserve's room, and run
+            freed = release_reserve(cfg.node.data_dir) if is_disk_full(exc) else 0
+            if not freed:
+                raise
+            log.error(
+                "DISK FULL at start (%s): released the %d MiB disk reserve so that the post runs and reads the"
+                " radio; free space on %s now",
+                exc,
+                freed // (1024 * 1024),
+                cfg.node.data_dir,
+            )
+            self.count("store.reserve_released")
+            store = Store.open(cfg.store_path, clock=self.clock)
         self.store = store
+        ensure_reserve(cfg.node.data_dir)
         try:
             store.release_all_claims()
             boots = store.bump_boot_counter()
@@ -325,13 +342,39 @@ class Post:
         except Exception:
             uplink_state = {"connected": False}
         broker = uplink_state.get("broker") if uplink_state.get("connected") else None
-        if broker != self._runtime.get("uplink"):
-            self._write_runtime(uplink=broker)
+        # connected yet no center ack for longer than ack_timeout_s: the wall time it began (written once per
+        # stall, so that the runtime file changes only at the edges; ``siaga status`` counts the minutes)
+        stalled_since = None
+        if self.uplink.stalled():
+            stalled_since = self._runtime.get("no_center_ack_since") or round(
+                time.time() - float(uplink_state.get("no_center_ack_s") or 0.0), 1
+            )
+        if broker != self._runtime.get("uplink") or stalled_since != self._runtime.get("no_center_ack_since"):
+            self._write_runtime(uplink=broker, no_center_ack_since=stalled_since)
 
     def refresh_relay_state(self) -> None:
         """The ``relay_state`` job: the relay's routes and custody, for ``siaga status``."""
         if self.relay is not None:
-            self._write_runtime(relay=self.relay.snapshot())
+            snapshot = self.relay.snapshot()
+            self._write_runtime(relay=snapshot)
+            if self.uplink is not None and self.store is not None:
+                # the center sees the relay too: what this post carries and, above all, parked reports
+                # (the hop-limit alarm), which otherwise only the officer's `siaga status` shows
+                try:
+                    summary = self.store.relay_summary()
+                except SiagaError as exc:
+                    log.warning("relay summary for the heartbeat failed: %s", exc)
+                    return
+                self.uplink.set_post_state(
+                    relay={
+                        "metric": snapshot.get("metric"),
+                        "route": snapshot.get("route"),
+                        "neighbours": len(snapshot.get("neighbours", [])),
+                        "held": summary["held"],
+                        "parked": summary["parked"],
+                        "center_acks_owed": summary["center_acks_owed"],
+                    }
+                )
 
     # ------------------------------------------------------------------ state
     def count(self, key: str, n: int = 1) -> None:
@@ -396,6 +439,12 @@ class Post:
             "post_oldest_pending_age_seconds",
             "age of the oldest report not yet delivered to the center (absent when none waits)",
             lambda: self.store.oldest_pending_age_s() if self.store else None,
+        )
+        registry.gauge(
+            "uplink_no_center_ack_seconds",
+            "while connected: how long reports the broker took have waited for a center ack with none coming"
+            " (absent when nothing waits); growing while the center is online means the broker drops them",
+            lambda: self.uplink.no_center_ack_s() if self.uplink else None,
         )
         registry.counter(
             "uplink_events",

@@ -31,8 +31,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge.nodes import NODE_FLUSH_S
+from edge.reserve import ensure_reserve
 from siaga.config import Config, UplinkMqttConfig
 from siaga.errors import SiagaError
+from sync.uplink import prune_handled_commands
 
 if TYPE_CHECKING:
     from edge.nodes import NodeTable
@@ -116,6 +118,8 @@ def _release_stale(owner: UplinkOwner) -> None:
 def _retention(post: PostParts) -> None:
     if post.store is not None:
         post.store.retention(post.cfg.store.retention_days)
+        prune_handled_commands(post.store)
+        ensure_reserve(post.cfg.node.data_dir)  # made again once there is room (edge/reserve.py)
 
 
 def _flush_receipts(post: PostParts) -> None:

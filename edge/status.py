@@ -88,6 +88,10 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         attention.append("reports_held_in_memory")
     if oldest is not None and oldest > PENDING_ALARM_S:
         attention.append("reports_waiting_long")
+    stalled_since = (runtime or {}).get("no_center_ack_since")
+    no_center_ack_s = max(0.0, time.time() - stalled_since) if isinstance(stalled_since, int | float) else None
+    if no_center_ack_s is not None:
+        attention.append("center_not_acking")
     relay: dict[str, Any] | None = None
     if cfg.relay.enabled:
         summary = store.relay_summary()
@@ -111,6 +115,7 @@ def post_status(cfg: Config, store: Store) -> dict[str, Any]:
         "radio": (runtime or {}).get("radio", "unknown"),
         "uplink": (runtime or {}).get("uplink"),
         "held_in_memory": held,
+        "no_center_ack_s": no_center_ack_s,
         "relay": relay,
         "attention": attention,
     }
@@ -139,6 +144,8 @@ _ATTENTION_ID = {
     "reports_waiting_long": "Ada laporan menunggu lebih dari 30 menit: cari sinyal / periksa uplink",
     "relay_parked": "ALARM RELAY: laporan berhenti di pos ini setelah terlalu banyak lompatan (putaran rute?)."
     " Hubungi teknisi kabupaten",
+    "center_not_acking": "Tersambung ke broker, tetapi pusat 112 TIDAK mengonfirmasi laporan: broker menerima"
+    " laporan tanpa meneruskannya (periksa ACL broker) atau pusat tidak berjalan. Hubungi teknisi kabupaten",
     "relay_no_route": "Relay: tidak ada tetangga menuju uplink; laporan ditahan di pos ini sampai jalur ada",
 }
 
@@ -159,6 +166,8 @@ def render_status(status: dict[str, Any]) -> str:
         f"  Uplink sekarang: {status['uplink'] or 'tidak ada'}",
         f"  Laporan tertua menunggu: {_age(oldest)}",
     ]
+    if status.get("no_center_ack_s") is not None:
+        lines.append(f"  Tanpa konfirmasi pusat walau tersambung: {_age(status['no_center_ack_s'])}")
     disk = status.get("disk")
     if disk is not None:
         lines.append(f"  Ruang disk     : {_size(disk['free_bytes'])} bebas dari {_size(disk['total_bytes'])}")

@@ -1052,6 +1052,28 @@ class Store(RelayStoreMixin):
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) whose key starts with ``prefix``, oldest written first."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read("SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY rowid", (pattern,))
+        return [(row["key"], row["value"]) for row in rows]
+
+    def meta_delete(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def meta_prune(self, prefix: str, keep: int) -> int:
+        """Delete all but the ``keep`` newest meta keys starting with ``prefix`` (newest = last written:
+        by rowid, not by a time the post's clock may have wrong).  Returns how many went."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM meta WHERE key LIKE ? ESCAPE '\\' AND rowid NOT IN"
+                " (SELECT rowid FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY rowid DESC LIMIT ?)",
+                (pattern, pattern, max(0, keep)),
+            )
+            return int(cur.rowcount)
+
     # ------------------------------------------------------------------ console: messages from 112, operators
     def add_message(self, cmd_id: str, report_id: str | None, to_node: str | None, text: str) -> bool:
         """Keep a staff reply from 112 for the console (committed: it survives a restart).  False: a repeat."""
@@ -1193,10 +1215,18 @@ def _row_to_stored(
     )
 
 
+_DISK_FULL = "the disk is full or failing"
+
+
+def is_disk_full(exc: StoreError) -> bool:
+    """Whether the store refused for lack of room (or a failing disk: SQLite cannot tell them apart)."""
+    return _DISK_FULL in str(exc)
+
+
 def _store_error(action: str, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if "disk is full" in text or "disk I/O" in text:
-        return StoreError(f"{action} failed: the disk is full or failing ({text}); nothing was changed")
+        return StoreError(f"{action} failed: {_DISK_FULL} ({text}); nothing was changed")
     if "readonly" in text or "read-only" in text:
         return StoreError(f"{action} failed: the store is read-only ({text}); nothing was changed")
     if "locked" in text or "busy" in text:

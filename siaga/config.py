@@ -270,6 +270,9 @@ class UplinkMqttConfig(TlsMqttConfig):
     ack_timeout_s: float = _check(_range(5, 86400), 120.0)
     compress: bool = False
     heartbeat_s: float = _check(_range(5, 86400), 60.0)
+    #: on a broker other than the first of ``urls``: how often to look whether the first is reachable again,
+    #: and return to it (when nothing is in flight) — a satellite fallback must not stay in use for good
+    primary_probe_s: float = _check(_range(5, 86400), 300.0)
 
 
 @dataclass(frozen=True, slots=True)

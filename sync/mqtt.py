@@ -412,6 +412,15 @@ class MqttLink:
         on_suback(refused)
 
 
+def tcp_reachable(broker: BrokerAddress, timeout: float) -> bool:
+    """Whether ``broker`` accepts a TCP connection (closed at once): a cheap look before switching to it."""
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def open_first(
     urls: Sequence[str], make: Callable[[BrokerAddress], MqttLink], *, timeout: float = 10.0
 ) -> tuple[MqttLink, bool]:

@@ -8,7 +8,7 @@ Topics (``{regency}`` and ``{post_id}`` are slugs ``[a-z0-9-]{1,32}``):
 ``112/v1/{regency}/{post_id}/status``    post→center QoS 1 retained: heartbeat; Last Will ``offline``
 ``112/v1/{regency}/{post_id}/cmd``       center→post QoS 1: a staff reply to a handset
 ``112/v1/{regency}/{post_id}/event``     post→center QoS 1: delivery state of a reply
-``112/v1/center/state``                  center      QoS 1 retained: ``online``/``offline`` (Last Will)
+``112/v1/center/receivers/{id}``         center      QoS 1 retained: ``online``/``offline`` (Last Will), per receiver
 =======================================  ==========  =====================================================
 
 Every payload is a JSON object ``{"v": 1, "type": ..., ...}`` in UTF-8, or that JSON compressed with
@@ -36,7 +36,11 @@ from sync import compact
 
 VERSION = 1
 PREFIX = "112/v1"
+#: Retired (one receiver's Last Will there marked the whole center offline while others ran): each receiver
+#: now has its own presence topic, :func:`center_receiver_topic`.  Nothing publishes or reads it.
 CENTER_STATE_TOPIC = f"{PREFIX}/center/state"
+#: Every receiver's presence (retained, Last Will ``offline``): the center is online while any one is.
+CENTER_RECEIVERS_FILTER = f"{PREFIX}/center/receivers/+"
 KINDS = ("report", "ack", "status", "cmd", "event")
 
 #: Largest MQTT payload either end accepts (also the broker's message_size_limit in the example config).
@@ -88,10 +92,25 @@ def parse_topic(name: str) -> tuple[str, str, str]:
     return parts[2], parts[3], parts[4]
 
 
+def _topic_safe(client_id: str) -> str:
+    return "".join("_" if c in "+#/" else c for c in client_id)
+
+
 def center_probe_topic(client_id: str) -> str:
     """A receiver's own topic, for proving its subscriptions by a round trip (sync/receiver.py)."""
-    safe = "".join("_" if c in "+#/" else c for c in client_id)
-    return f"{PREFIX}/center/probe/{safe}"
+    return f"{PREFIX}/center/probe/{_topic_safe(client_id)}"
+
+
+def center_receiver_topic(client_id: str) -> str:
+    """A receiver's presence topic (retained ``center_state``; its Last Will says ``offline``)."""
+    return f"{PREFIX}/center/receivers/{_topic_safe(client_id)}"
+
+
+def parse_center_receiver_topic(name: str) -> str | None:
+    """The receiver a presence topic belongs to, or None when ``name`` is not one."""
+    head = f"{PREFIX}/center/receivers/"
+    rest = name[len(head) :] if name.startswith(head) else ""
+    return rest if rest and "/" not in rest and len(rest) <= 64 else None
 
 
 def center_subscriptions(regency: str, share_group: str) -> list[str]:
@@ -102,6 +121,7 @@ def center_subscriptions(regency: str, share_group: str) -> list[str]:
         f"$share/{share_group}/{base}/report",
         f"$share/{share_group}/{base}/event",
         f"{base}/status",
+        CENTER_RECEIVERS_FILTER,
     ]
 
 
@@ -468,7 +488,12 @@ _STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "uptime_s": (int, float),
     "center": (str, type(None)),
     "name": (str,),
+    "no_ack_s": (int, float, type(None)),
+    "delivering": (bool,),
+    "relay": (dict, type(None)),
 }
+#: The heartbeat's ``relay`` summary (docs/PROTOCOL.md): counts, the metric and the next hop's post id.
+_RELAY_STATUS_INTS = ("metric", "neighbours", "held", "parked", "center_acks_owed")
 
 
 def encode_status(status: Mapping[str, Any]) -> bytes:
@@ -487,7 +512,7 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
         if key not in message:
             continue
         value = message[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ProtocolError("schema", f"status.{key} has the wrong type")
         if isinstance(value, str) and len(value) > 200:
             raise ProtocolError("schema", f"status.{key} is too long")
@@ -499,6 +524,27 @@ def decode_status(payload: bytes, topic_post_id: str) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in queue.items()
     ):
         raise ProtocolError("schema", "status.queue must map states to counts")
+    relay = out.get("relay")
+    if relay is not None:
+        out["relay"] = _relay_status(relay)
+    return out
+
+
+def _relay_status(relay: Mapping[str, Any]) -> dict[str, Any]:
+    """The relay summary of a heartbeat, validated; unknown keys dropped like the heartbeat's own."""
+    out: dict[str, Any] = {}
+    for key in _RELAY_STATUS_INTS:
+        value = relay.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+            raise ProtocolError("schema", f"status.relay.{key} must be a count")
+        out[key] = value
+    route = relay.get("route")
+    if route is not None:
+        if not isinstance(route, str) or len(route) > 40:
+            raise ProtocolError("schema", "status.relay.route must be a short string")
+        out["route"] = route
     return out
 
 
@@ -580,19 +626,30 @@ def decode_event(payload: bytes) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- center state
 @dataclass(frozen=True, slots=True)
 class CenterState:
-    """``at`` marks one center connection: a new value means a receiver (re)subscribed.  ``resumed``: the
-    broker kept that receiver's session, so it also kept what was published for it meanwhile."""
+    """One receiver's presence.  ``at`` marks one receiver connection: a new value means that receiver
+    (re)subscribed.  ``resumed``: the broker kept that receiver's session, so it also kept what was
+    published for it meanwhile.  ``beat``: the receiver's clock at its last heartbeat (re-published every
+    :data:`RECEIVER_HEARTBEAT_S` while it runs)."""
 
     state: str
     at: str | None = None
     resumed: bool = False
+    beat: str | None = None
 
 
-def encode_center_state(state: str, *, at: datetime | None = None, resumed: bool = False) -> bytes:
+#: A receiver re-publishes its presence this often (the dashboard shows the last one).
+RECEIVER_HEARTBEAT_S = 30.0
+
+
+def encode_center_state(
+    state: str, *, at: datetime | None = None, resumed: bool = False, beat: datetime | None = None
+) -> bytes:
     message: dict[str, Any] = {"v": VERSION, "type": "center_state", "state": state}
     if at is not None:
         message["at"] = format_time(at)
         message["session"] = "resumed" if resumed else "new"
+    if beat is not None:
+        message["beat"] = format_time(beat)
     return encode(message)
 
 
@@ -601,10 +658,16 @@ def decode_center_state(payload: bytes) -> CenterState:
     state = message.get("state")
     if state not in ("online", "offline"):
         raise ProtocolError("schema", "center state must be online or offline")
-    at = message.get("at")
-    if at is not None and (not isinstance(at, str) or len(at) > 40):
-        raise ProtocolError("schema", "center state 'at' must be a time string")
+    at, beat = message.get("at"), message.get("beat")
+    for name, value in (("at", at), ("beat", beat)):
+        if value is not None and (not isinstance(value, str) or len(value) > 40):
+            raise ProtocolError("schema", f"center state {name!r} must be a time string")
+    if beat is not None:
+        try:
+            parse_time(beat, "beat")
+        except InvalidReport as exc:
+            raise ProtocolError("schema", f"center state: {exc}") from None
     session = message.get("session", "new")  # absent (an older center): assume nothing was kept
     if session not in ("new", "resumed"):
         raise ProtocolError("schema", "center state 'session' must be new or resumed")
-    return CenterState(str(state), at, session == "resumed")
+    return CenterState(str(state), at, session == "resumed", beat)

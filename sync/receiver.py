@@ -101,6 +101,10 @@ class ReceiverSink(Protocol):
 
     def store_reply_state(self, regency: str, post_id: str, event: dict[str, Any], received_at: datetime) -> None: ...
 
+    def store_receiver_state(
+        self, receiver_id: str, state: protocol.CenterState, received_at: datetime, retained: bool
+    ) -> None: ...
+
 
 class Receiver:
     """One center receiver process's MQTT side.  ``start`` is non-blocking."""
@@ -113,6 +117,7 @@ class Receiver:
         client_id: str | None = None,
         backoff: Backoff = RECONNECT,
         relay: RelayCheck | None = None,
+        heartbeat_s: float = protocol.RECEIVER_HEARTBEAT_S,
     ) -> None:
         self._settings = settings
         self._backoff = backoff
@@ -129,6 +134,9 @@ class Receiver:
         self._session_present = False
         self._probe_seen_retained = False
         self._probe_nonce: str | None = None
+        self._heartbeat_s = heartbeat_s
+        self._online: tuple[datetime, bool] | None = None  # this connection's (at, resumed), once announced
+        self._beat_mono = 0.0
         self._heard_mono = time.monotonic()
         self._tick = time.monotonic()
         self.counters: Counter[str] = Counter()
@@ -199,6 +207,8 @@ class Receiver:
                 log.warning("receiver: no SUBACK or probe from the broker; reconnecting")
                 self._drop("subscribe timeout")
                 continue
+            if self._ready and time.monotonic() - self._beat_mono >= self._heartbeat_s:
+                self._announce()
             try:
                 event = self._q.get(timeout=1.0)
             except queue.Empty:
@@ -241,7 +251,8 @@ class Receiver:
                 client_id=self._client_id,
                 handler=self,
                 section="center.mqtt",
-                will=Will(protocol.CENTER_STATE_TOPIC, protocol.encode_center_state("offline")),
+                # this receiver's own presence: its death says nothing about the other receivers
+                will=Will(protocol.center_receiver_topic(self._client_id), protocol.encode_center_state("offline")),
                 session_expiry_s=SESSION_EXPIRY_S,
                 manual_ack=True,
                 max_inflight=100,
@@ -302,16 +313,26 @@ class Receiver:
         resumed = self._session_present and not self._probe_seen_retained
         # the marker the next connection's probe subscription may release (retained; tiny)
         link.publish(protocol.center_probe_topic(self._client_id), b"subscribed", qos=1, retain=True)
-        link.publish(
-            protocol.CENTER_STATE_TOPIC,
-            protocol.encode_center_state("online", at=datetime.now(UTC), resumed=resumed),
-            qos=1,
-            retain=True,
-        )
+        self._online = (datetime.now(UTC), resumed)
+        self._announce()
         log.info(
             "receiver subscribed on %s (session %s)",
             link.broker.url,
             "resumed" if resumed else ("present without our subscriptions" if self._session_present else "new"),
+        )
+
+    def _announce(self) -> None:
+        """Publish this receiver's presence (retained): at subscribing, then every heartbeat_s."""
+        link = self._link
+        if link is None or self._online is None:
+            return
+        at, resumed = self._online
+        self._beat_mono = time.monotonic()
+        link.publish(
+            protocol.center_receiver_topic(self._client_id),
+            protocol.encode_center_state("online", at=at, resumed=resumed, beat=datetime.now(UTC)),
+            qos=1,
+            retain=True,
         )
 
     def _note_error(self, text: str) -> None:
@@ -322,6 +343,7 @@ class Receiver:
     def _drop(self, reason: str, *, polite: bool = False) -> None:
         link, self._link = self._link, None
         self._ready = False
+        self._online = None
         if link is None:
             return
         if polite:
@@ -424,7 +446,15 @@ class Receiver:
 
     def _handle(self, link: MqttLink, message: Message) -> None:
         received_at = datetime.now(UTC)
+        receiver_id = protocol.parse_center_receiver_topic(message.topic)
         try:
+            if receiver_id is not None:
+                if message.payload:  # empty: a cleared retained presence, nothing to record
+                    state = _decode(protocol.decode_center_state, message.payload)
+                    self._sink.store_receiver_state(receiver_id, state, received_at, message.retain)
+                    self.counters["receiver_states"] += 1
+                link.ack(message.mid, message.qos)
+                return
             regency, post_id, kind = protocol.parse_topic(message.topic)
             if kind == "report":
                 self._handle_report_messages(link, [message])

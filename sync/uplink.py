@@ -20,11 +20,11 @@ are acknowledged (PUBACK) only after they were handled, so a crash never loses a
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -46,6 +46,7 @@ from sync.mqtt import (
     MqttLink,
     Will,
     open_first,
+    tcp_reachable,
 )
 from sync.netwatch import NetWatcher
 from sync.queue import ReportQueue
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 #: A refused or unreachable connect costs one SYN, and a short cellular window must not be missed.
 RECONNECT = Backoff(0.25, 2.0, jitter=0.5)
 CONNECT_TIMEOUT_S = 8.0
+#: The TCP connect that tells whether the primary broker answers again (uplink.mqtt.primary_probe_s).
+PRIMARY_PROBE_TIMEOUT_S = 5.0
 #: A network change while connected: the link must prove itself (a PUBACK) within this time.
 PROBE_TIMEOUT_S = 10.0
 #: Waiting for the SUBACK, the link is given up only after this long with nothing at all from the broker
@@ -72,9 +75,18 @@ IDLE_POLL_S = 5.0
 STUCK_AFTER_S = 60.0
 #: Replies already handed to the radio (kept in store meta so a redelivered cmd is not sent twice).
 _CMD_META = "cmd_seen:"
-#: The last center epoch (CenterState.at) this post saw.
+#: Handled command ids kept (the newest): a redelivery comes from the post's broker session, which lasts
+#: 7 days, and a post hands a few replies a day to its radio.  Pruned with the retention job.
+CMD_SEEN_KEEP = 2000
+#: The last epoch (CenterState.at) this post saw of each center receiver: JSON {receiver_id: at}.
+_CENTER_EPOCHS_META = "center_epochs"
+#: Where an older post kept the single center's epoch: only "has seen a center before" is read from it.
 _CENTER_EPOCH_META = "center_epoch"
+#: Receivers' epochs kept at most (a center runs a few; ids of long-gone ones drop out oldest first).
+_MAX_CENTER_EPOCHS = 32
 _MAX_QUEUED_EVENTS = 1000
+#: Reply states waiting for the broker's PUBACK (store meta; key + ``{cmd_id}:{state}``, value [cmd_id, report_id]).
+_REPLY_STATE_META = "reply_state:"
 
 
 class UplinkEvents(Protocol):
@@ -173,14 +185,16 @@ class Uplink:
         self._subscribed = False
         self._heard_mono = time.monotonic()
         self._post_fields: dict[str, Any] = {}
-        self._reply_states: deque[ReplyState] = deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._reply_flight: dict[int, str] = {}  # mid → the reply state's key in the store, until PUBACK
         self._lock = threading.Lock()
         self._boot = 0
         self._started_mono = time.monotonic()
         self._tick = time.monotonic()
         self._connected_since: float | None = None
         self._center_state: str | None = None
-        self._center_epoch: str | None = None
+        self._receivers: dict[str, str] = {}  # receiver id → its last presence state
+        self._center_epochs: dict[str, str] = {}  # receiver id → the last ``at`` seen
+        self._seen_center = False
         self._avg_report_bytes = 700.0
         self._idle = True
         self.counters: dict[str, int] = {
@@ -195,9 +209,18 @@ class Uplink:
             "bad_messages": 0,
             "commands": 0,
             "net_changes": 0,
+            "primary_returns": 0,
         }
         self._last_error: str | None = None
         self._last_ack_mono: float | None = None
+        #: since when reports the broker took (PUBACK) wait for a center ack with none coming: a broker that
+        #: drops our publishes (an ACL mistake: Mosquitto still acknowledges them) shows only this way
+        self._unacked_since: float | None = None
+        self._primary_probed = time.monotonic()  # the first look comes primary_probe_s after start
+        self._primary_up = False
+        #: since when the broker refuses our report publishes (PUBACK "Not authorized": an ACL without our
+        #: report topic); each refusal drops the link, so this is not reset by reconnecting
+        self._refused_since: float | None = None
 
     # ------------------------------------------------------------------ the contract
     def start(self) -> None:
@@ -207,8 +230,11 @@ class Uplink:
         counter = self._store.meta_get("boot_counter")
         self._boot = int(counter) if counter and counter.isdigit() else self._store.bump_boot_counter()
         # claims of a previous run (a crash, a SIGKILL) are not being worked on by anyone now
-        self._center_epoch = self._store.meta_get(_CENTER_EPOCH_META)
+        self._center_epochs = _load_epochs(self._store.meta_get(_CENTER_EPOCHS_META))
+        self._seen_center = bool(self._center_epochs) or self._store.meta_get(_CENTER_EPOCH_META) is not None
         released = self._store.release_all_claims()
+        # also at start, not only with the retention job: a post restarted more often would never prune
+        prune_handled_commands(self._store)
         if released:
             log.info("released %d claims left by a previous run", released)
         self._netwatch.start()
@@ -243,6 +269,25 @@ class Uplink:
         thread = self._thread
         return thread is not None and thread.is_alive() and time.monotonic() - self._tick < STUCK_AFTER_S
 
+    def no_center_ack_s(self) -> float | None:
+        """How long, while connected, reports the broker took have waited for a center ack with none
+        coming (counted from this connection at the earliest), or the broker has refused every report
+        publish (counted across the reconnects each refusal causes).  None: nothing of the kind."""
+        now = time.monotonic()
+        waits = []
+        since, connected = self._unacked_since, self._connected_since
+        if since is not None and connected is not None:
+            waits.append(now - max(since, connected))
+        if self._refused_since is not None:
+            waits.append(now - self._refused_since)
+        return round(max(waits), 1) if waits else None
+
+    def stalled(self) -> bool:
+        """Connected, yet no center ack for longer than ``ack_timeout_s``: the broker takes our reports and
+        no center gets them (an ACL that drops them, a center that cannot store), or no center runs."""
+        waited = self.no_center_ack_s()
+        return waited is not None and waited > self._mqtt.ack_timeout_s
+
     def state(self) -> dict[str, Any]:
         link = self._link
         return {
@@ -254,6 +299,7 @@ class Uplink:
             "subscribed": bool(link and link.connected and self._subscribed),
             "center": self._center_state,
             "inflight_batches": len(self._inflight),
+            "no_center_ack_s": self.no_center_ack_s(),
             "last_ack_s_ago": round(time.monotonic() - self._last_ack_mono, 1)
             if self._last_ack_mono is not None
             else None,
@@ -270,6 +316,9 @@ class Uplink:
         """Tell the center how a reply to a handset went: "sent" | "delivered" | "failed"."""
         if state not in protocol.REPLY_STATES:
             raise ValueError(f"reply state must be one of {protocol.REPLY_STATES}")
+        # kept in the store at once (the caller's thread: the drain thread may be waiting for a connection),
+        # and deleted only at the broker's PUBACK: a restart before the post reconnects loses none
+        self._queue_reply_state(ReplyState(cmd_id, report_id, state))
         self._q.put(ReplyState(cmd_id, report_id, state))
 
     # ------------------------------------------------------------------ the drain thread
@@ -292,6 +341,7 @@ class Uplink:
                         attempt_at = time.monotonic() + failures.next_delay()
                     continue
                 self._serve_once()
+                self._maybe_return_to_primary()
                 if self._link is None:
                     # a lost link is tried again at once (one short jittered wait), not after the last backoff
                     attempt_at = time.monotonic() + self._backoff.delay(1)
@@ -338,7 +388,7 @@ class Uplink:
                 [
                     (self._topics["ack"], 1),
                     (self._topics["cmd"], 1),
-                    (protocol.CENTER_STATE_TOPIC, 1),
+                    (protocol.CENTER_RECEIVERS_FILTER, 1),
                 ],
                 lambda refused: self._q.put(LinkSubscribed(link, tuple(refused))),
             )
@@ -370,6 +420,33 @@ class Uplink:
         if text != self._last_error:
             log.warning("uplink: %s", text)
         self._last_error = text
+
+    def _maybe_return_to_primary(self) -> None:
+        """On a secondary broker, every ``primary_probe_s``: is the first of ``urls`` reachable (a TCP
+        connect)?  Then leave this broker as soon as nothing is in flight or awaiting an ack (those acks
+        come through this broker's session) and connect again: ``urls`` are tried in order."""
+        link, urls = self._link, self._mqtt.broker_urls
+        if link is None or len(urls) < 2 or link.broker.url == BrokerAddress.parse(urls[0]).url:
+            self._primary_up = False
+            return
+        now = time.monotonic()
+        if not self._primary_up and now - self._primary_probed >= self._mqtt.primary_probe_s:
+            self._primary_probed = now
+            self._primary_up = tcp_reachable(BrokerAddress.parse(urls[0]), PRIMARY_PROBE_TIMEOUT_S)
+            if self._primary_up:
+                log.info("uplink: the primary broker %s answers again; returning when idle", urls[0])
+        if self._primary_up and not self._inflight and not self._awaiting:
+            self._primary_up = False
+            self.counters["primary_returns"] += 1
+            # no Last Will: this post is not going offline.  Its retained status here is cleared instead (an
+            # empty retained message, before the DISCONNECT on the same connection), so that a center reading
+            # this broker does not keep an old "online" nor race an "offline" against the primary's "online"
+            try:
+                link.publish(self._topics["status"], b"", qos=1, retain=True)
+            except SyncError as exc:
+                log.debug("clearing the status on %s failed: %s", link.broker.url, exc)
+            self._drop_link("returning to the primary broker", polite=True, send_will=False)
+            self._kick.set()
 
     def _serve_once(self) -> None:
         """One turn: take events (blocking briefly when idle), apply them, then fill the window."""
@@ -425,17 +502,31 @@ class Uplink:
             self._heard_mono = time.monotonic()
             if self._probe is not None and self._probe[0] == event.mid:
                 self._probe = None
+            reply_key = self._reply_flight.pop(event.mid, None)
+            if reply_key is not None:
+                if event.ok:
+                    self._store.meta_delete(reply_key)
+                else:  # kept: it goes again at the next connection
+                    log.error("uplink: broker refused a reply state: %s", event.reason)
+                return
             flight = self._inflight.pop(event.mid, None)
             if flight is None:
                 return
             if event.ok:
                 turn.sent.extend(flight.report_ids)
+                if self._unacked_since is None:
+                    self._unacked_since = time.monotonic()
+                self._refused_since = None
             else:
                 # e.g. "Not authorized" (ACL) or quota: keep them pending and back off
                 log.error("uplink: broker refused a batch of %d: %s", len(flight.report_ids), event.reason)
                 self._last_error = f"broker refused publish: {event.reason}"
+                if self._refused_since is None:
+                    self._refused_since = time.monotonic()
                 self._store.release(flight.report_ids)
-                self._drop_link("publish refused")
+                # reconnect to back off, without the Last Will: the post is not offline, and the center must
+                # keep showing it connected but not delivering (its heartbeat says so), not flapping offline
+                self._drop_link("publish refused", polite=True, send_will=False)
         elif isinstance(event, LinkMessage):
             source, message = event.link, event.message
             if source is not self._link:
@@ -476,7 +567,6 @@ class Uplink:
                 if mid is not None:
                     self._probe = (mid, time.monotonic() + PROBE_TIMEOUT_S)
         elif isinstance(event, ReplyState):
-            self._reply_states.append(event)
             self._flush_reply_states()
         # Wake: nothing to apply; the window is filled after the events
 
@@ -546,23 +636,35 @@ class Uplink:
         try:
             if message.topic == self._topics["cmd"]:
                 self._handle_command(protocol.decode_command(message.payload))
-            elif message.topic == protocol.CENTER_STATE_TOPIC:
-                self._handle_center_state(protocol.decode_center_state(message.payload), retained=message.retain)
+            elif (receiver := protocol.parse_center_receiver_topic(message.topic)) is not None:
+                if message.payload:
+                    state = protocol.decode_center_state(message.payload)
+                    self._handle_center_state(receiver, state, retained=message.retain)
+                else:  # a cleared presence: that receiver is gone for good
+                    self._receivers.pop(receiver, None)
+                    self._center_state = _center_state_of(self._receivers)
             else:
                 raise ProtocolError("topic", f"unexpected topic {message.topic[:100]!r}")
         except ProtocolError as exc:
             self.counters["bad_messages"] += 1
             log.warning("uplink: ignored a bad message on %s: %s", message.topic[:100], exc)
 
-    def _handle_center_state(self, center: protocol.CenterState, *, retained: bool) -> None:
-        self._center_state = center.state
-        if center.state != "online" or center.at is None or center.at == self._center_epoch:
-            return
-        known = self._center_epoch is not None
-        self._center_epoch = center.at
-        # kept across restarts (one small write per center (re)subscription): a post restarted after the
-        # center re-subscribed afresh must still learn that what it published meanwhile may be gone
-        self._store.meta_set(_CENTER_EPOCH_META, center.at)
+    def _handle_center_state(self, receiver: str, center: protocol.CenterState, *, retained: bool) -> None:
+        # the center is online while any of its receivers is: one receiver's Last Will says nothing of the
+        # others (they split the reports through the shared subscription)
+        self._receivers[receiver] = center.state
+        self._center_state = _center_state_of(self._receivers)
+        if center.state != "online" or center.at is None or center.at == self._center_epochs.get(receiver):
+            return  # an offline Will, or a heartbeat of a connection already seen
+        known = self._seen_center
+        self._seen_center = True
+        self._center_epochs.pop(receiver, None)
+        self._center_epochs[receiver] = center.at
+        while len(self._center_epochs) > _MAX_CENTER_EPOCHS:
+            del self._center_epochs[next(iter(self._center_epochs))]
+        # kept across restarts (one small write per receiver (re)subscription): a post restarted after a
+        # receiver re-subscribed afresh must still learn that what it published meanwhile may be gone
+        self._store.meta_set(_CENTER_EPOCHS_META, json.dumps(self._center_epochs))
         if center.resumed:
             # the broker kept the receiver's session (and the receiver proved its subscriptions were in
             # it), so every report published meanwhile is waiting there: resending them only doubles traffic
@@ -582,6 +684,8 @@ class Uplink:
 
     def _apply_acks(self, acks: list[protocol.Ack], *, sent: list[str]) -> None:
         self._last_ack_mono = time.monotonic()
+        self._unacked_since = None
+        self._refused_since = None
         ids = [rid for ack in acks for rid in ack.ids]
         rejected = [item for ack in acks for item in ack.rejected]
         for rid in ids:
@@ -609,7 +713,7 @@ class Uplink:
             log.info("reply %s already handed to the radio; ignoring the redelivery", command["cmd_id"])
             return
         self.counters["commands"] += 1
-        self._reply_states.append(ReplyState(command["cmd_id"], command["report_id"], "received"))
+        self._queue_reply_state(ReplyState(command["cmd_id"], command["report_id"], "received"))
         self._flush_reply_states()
         try:
             self._events.on_command(command)
@@ -617,18 +721,36 @@ class Uplink:
             log.exception("on_command handler failed")
         self._store.meta_set(key, format_time(self._clock.now()))
 
+    def _queue_reply_state(self, item: ReplyState) -> None:
+        self._store.meta_set(
+            f"{_REPLY_STATE_META}{item.cmd_id}:{item.state}", json.dumps([item.cmd_id, item.report_id])
+        )
+        self._store.meta_prune(_REPLY_STATE_META, _MAX_QUEUED_EVENTS)
+
     def _flush_reply_states(self) -> None:
+        """Publish every stored reply state not yet in flight on this link (oldest first)."""
         link = self._link
-        while link is not None and self._reply_states:
-            item = self._reply_states[0]
-            payload = protocol.encode_reply_state(item.cmd_id, item.report_id, item.state, at=self._clock.now())
+        if link is None:
+            return
+        flying = set(self._reply_flight.values())
+        for key, value in self._store.meta_items(_REPLY_STATE_META):
+            if key in flying:
+                continue
             try:
-                link.publish(self._topics["event"], payload, qos=1)
+                cmd_id, report_id = json.loads(value)
+                state = key.rsplit(":", 1)[1]
+                payload = protocol.encode_reply_state(cmd_id, report_id, state, at=self._clock.now())
+            except (ValueError, TypeError, IndexError, ProtocolError) as exc:
+                log.warning("dropping an unreadable stored reply state %s: %s", key[:100], exc)
+                self._store.meta_delete(key)
+                continue
+            try:
+                mid = link.publish(self._topics["event"], payload, qos=1)
             except SyncError:
                 return
-            self._reply_states.popleft()
+            self._reply_flight[mid] = key
 
-    def _drop_link(self, reason: str, *, polite: bool = False) -> None:
+    def _drop_link(self, reason: str, *, polite: bool = False, send_will: bool = True) -> None:
         link = self._link
         if link is None:
             return
@@ -639,13 +761,14 @@ class Uplink:
         ids = [rid for flight in self._inflight.values() for rid in flight.report_ids]
         self._inflight.clear()
         self._awaiting.clear()
+        self._reply_flight.clear()  # not PUBACKed: still in the store, published again at the next connect
         if ids:
             try:
                 self._store.release(ids)
             except SiagaError as exc:
                 log.error("uplink: could not release %d claims (%s); the stale job will", len(ids), exc)
         if polite:
-            link.close(send_will=True)
+            link.close(send_will=send_will)
         else:
             self.counters["disconnects"] += 1
             link.abort()
@@ -667,8 +790,11 @@ class Uplink:
                 radio=fields.pop("radio", None),
                 uplink=link.broker.host if link else None,
                 battery=fields.pop("battery", None),
+                relay=fields.pop("relay", None),
                 uptime_s=round(time.monotonic() - self._started_mono, 1),
                 center=self._center_state,
+                no_ack_s=self.no_center_ack_s(),
+                delivering=not self.stalled(),
             )
         return protocol.encode_status(body)
 
@@ -711,3 +837,27 @@ class Uplink:
         self.counters["net_changes"] += 1
         self._q.put(NetChanged())
         self._kick.set()
+
+
+def prune_handled_commands(store: ReportQueue) -> int:
+    """Forget all but the newest :data:`CMD_SEEN_KEEP` handled reply command ids (run with retention)."""
+    pruned = store.meta_prune(_CMD_META, CMD_SEEN_KEEP)
+    if pruned:
+        log.info("forgot %d handled reply command ids (the newest %d are kept)", pruned, CMD_SEEN_KEEP)
+    return pruned
+
+
+def _center_state_of(receivers: dict[str, str]) -> str | None:
+    if not receivers:
+        return None
+    return "online" if "online" in receivers.values() else "offline"
+
+
+def _load_epochs(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}

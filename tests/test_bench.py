@@ -32,8 +32,8 @@ def test_quick_run_writes_the_table_and_json(tmp_path: Path, capsys: pytest.Capt
     airtime = doc["results"]["airtime"]["result"]
     assert {"kind", "airtime_ms", "frame_bytes", "one_packet", "ok"} <= set(airtime["messages"][0])
     sqlite = doc["results"]["center_ingest"]["result"]["sqlite"]
-    # both pipelines stored every report in the center database
-    assert sqlite["stored"] == 2 * sqlite["reports"] == 2 * run_all.PARAMS["center_ingest"][1]["n"]
+    # the three pipelines stored every report in the center database
+    assert sqlite["stored"] == 3 * sqlite["reports"] == 3 * run_all.PARAMS["center_ingest"][1]["n"]
     # computed airtime is deterministic: its goals hold; the ingest verdict compares speeds and is not asserted
     assert all(row["verdict"] == "ok" for row in doc["table"] if row["measure"].startswith("airtime"))
     assert code in (0, 1)
@@ -43,10 +43,13 @@ def test_quick_run_writes_the_table_and_json(tmp_path: Path, capsys: pytest.Capt
 
 def test_center_ingest_counts_what_it_stored(tmp_path: Path) -> None:
     res = center_ingest.measure(40, pg_dsn=None, workdir=str(tmp_path))
-    assert set(res) == {"sqlite"}
+    assert set(res) == {"sqlite", "loadavg_before", "loadavg_after"}
     r = res["sqlite"]
-    assert r["stored"] == 80 and r["reports"] == 40 and r["messages"] >= 2
+    assert r["stored"] == 120 and r["reports"] == 40 and r["messages"] >= 2 and r["grouped_commits"] == 1
     assert {"batched_rps", "naive_rps", "speedup", "reports_per_message"} <= set(r)
+    # today's path and the one before it, each on its own database
+    assert set(r["paths"]) == {"before", "after"}
+    assert all(p["stored"] == 120 for p in r["paths"].values())
 
 
 def test_an_unknown_section_is_a_usage_error(tmp_path: Path) -> None:
@@ -87,3 +90,16 @@ def test_the_relay_mesh_section_runs_both_methods_on_the_same_schedule(tmp_path:
     }
     rows = run_all.rows_relay(res)
     assert {r["measure"].split(",")[0] for r in rows} >= {"relay delivered", "relay airtime per report per hop"}
+
+
+@pytest.mark.postgres
+def test_center_load_counts_every_report_acknowledged(tmp_path: Path, pg_url: str) -> None:
+    """The load bench's structure (a few posts, no timing): every report acknowledged, usage sampled."""
+    from bench import center_load
+    from devkit.harness.pg import pg_dsn
+
+    assert pg_url  # the server is there (else the fixture skips, or fails with SIAGA_REQUIRE_PG=1)
+    r = center_load.run_once(posts=6, procs=2, backlog=3, receivers=1, pg=pg_dsn(), workdir=tmp_path)
+    assert r["sent"] == r["acked"] == r["reports"] == 18
+    assert set(r["usage"]) == {"broker", "receivers", "postgresql"}
+    assert r["p50_ms"] is not None and r["p99_ms"] >= r["p50_ms"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from center import storage as storage_mod
 from center.storage import CenterStorage, IncomingReport, ReportFilter, estimate_observed, open_storage
+from devkit.harness.pg import fresh_schema, pg_dsn
 from siaga.errors import CenterError
 from siaga.report import PathHop, Report, mesh_report_id
 from tests.reports import make_mesh_report, make_report
@@ -313,6 +316,26 @@ class StorageContract:
         storage.record_status("oebubun", "ttu", {"state": "online"}, NOW)
         assert seen == ["reports", "posts"]
 
+    @pytest.mark.parametrize("seed", range(6))
+    def test_batched_ingest_matches_the_reference_rules(
+        self, storage: CenterStorage, other_storage: CenterStorage, seed: int
+    ) -> None:
+        """The set-based ingest against :meth:`CenterStorage.ingest_reference` (the rules one item at a time)
+        on random batches full of what dedup decides on: resends within a batch and across batches, mesh
+        packets under another day's id inside and outside the 36 h window, copies from other posts, carried
+        copies.  Same results, same rows in every table."""
+        for batch in _random_batches(random.Random(seed)):
+            assert storage.ingest(batch) == other_storage.ingest_reference(batch)
+        for table, order in (
+            ("reports", "report_id"),
+            ("report_copies", "report_id, post_id"),
+            ("posts", "post_id"),
+        ):
+            sql = f"SELECT * FROM {table} ORDER BY {order}"
+            assert storage.query(sql) == other_storage.query(sql), table
+        assert storage.counts()["reports"] > 10  # the workload did create reports, and copies
+        assert storage.counts()["copies"] > storage.counts()["reports"]
+
     def test_concurrent_ingest_of_one_report_from_two_posts(self, storage: CenterStorage, storage_url: str) -> None:
         """Two receivers (two connections) commit copies of one mesh packet at once: one report, two copies."""
         others = [open_storage(storage_url) for _ in range(2)]
@@ -360,6 +383,11 @@ class TestSqliteStorage(StorageContract):
         with open_storage(storage_url) as storage:
             yield storage
 
+    @pytest.fixture
+    def other_storage(self, tmp_path: Path) -> Iterator[CenterStorage]:
+        with open_storage(f"sqlite:///{tmp_path}/other.db") as storage:
+            yield storage
+
     def test_wal_and_full_sync(self, storage: CenterStorage) -> None:
         assert storage.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
         assert storage.query("PRAGMA synchronous")[0]["synchronous"] == 2
@@ -371,7 +399,14 @@ class TestSqliteStorage(StorageContract):
             assert second.counts()["reports"] == 1
             names = [r["name"] for r in second.query("SELECT name FROM schema_migrations ORDER BY name")]
             assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
-            assert names == ["c001_core", "c002_relay_copies", "c003_reply_origin", "s001_staff"]
+            assert names == [
+                "c001_core",
+                "c002_relay_copies",
+                "c003_receivers",
+                "c004_reply_origin",
+                "s001_staff",
+                "s002_login_failures",
+            ]
 
 
 @pytest.mark.postgres
@@ -385,10 +420,125 @@ class TestPostgresStorage(StorageContract):
         with open_storage(storage_url) as storage:
             yield storage
 
+    @pytest.fixture
+    def other_storage(self) -> Iterator[CenterStorage]:
+        import psycopg
+
+        with (
+            fresh_schema(psycopg.connect(pg_dsn(), autocommit=True), pg_dsn(), "t") as url,
+            open_storage(url) as storage,
+        ):
+            yield storage
+
+    def test_two_receivers_record_a_new_posts_first_status_at_once(
+        self, storage: CenterStorage, storage_url: str
+    ) -> None:
+        """Every receiver records every post status (a normal subscription).  Found with three receivers:
+        two inserting the same new post collided on its key and one dropped its connection.  Built here by
+        construction: the second insert waits on the first's uncommitted row, then finds it."""
+        other = open_storage(storage_url)
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                other.record_status("napan", "ttu", {"state": "online", "boot": 2}, NOW + timedelta(seconds=1))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=second)
+        try:
+            with storage.transaction():
+                storage.record_status("napan", "ttu", {"state": "online", "boot": 1}, NOW)
+                thread.start()
+                pid = other._conn.info.backend_pid  # type: ignore[attr-defined]
+                waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'"
+                with open_storage(storage_url) as watcher:
+                    deadline = time.monotonic() + 20
+                    while not watcher.query(waiting, (pid,))[0]["n"]:
+                        assert time.monotonic() < deadline, "the second insert never waited on the first"
+                        time.sleep(0.01)
+            thread.join(20)
+        finally:
+            other.close()
+        assert not errors, errors
+        post = storage.get_post("napan")
+        assert post is not None and post.boot_counter == 2 and post.status_at == NOW + timedelta(seconds=1)
+
+    def test_three_centers_starting_together_on_a_fresh_database(self, storage_url: str) -> None:
+        """Found when tried: three ``siaga center run`` on one fresh database, started together — two crashed
+        in the migration (``pg_type_typname_nsp_index``).  By construction: the migration lock is held while
+        all three reach it, then released; all three start, and each migration is applied once."""
+        import psycopg
+
+        holder = psycopg.connect(pg_dsn(), autocommit=True)
+        holder.execute("SELECT pg_advisory_lock(%s)", (storage_mod.MIGRATION_LOCK_KEY,))
+        opened: list[CenterStorage] = []
+        errors: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                opened.append(open_storage(storage_url))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(3)]
+        try:
+            for t in threads:
+                t.start()
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                " AND query LIKE 'SELECT pg_advisory_xact_lock(%%'"
+            )
+            deadline = time.monotonic() + 20
+            while holder.execute(waiting).fetchone()[0] < 3:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the centers did not wait for the migration lock"
+                time.sleep(0.01)
+            holder.execute("SELECT pg_advisory_unlock(%s)", (storage_mod.MIGRATION_LOCK_KEY,))
+            for t in threads:
+                t.join(30)
+        finally:
+            holder.close()
+            for s in opened:
+                s.close()
+        assert not errors, errors
+        assert len(opened) == 3
+        with open_storage(storage_url) as storage:
+            names = [r["name"] for r in storage.query("SELECT name FROM schema_migrations ORDER BY name")]
+        assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
+
     def test_password_not_in_connection_error(self) -> None:
         with pytest.raises(CenterError) as info:
             open_storage("postgresql://siaga:rahasia-sekali@127.0.0.1:1/none?connect_timeout=1")
         assert "rahasia-sekali" not in str(info.value)
+
+
+def _random_batches(rng: random.Random) -> list[list[IncomingReport]]:
+    """Batches drawn with repetition from a small pool, so that every dedup rule fires often."""
+    posts = ["oebubun", "napan", "kefa-kota"]
+    pool: list[Report] = [make_report(f"laporan {i}", post_id="oebubun") for i in range(4)]
+    for node in (0xA1B2C3D4, 0x0BADCAFE):
+        for packet in (7, 8, 9):
+            base = make_mesh_report(node, packet)
+            pool.append(base)
+            for day in (27, 29):  # a post whose clock put it on another UTC day
+                when = datetime(2026, 11, day, 12, 0, tzinfo=UTC)
+                pool.append(base.with_changes(report_id=mesh_report_id(node, packet, when)))
+    batches = []
+    for _ in range(25):
+        batch = []
+        for _ in range(rng.randint(1, 8)):
+            report = rng.choice(pool)
+            # hours apart: inside or outside the 36 h window; odd seconds: no two candidates equally near
+            at = NOW + timedelta(hours=rng.choice((0, 2, 20, 40, 60, 80)), seconds=rng.randint(0, 3600))
+            age_s = rng.choice((5.0, 600.0, 7200.0)) + rng.random()
+            if rng.random() < 0.2:
+                origin = report.with_changes(post_id=rng.choice(posts))
+                carrier = rng.choice([p for p in posts if p != origin.post_id])
+                batch.append(carried(origin, carrier, prev=origin.post_id, hops=rng.randint(1, 3), at=at, age_s=age_s))
+            else:
+                batch.append(incoming(report, rng.choice(posts), at=at, age_s=age_s))
+        batches.append(batch)
+    return batches
 
 
 def test_unknown_database_url() -> None:

@@ -208,3 +208,24 @@ def test_relay_key_refuses_bad_input(tmp_path: Path, run_siaga) -> None:
     short.chmod(0o600)
     done = run_siaga("relay", "key", "--secret-file", str(short), "--post", "oebubun")
     assert done.returncode == 78 and "at least 32" in done.stderr
+
+
+def test_center_reports_json_says_what_its_limit_left_out(tmp_path: Path, run_siaga) -> None:
+    """Found when tried: ``--json`` silently stopped at the default 50 rows and misled a script counting."""
+    from center.storage import open_storage
+    from tests.test_center_storage import incoming, make_report
+
+    db = f"sqlite:///{tmp_path}/center.db"
+    with open_storage(db) as storage:
+        storage.ingest([incoming(make_report(f"KEBAKARAN {i}")) for i in range(60)])
+    conf = tmp_path / "center.toml"
+    conf.write_text(f'[center]\ndb = "{db}"\n', encoding="utf-8")
+    capped = run_siaga("center", "reports", "--json", config=conf)
+    assert capped.returncode == 0, capped.stderr
+    assert len(json.loads(capped.stdout)) == 50
+    assert "10 laporan lain tidak ditampilkan (50 dari 60)" in capped.stderr
+    everything = run_siaga("center", "reports", "--json", "--limit", "0", config=conf)
+    assert len(json.loads(everything.stdout)) == 60 and "tidak ditampilkan" not in everything.stderr
+    assert len({r["report_id"] for r in json.loads(everything.stdout)}) == 60
+    text = run_siaga("center", "reports", "--limit", "5", config=conf)
+    assert len(text.stdout.splitlines()) == 5 and "55 laporan lain" in text.stderr

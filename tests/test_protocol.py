@@ -48,7 +48,13 @@ def test_topics_round_trip() -> None:
         "$share/center/112/v1/ttu/+/report",
         "$share/center/112/v1/ttu/+/event",
         "112/v1/ttu/+/status",
+        "112/v1/center/receivers/+",
     ]
+    receiver = protocol.center_receiver_topic("siaga-center-a")
+    assert receiver == "112/v1/center/receivers/siaga-center-a"
+    assert protocol.parse_center_receiver_topic(receiver) == "siaga-center-a"
+    assert protocol.parse_center_receiver_topic("112/v1/center/receivers/a/b") is None
+    assert protocol.parse_center_receiver_topic(name) is None
 
 
 @pytest.mark.parametrize(
@@ -258,6 +264,13 @@ def test_status_validation() -> None:
         protocol.decode_status(protocol.encode_status({**status, "state": "asleep"}), "oebubun")
     with pytest.raises(ProtocolError):
         protocol.decode_status(protocol.encode_status({**status, "queue": {"pending": "many"}}), "oebubun")
+    # the relay summary: counts and a route, validated, unknown keys dropped
+    relay = {"metric": 2, "route": "bukit-01", "neighbours": 3, "held": 4, "parked": 1, "center_acks_owed": 0}
+    got = protocol.decode_status(protocol.encode_status({**status, "relay": {**relay, "x": 1}}), "oebubun")
+    assert got["relay"] == relay
+    for bad in ({"parked": -1}, {"held": True}, {"metric": "2"}, {"route": "x" * 41}, {"neighbours": 10**12}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_status(protocol.encode_status({**status, "relay": bad}), "oebubun")
 
 
 @settings(max_examples=300, deadline=None)
@@ -339,6 +352,10 @@ def test_center_state() -> None:
     resumed = protocol.decode_center_state(protocol.encode_center_state("online", at=SENT, resumed=True))
     assert resumed.resumed is True
     assert protocol.decode_center_state(protocol.encode_center_state("offline")) == protocol.CenterState("offline")
+    beat = protocol.decode_center_state(protocol.encode_center_state("online", at=SENT, beat=SENT))
+    assert beat.beat == "2026-11-28T07:00:00.000Z"
+    with pytest.raises(ProtocolError):
+        protocol.decode_center_state(protocol.encode({"v": 1, "type": "center_state", "state": "online", "beat": "x"}))
     # an older center sends no "session": nothing is assumed kept
     old = protocol.encode({"v": 1, "type": "center_state", "state": "online", "at": "2026-11-28T07:00:00.000Z"})
     assert protocol.decode_center_state(old).resumed is False

@@ -128,7 +128,9 @@ listen = "127.0.0.1:{port}"
             assert "siaga_post_oldest_pending_age_seconds" in text
             assert 'siaga_uplink_events_total{kind="published_reports"} 1' in text
             # monotonic counts are counters (rate() across restarts), levels are gauges: docs/METRICS.md
-            assert len(METRIC_TYPES["post"]) == 5
+            assert len(METRIC_TYPES["post"]) == 6
+            # taken by the broker, acknowledged by no center: the wait is measured (no center runs here)
+            assert "siaga_uplink_no_center_ack_seconds " in text
             for name, kind in METRIC_TYPES["post"].items():
                 assert f"# TYPE {name} {kind}" in text, name
         finally:

@@ -338,3 +338,17 @@ def test_page_scan_never_raises_on_damaged_bytes(tmp_path_factory: pytest.TempPa
     rows = list(table_leaf_records(path, 21))
     assert all(len(r) == 21 for r in rows)
     assert len(rows) <= 40  # only what was written: the other tables have other column counts
+
+
+def test_meta_prune_keeps_the_newest_of_one_prefix(store: Store) -> None:
+    """Handled reply command ids (sync/uplink.py ``cmd_seen:``) no longer grow forever."""
+    for i in range(10):
+        store.meta_set(f"cmd_seen:{i:04d}", "2026-11-28T07:00:00.000Z")
+    store.meta_set("cmd_seen:0002", "2019-01-01T00:00:00.000Z")  # re-written last: now the newest
+    store.meta_set("cmd_seenX", "other")  # '_' is not a wildcard here
+    store.meta_set("center_epochs", "{}")
+    assert store.meta_prune("cmd_seen:", 3) == 7
+    kept = [k for k in (f"cmd_seen:{i:04d}" for i in range(10)) if store.meta_get(k) is not None]
+    assert kept == ["cmd_seen:0002", "cmd_seen:0008", "cmd_seen:0009"]
+    assert store.meta_get("cmd_seenX") == "other" and store.meta_get("center_epochs") == "{}"
+    assert store.meta_prune("cmd_seen:", 3) == 0

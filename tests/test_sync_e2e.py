@@ -391,3 +391,64 @@ def test_a_center_back_with_its_session_gets_what_was_kept_and_nothing_is_resent
             second.stop()
     finally:
         post.stop()
+
+
+def test_handled_command_ids_are_pruned_and_the_newest_still_stop_a_redelivery(
+    post: Post, center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sync import uplink as uplink_mod
+
+    monkeypatch.setattr(uplink_mod, "CMD_SEEN_KEEP", 5)
+    for i in range(8):
+        post.store.meta_set(f"cmd_seen:old-{i}", "2026-11-28T07:00:00.000Z")
+    [rid] = post.put(make_reports(1))
+    post.start()  # prunes at start: 5 of the 8 stay
+    assert post.wait_delivered(1, 10)
+    assert sum(post.store.meta_get(f"cmd_seen:old-{i}") is not None for i in range(8)) == 5
+    reply = center.service.send_reply(rid, "Ambulans berangkat", "sari")
+    assert post.events.wait(lambda: len(post.events.commands) == 1, 10)
+    assert wait_for(lambda: post.store.meta_get(f"cmd_seen:{reply.cmd_id}") is not None, 10)
+    uplink_mod.prune_handled_commands(post.store)  # what the post's retention job runs
+    assert post.store.meta_get(f"cmd_seen:{reply.cmd_id}") is not None  # the newest is kept
+    assert sum(post.store.meta_get(f"cmd_seen:old-{i}") is not None for i in range(8)) == 4
+
+
+def test_reply_states_waiting_for_a_connection_survive_a_post_restart(
+    tmp_path: Path, mosquitto: Mosquitto, center: Center
+) -> None:
+    """The post hands a reply to the handset while its uplink is down, then restarts before it reconnects:
+    the reply's states were kept in the post's store (not in memory) and reach the center afterwards."""
+    cfg = post_config(tmp_path / "post", [mosquitto.url])
+    first = Post(cfg)
+    try:
+        [rid] = first.put(make_reports(1))
+        first.start()
+        assert first.wait_delivered(1, 10)
+        reply = center.service.send_reply(rid, "Ambulans berangkat", "sari")
+        assert first.events.wait(lambda: len(first.events.commands) == 1, 10)
+        assert wait_for(lambda: center.storage.get_reply(reply.cmd_id).state == "received", 10)  # type: ignore[union-attr]
+        mosquitto.stop()  # clean stop: the broker keeps its sessions
+        assert wait_for(lambda: not first.uplink.state()["connected"], 10)
+        first.uplink.publish_reply_state(reply.cmd_id, rid, "sent")
+        first.uplink.publish_reply_state(reply.cmd_id, rid, "delivered")
+        waiting = [key for key, _ in first.store.meta_items("reply_state:")]
+        assert waiting == [f"reply_state:{reply.cmd_id}:sent", f"reply_state:{reply.cmd_id}:delivered"]
+    finally:
+        first.stop()
+    mosquitto.start()
+    # the center first: an event published while no receiver is subscribed is dropped by the broker (reply
+    # states are not resent when a receiver subscribes afresh, unlike reports — a known limit)
+    assert center.receiver.wait_connected(20)
+    second = Post(cfg)
+    try:
+        second.start()
+        assert wait_for(lambda: center.storage.get_reply(reply.cmd_id).state == "delivered", 20), (  # type: ignore[union-attr]
+            center.storage.get_reply(reply.cmd_id),
+            second.uplink.state(),
+            second.store.meta_items("reply_state:"),
+            center.receiver.state(),
+        )
+        # PUBACKed: gone from the store
+        assert wait_for(lambda: second.store.meta_items("reply_state:") == [], 10)
+    finally:
+        second.stop()

@@ -12,8 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from devkit.harness.mosquitto import Mosquitto
 from devkit.harness.synctools import Center, Post, center_report_ids, make_reports, post_config, wait_for
+from siaga import config as config_mod
 from siaga.config import TlsMqttConfig
 from sync import protocol
 from sync.mqtt import BrokerAddress, Message, MqttLink
@@ -171,3 +174,115 @@ def publish_once_expiring(client_id: str, url: str) -> None:
 def test_center_state_topic_for_probe_is_per_receiver() -> None:
     assert protocol.center_probe_topic("siaga-center-a") != protocol.center_probe_topic("siaga-center-b")
     assert "+" not in protocol.center_probe_topic("a+b#c/d")
+
+
+#: Broker ACLs with a mistake about the report topic.  "center cannot read": the broker takes the post's
+#: reports (PUBACK) and hands them to nobody — silent.  "post cannot write": Mosquitto 2.0 answers an MQTT 5
+#: client "Not authorized" (an MQTT 3.1.1 one it would PUBACK and drop); the post drops the link and retries.
+ACLS = {
+    "center cannot read": "topic write 112/v1/+/+/report\n",
+    "post cannot write": "topic read 112/v1/+/+/report\n",
+}
+ACL_REST = """\
+topic readwrite 112/v1/+/+/status
+topic readwrite 112/v1/+/+/event
+topic readwrite 112/v1/+/+/ack
+topic readwrite 112/v1/+/+/cmd
+topic readwrite 112/v1/center/#
+"""
+
+
+@pytest.mark.parametrize("mistake", sorted(ACLS))
+def test_a_broker_that_drops_a_posts_reports_is_visible_everywhere(tmp_path: Path, mistake: str) -> None:
+    """An ACL mistake: the broker takes the post's reports and passes none on (or refuses them).  The post
+    says "no center ack for N minutes while connected" (``siaga status``, its metrics, its heartbeats), and
+    the center's posts page shows it connected but not delivering — while the center is online."""
+    from center.web.context import post_row
+    from edge.status import post_status, render_status
+    from siaga.metrics import Registry
+
+    acl = tmp_path / "wrong.acl"
+    acl.write_text(ACLS[mistake] + ACL_REST, encoding="utf-8")
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}").start()
+    center = Center(f"sqlite:///{tmp_path}/center.db", [broker.url]).start()
+    try:
+        cfg = config_mod.from_dict(
+            {
+                "node": {"post_id": "oebubun", "name": "Pos Siaga Oebubun", "data_dir": str(tmp_path / "data")},
+                "uplink": {"mqtt": {"url": broker.url, "keepalive_s": 5, "ack_timeout_s": 5.0, "heartbeat_s": 5.0}},
+            }
+        )
+        with running_post(cfg, connect=False) as daemon:
+            assert daemon.uplink is not None and daemon.store is not None
+            daemon.store.put(make_reports(3)[0])
+            daemon.uplink.wake()
+            # the center is online, yet no ack comes
+            assert wait_for(lambda: daemon.uplink.state()["center"] == "online", 15)  # type: ignore[union-attr]
+            assert wait_for(daemon.uplink.stalled, 30), daemon.uplink.state()  # type: ignore[union-attr]
+            waited = daemon.uplink.no_center_ack_s()
+            assert waited is not None and waited > 5.0
+            # siaga status (from the daemon's runtime file, as the CLI reads it)
+            daemon.refresh_runtime()
+            status = post_status(cfg, daemon.store)
+            assert "center_not_acking" in status["attention"] and status["no_center_ack_s"] is not None
+            text = render_status(status)
+            assert "TIDAK mengonfirmasi" in text and "Tanpa konfirmasi pusat walau tersambung" in text
+            # the post's metrics
+            registry = Registry()
+            daemon.register_metrics(registry)
+            assert "uplink_no_center_ack_seconds" in registry.render()
+            # the center: the post's heartbeats arrive (status is allowed), its reports do not
+            assert wait_for(
+                lambda: (p := center.storage.get_post("oebubun")) is not None and p.status.get("delivering") is False,
+                30,
+            ), center.receiver.state()
+            presence = center.storage.get_post("oebubun")
+            assert presence is not None
+            assert presence.state == "online"  # a refused publish does not make the post "offline" (no Last Will)
+            row = post_row(presence, time.time(), 900.0, None)
+            assert row["not_delivering"] and not row["silent"] and row["no_ack_s"] > 5.0
+            assert center.storage.counts()["reports"] == 0
+    finally:
+        center.stop()
+        broker.stop(kill=True)
+
+
+def test_a_post_on_its_secondary_broker_returns_to_the_primary(tmp_path: Path) -> None:
+    """The primary broker is down when the post starts: it delivers through the secondary.  The primary comes
+    back: within ``primary_probe_s`` the post looks, leaves the secondary when nothing is in flight (no Last
+    Will: it is not going offline; its retained status there is cleared) and delivers through the primary."""
+    primary = Mosquitto(tmp_path / "primary")
+    secondary = Mosquitto(tmp_path / "secondary").start()
+    db = f"sqlite:///{tmp_path}/center.db"
+    centers = [Center(db, [secondary.url], client_id="siaga-center-secondary").start()]
+    post = Post(
+        post_config(
+            tmp_path / "post",
+            [primary.url, secondary.url],
+            ack_timeout_s=LONG_ACK_TIMEOUT_S,
+            mqtt_extra={"primary_probe_s": 5},
+        )
+    )
+    try:
+        post.put(make_reports(3))
+        post.start()
+        assert post.wait_delivered(3, 30), post.store.counts()
+        assert post.uplink.state()["broker"] == secondary.url
+        primary.start()
+        centers.append(Center(db, [primary.url], client_id="siaga-center-primary").start())
+        assert wait_for(lambda: post.uplink.state()["broker"] == primary.url, 30), post.uplink.state()
+        assert post.uplink.counters["primary_returns"] == 1
+        post.put(make_reports(2, text="BANJIR jalan putus"))
+        assert post.wait_delivered(5, 30), post.store.counts()
+        assert centers[1].receiver.counters["reports"] == 2  # through the primary
+        assert centers[0].storage.counts()["reports"] == 5
+        # the secondary holds no stale status of the post, and it was never marked offline
+        presence = centers[0].storage.get_post("oebubun")
+        assert presence is not None and presence.state == "online"
+        assert centers[0].receiver.counters["status_cleared"] >= 1
+    finally:
+        post.stop()
+        for center in centers:
+            center.stop()
+        primary.stop(kill=True)
+        secondary.stop(kill=True)

@@ -315,6 +315,43 @@ def test_exports_csv_and_geojson(sqlite_web: Any) -> None:
     assert features[rid]["properties"]["cap_category"] == "Met"
 
 
+def test_posts_page_lists_the_center_receivers_with_their_last_heartbeat(web: Any) -> None:
+    _app, storage, client = web
+    now = utcnow()
+    beat = now - timedelta(seconds=20)
+    storage.record_receiver_state(
+        "siaga-center-a", "online", now, connected_at="2026-11-28T07:00:00.000Z", session="new", beat=beat
+    )
+    storage.record_receiver_state(
+        "siaga-center-b", "online", now, connected_at="2026-11-28T07:00:01.000Z", session="resumed", beat=beat
+    )
+    storage.record_receiver_state("siaga-center-b", "offline", now)  # its Last Will: the last beat stays
+    [a, b] = storage.receivers()
+    assert (a.state, b.state) == ("online", "offline") and b.last_beat_at == a.last_beat_at
+    assert abs((b.last_beat_at - beat).total_seconds()) < 0.01  # type: ignore[operator]
+    login(client)
+    page = client.get("/pos").text
+    section = page[page.index("Penerima pusat") :]
+    assert 'data-receiver-id="siaga-center-a"' in section and 'data-receiver-id="siaga-center-b"' in section
+    assert section.count("flag-online") == 1 and section.count(">mati<") == 1
+    assert "dilanjutkan" in section
+
+
+def test_a_post_connected_but_not_delivering_is_flagged(web: Any) -> None:
+    """Its heartbeats arrive, its reports do not (the post says so: ``delivering`` false, ``no_ack_s``)."""
+    _app, storage, client = web
+    now = utcnow()
+    status = {"post_id": "oebubun", "state": "online", "name": "Oebubun", "delivering": False, "no_ack_s": 420.0}
+    storage.record_status("oebubun", "ttu", status, now)
+    storage.record_status("eban", "ttu", {"post_id": "eban", "state": "online", "delivering": True}, now)
+    login(client)
+    posts = {p["post_id"]: p for p in client.get("/api/posts").json()["posts"]}
+    assert posts["oebubun"]["not_delivering"] is True and posts["oebubun"]["no_ack_s"] == 420.0
+    assert posts["eban"]["not_delivering"] is False
+    page = client.get("/pos").text
+    assert page.count("TERSAMBUNG, TIDAK MENGIRIM") == 1
+
+
 def test_silent_post_is_flagged(web: Any) -> None:
     _app, storage, client = web
     now = utcnow()
@@ -341,6 +378,13 @@ def test_silent_post_is_flagged(web: Any) -> None:
     page = client.get("/pos").text
     assert page.count("SENYAP</span>") == 2
     assert client.get("/api/summary").json()["posts_silent"] == 2
+    assert "tertahan di batas hop" not in page
+    # a post whose relay parked reports at the hop limit: an alarm on the posts page
+    storage.record_status("oebubun", "ttu", {**status, "relay": {"parked": 2, "held": 5, "metric": 3}}, now)
+    page = client.get("/pos").text
+    assert "ALARM: 2 laporan tertahan di batas hop" in page and "menahan 5 laporan pos lain" in page
+    posts = {p["post_id"]: p for p in client.get("/api/posts").json()["posts"]}
+    assert posts["oebubun"]["relay_parked"] == 2 and posts["eban"]["relay_parked"] == 0
     geo = client.get("/api/posts.geojson").json()
     assert {f["id"] for f in geo["features"]} >= {"oebubun", "eban", "wini"}  # sites from the bundled layer
 
@@ -529,3 +573,28 @@ def test_carried_reports_show_their_carriers(web: Any) -> None:
     assert f"balasan dikirim ke pos <strong>{first}</strong>" in detail
     plain = client.get(f"/laporan/{direct}").text
     assert "diteruskan oleh" not in plain and "hanya tiba lewat relay" not in plain
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_login_rate_limit_is_shared_by_every_center_process(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two center processes on one database (two storages, two Auth): failures at one count at the other,
+    and a success at either clears them.  The clock is injected: the window is not waited out."""
+    from center.auth import Auth, AuthError, LoginLimiter, RateLimited
+    from center.staffdb import StaffDB
+
+    url = f"sqlite:///{tmp_path}/center.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    now = [1_000_000.0]
+    with open_storage(url) as one, open_storage(url) as two:
+        first = Auth(StaffDB(one), limiter=LoginLimiter(StaffDB(one), clock=lambda: now[0]))
+        second = Auth(StaffDB(two), limiter=LoginLimiter(StaffDB(two), clock=lambda: now[0]))
+        first.add_user("ani", PASSWORD)
+        for auth in (first, second, first, second, first):
+            with pytest.raises(AuthError):
+                auth.login("ani", "salah-sekali-123", "10.0.0.9")
+        with pytest.raises(RateLimited):
+            second.login("ani", PASSWORD, "10.0.0.8")  # the account's 5 failures, counted across processes
+        now[0] += 301  # the window passed
+        second.login("ani", PASSWORD, "10.0.0.8")
+        assert one.query("SELECT count(*) AS n FROM login_failures WHERE key = 'user:ani'")[0]["n"] == 0

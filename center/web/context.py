@@ -260,6 +260,7 @@ def post_row(p: PostPresence, now: float, silent_after_s: float, site: dict[str,
     silent = offline or silent_for is None or silent_for > silent_after_s
     queue: dict[str, Any] = status["queue"] if isinstance(status.get("queue"), dict) else {}
     battery = status.get("battery") if isinstance(status.get("battery"), dict) else None
+    relay: dict[str, Any] = status["relay"] if isinstance(status.get("relay"), dict) else {}
     lat = status.get("lat", (site or {}).get("lat"))
     lon = status.get("lon", (site or {}).get("lon"))
     return {
@@ -276,10 +277,18 @@ def post_row(p: PostPresence, now: float, silent_after_s: float, site: dict[str,
         "pending": int(queue.get("pending", 0) or 0) + int(queue.get("sent", 0) or 0),
         "queue": queue,
         "oldest_pending_age_s": status.get("oldest_pending_age_s"),
+        # connected (its heartbeats arrive) but its reports do not: the post says so (no center ack for
+        # longer than its ack timeout) — e.g. a broker ACL that drops its report topic
+        "not_delivering": not silent and status.get("delivering") is False,
+        "no_ack_s": status.get("no_ack_s") if isinstance(status.get("no_ack_s"), int | float) else None,
         "radio": status.get("radio"),
         "uplink": status.get("uplink"),
         "battery": battery,
         "battery_text": battery_text(battery),
+        # the post's own relay: reports parked at the hop limit are an alarm for staff (docs/RELAY.md)
+        "relay_parked": int(relay.get("parked", 0) or 0),
+        "relay_held": int(relay.get("held", 0) or 0),
+        "relay_route": relay.get("route"),
         "version": p.version,
         "boot": p.boot_counter,
         "lat": lat if isinstance(lat, int | float) else None,

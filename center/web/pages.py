@@ -158,6 +158,8 @@ def posts_context(center: Center) -> dict[str, Any]:
         "relay_via": {o: [r for r in routes if r.origin == o] for o in {r.origin for r in routes}},
         "relay_carried": {c: [r for r in routes if r.carrier == c] for c in {r.carrier for r in routes}},
         "silent_after_s": center.cfg.center.silent_after_s,
+        # the center's receivers (each its own presence; the center is online to the posts while any is)
+        "receivers": [r.to_dict() for r in center.storage.receivers()],
         "summary": center.summary(),
         "now_ms": int(center.clock() * 1000),
     }

@@ -1,15 +1,22 @@
 """A center receiver as a child process, for the fault tests.
 
-``python -m devkit.harness.center_proc DB_URL BROKER_URL [KILL_AFTER_COMMITS]``: runs a CenterService; with
-KILL_AFTER_COMMITS it SIGKILLs itself right after that many storage commits — after the commit, before the
-ack is published (the window the "center killed between commit and ack" test needs).
+``python -m devkit.harness.center_proc DB_URL BROKER_URL [KILL_AFTER_COMMITS] [--client-id ID]
+[--stop-before-commit N] [--heartbeat-s S]``: runs a CenterService (receiver ``ID``, default
+siaga-center-proc).
+
+* KILL_AFTER_COMMITS: it SIGKILLs itself right after that many storage commits — after the commit, before
+  the ack is published (the window the "center killed between commit and ack" test needs);
+* ``--stop-before-commit N``: it SIGSTOPs itself as its Nth storage commit begins, holding the messages of
+  that commit received but neither stored nor acknowledged; a test sees the stop (/proc state ``T``) and
+  kills it there — a receiver killed mid-stream by construction, not by timing.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 
@@ -19,22 +26,33 @@ from devkit.harness.synctools import center_config
 
 
 def main() -> None:
-    db_url, broker_url = sys.argv[1], sys.argv[2]
-    kill_after = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    storage = open_storage(db_url)
-    if kill_after:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("db_url")
+    parser.add_argument("broker_url")
+    parser.add_argument("kill_after", nargs="?", type=int, default=0)
+    parser.add_argument("--client-id", default="siaga-center-proc")
+    parser.add_argument("--stop-before-commit", type=int, default=0)
+    parser.add_argument("--heartbeat-s", type=float, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.client_id} %(levelname)s %(name)s: %(message)s")
+    storage = open_storage(args.db_url)
+    if args.kill_after or args.stop_before_commit:
         real_ingest = storage.ingest
         commits = [0]
 
         def ingest(items: Sequence[IncomingReport]) -> list[IngestResult]:
-            results = real_ingest(items)  # committed (fsync'd) when this returns
             commits[0] += 1
-            if commits[0] >= kill_after:
+            if commits[0] == args.stop_before_commit:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            results = real_ingest(items)  # committed (fsync'd) when this returns
+            if args.kill_after and commits[0] >= args.kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             return results
 
         storage.ingest = ingest  # type: ignore[method-assign]
-    service = CenterService(center_config(db_url, [broker_url]), storage=storage, client_id="siaga-center-proc")
+    service = CenterService(center_config(args.db_url, [args.broker_url]), storage=storage, client_id=args.client_id)
+    if args.heartbeat_s is not None and service.receiver is not None:
+        service.receiver._heartbeat_s = args.heartbeat_s  # a test's short heartbeat
     service.start()
     print("READY", flush=True)
     stop = threading.Event()

@@ -32,6 +32,7 @@ from devkit.harness.mosquitto import free_port
 from devkit.harness.procs import spawn_siaga_run, stop_process
 from devkit.sim import SimulatedDevice
 from edge import daemon
+from edge.reserve import RESERVE_BYTES, reserve_path
 from edge.status import post_status, read_runtime
 from siaga import config as config_mod
 from siaga.report import report_ref
@@ -264,3 +265,56 @@ def test_hold_overflow_drops_the_oldest_loudly(
         wait_until(retried, 30, "the held reports on retry")
         assert sorted(r.report.text_raw for r in reports(post)) == sorted(["KEBAKARAN sebelum penuh", *texts[3:]])
         assert read_runtime(post.cfg)["held"] == 0  # type: ignore[index]
+
+
+def test_siaga_run_starts_and_reads_the_radio_on_a_completely_full_disk(tmp_path: Path) -> None:
+    """Found in the notes: a post whose disk filled up completely while it was stopped died at start (the
+    store would not open: ``disk I/O error``) and read no radio.  The disk reserve (edge/reserve.py) the
+    first run made is released, the post starts, reads the radio and stores; once there is room again the
+    reserve comes back."""
+    texts = [f"BANJIR jalan desa putus uji-awal-penuh {i}" for i in range(5)]
+    with small_tmpfs(tmp_path / "tiny") as mount, SimulatedDevice(listen=("127.0.0.1", 0), speed=SPEED, seed=7) as dev:
+        dev.add_node(HANDSET, "Petugas Oebubun 01", "OB01")
+        config = write_post_config(
+            mount,
+            extra=f"""
+[radio.meshtastic]
+host = "127.0.0.1:{dev.port}"
+min_send_interval_s = 0.2
+ack_timeout_s = 3.0
+""",
+        )
+        cfg = config_mod.load(config)
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        log_path = tmp_path / "siaga-run.log"
+        # a first run made the store and the reserve; it stopped; then the disk filled up to the last byte
+        first = spawn_siaga_run(config, log_path, env={"RUNTIME_DIRECTORY": str(run_dir)})
+        try:
+            wait_until(lambda: radio_state(run_dir) == "connected", 60, "the first run's radio")
+        finally:
+            stop_process(first)
+        reserve = reserve_path(cfg.node.data_dir)
+        assert cfg.store_path.exists() and reserve.stat().st_size == RESERVE_BYTES
+        fill(mount / "filler")
+        (run_dir / "runtime.json").unlink()
+        proc = spawn_siaga_run(config, log_path, env={"RUNTIME_DIRECTORY": str(run_dir)})
+        try:
+            wait_until(
+                lambda: proc.poll() is not None or radio_state(run_dir) == "connected", 60, "the radio, on a full disk"
+            )
+            assert proc.poll() is None, f"siaga run died on a full disk: {log_path.read_text(errors='replace')[-2000:]}"
+            assert "DISK FULL at start" in log_path.read_text(errors="replace")
+            assert not reserve.exists()  # released, and not made again: the disk has not room for it twice
+            stream(dev, texts)
+            wait_until(lambda: sorted(read_db(cfg.store_path)[1]) == sorted(texts), 60, "the reports, stored")
+            assert read_db(cfg.store_path)[0]
+        finally:
+            stop_process(proc)
+        # room again: the next start makes the reserve again
+        (mount / "filler").unlink()
+        proc = spawn_siaga_run(config, log_path, env={"RUNTIME_DIRECTORY": str(run_dir)})
+        try:
+            wait_until(lambda: reserve.exists() and reserve.stat().st_size == RESERVE_BYTES, 60, "the reserve, again")
+        finally:
+            stop_process(proc)
