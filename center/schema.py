@@ -197,6 +197,13 @@ CREATE INDEX login_failures_key ON login_failures (key, at_ts);
 CREATE INDEX login_failures_at ON login_failures (at_ts)
 """
 
+#: A staff reply to a report that reached the center only carried goes to the carrier's ``cmd`` topic
+#: (``replies.post_id`` = the carrier) with this origin post, for the carrier to send on over the mesh
+#: (docs/RELAY.md, "Staff replies over the mesh").  NULL: the post itself delivers it to the handset.
+_REPLY_ORIGIN_SQL = """
+ALTER TABLE replies ADD COLUMN relay_origin TEXT
+"""
+
 #: Applied in order, once each, in one transaction per migration.  Append; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("c001_core", _REPORTS_SQL, _REPORTS_SQL),
@@ -204,4 +211,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("c002_relay_copies", _RELAY_COPIES_SQL, _RELAY_COPIES_SQL),
     Migration("c003_receivers", _RECEIVERS_SQL, _RECEIVERS_SQL),
     Migration("s002_login_failures", _LOGIN_FAILURES_SQL, _LOGIN_FAILURES_SQL),
+    Migration("c004_reply_origin", _REPLY_ORIGIN_SQL, _REPLY_ORIGIN_SQL),
 )

@@ -26,8 +26,9 @@ Tables (the same columns in both databases; ``*_ts`` are epoch seconds, JSON col
     post_id PK, regency, state ("online" | "offline"), status (last status JSON), status_ts (center clock),
     boot_counter, version, first_seen_ts, last_report_ts.
 ``replies`` — staff replies to a handset (the ``cmd`` topic) and their delivery state
-    cmd_id PK, report_id, post_id, regency, to_node, text, created_by, created_ts, state (see REPLY_STATES),
-    state_ts, detail.
+    cmd_id PK, report_id, post_id (the post it goes through), regency, to_node, text, created_by, created_ts,
+    state (see REPLY_STATES), state_ts, detail; relay_origin: the report's origin post when post_id is a carrier
+    that sends the reply on over the mesh (the report reached the center only carried), else NULL.
 ``receivers`` — each center receiver's presence, from its retained topic
     receiver_id PK, state ("online" | "offline"), connected_at (its connection's ``at``), session
     ("new" | "resumed"), beat_ts (its last heartbeat, its clock), status_ts (center clock).
@@ -64,9 +65,9 @@ from pathlib import Path
 from typing import Any
 
 from center.schema import MIGRATIONS
-from siaga.errors import CenterError
+from siaga.errors import CenterError, ProtocolError
 from siaga.report import InvalidReport, Report
-from sync import protocol
+from sync import compact, protocol
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +237,21 @@ class Reply:
     state: str
     state_at: datetime
     detail: str | None = None
+    #: the origin post the carrier ``post_id`` sends this reply on to over the mesh (None: direct)
+    relay_origin: str | None = None
 
     def command(self) -> dict[str, Any]:
         """The ``cmd`` the post receives (sync.protocol.encode_command builds the envelope around it)."""
-        return {
+        cmd = {
             "cmd_id": self.cmd_id,
             "type": "reply",
             "report_id": self.report_id,
             "to": self.to_node,
             "text": self.text,
         }
+        if self.relay_origin is not None:
+            cmd["origin"] = self.relay_origin
+        return cmd
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -871,12 +877,21 @@ class CenterStorage(ABC):
         origin = found.report.origin
         if not origin.startswith("!"):
             raise CenterError(f"laporan {report_id!r} tidak berasal dari handset (asal {origin}); tidak bisa dibalas")
-        regency = self._rows_one("SELECT regency FROM posts WHERE post_id = ?", (found.post_id,))
+        via, relay_origin = self._reply_route(found.report_id, found.post_id)
+        cmd_id = str(uuid.uuid4())
+        if relay_origin is not None:
+            try:
+                compact.encode_reply(compact.Reply(0, relay_origin, found.report_id, cmd_id, text))
+            except ProtocolError:
+                raise CenterError(
+                    "teks balasan terlalu panjang untuk dikirim lewat relay (satu paket LoRa); persingkat teksnya"
+                ) from None
+        regency = self._rows_one("SELECT regency FROM posts WHERE post_id = ?", (via,))
         now = time.time()
         reply = Reply(
-            cmd_id=str(uuid.uuid4()),
+            cmd_id=cmd_id,
             report_id=found.report_id,
-            post_id=found.post_id,
+            post_id=via,
             regency=(regency or {}).get("regency") or "",
             to_node=origin,
             text=text,
@@ -884,11 +899,12 @@ class CenterStorage(ABC):
             created_at=_dt(now),
             state="queued",
             state_at=_dt(now),
+            relay_origin=relay_origin,
         )
         with self.transaction():
             self._run(
                 "INSERT INTO replies (cmd_id, report_id, post_id, regency, to_node, text, created_by,"
-                " created_ts, state, state_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                " created_ts, state, state_ts, relay_origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 (
                     reply.cmd_id,
                     reply.report_id,
@@ -899,10 +915,23 @@ class CenterStorage(ABC):
                     reply.created_by,
                     now,
                     now,
+                    relay_origin,
                 ),
             )
         self._notify("replies")
         return reply
+
+    def _reply_route(self, report_id: str, origin: str) -> tuple[str, str | None]:
+        """(the post a reply goes through, the origin it is carried to or None).  The origin's own copy wins:
+        its uplink hands the reply to the handset directly.  A report that arrived only carried goes back
+        through the carrier that delivered it first, which sends it on over the mesh (docs/RELAY.md)."""
+        rows = self.query(
+            "SELECT post_id, relay_origin FROM report_copies WHERE report_id = ? ORDER BY first_received_ts, post_id",
+            (report_id,),
+        )
+        if not rows or any(r["relay_origin"] is None for r in rows):
+            return origin, None
+        return rows[0]["post_id"], origin
 
     def _rows_one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
         rows = self.query(sql, params)
@@ -1386,4 +1415,5 @@ def _row_to_reply(r: Mapping[str, Any]) -> Reply:
         state=r["state"],
         state_at=_dt(r["state_ts"]),
         detail=r["detail"],
+        relay_origin=r.get("relay_origin"),
     )

@@ -67,6 +67,7 @@ from siaga.errors import ReportError, SiagaError, StoreError
 from siaga.metrics import MetricsServer, Registry
 from siaga.report import Callback, PathHop, Report, mesh_report_id, new_report_id, node_id
 from siaga.sdnotify import Notifier, Watchdog
+from sync import compact as codec
 
 if TYPE_CHECKING:
     # imported where it is made (_make_uplink): a post whose MQTT library is missing still queues reports
@@ -270,6 +271,7 @@ class Post:
             uplink_connected=uplink_connected,
             on_delivered=self._relay_delivered,
             on_accepted=accepted,
+            on_reply=self._relay_reply,
         )
         log.info(
             "relay on: %s, beacon every %g s, airtime cap %.0f %%",
@@ -922,8 +924,40 @@ class Post:
         """The center's ack walked back over the mesh to this origin post: the officer's second receipt."""
         self.on_delivered(report_ids, committed_at)
 
+    def _relay_reply(self, reply: codec.Reply) -> None:
+        """A staff reply walked back over the mesh to this origin post: to the handset as a direct one is
+        (its destination is the handset that sent the report, from this post's own store)."""
+        self.on_command({"cmd_id": reply.cmd_id, "type": "reply", "report_id": reply.report_id, "text": reply.text})
+
+    def _carry_reply(self, command: dict[str, Any], origin: str) -> None:
+        """A reply for another post's handset (its report reached the center only through us): committed
+        for the relay engine, which sends it back along the report's previous hops (docs/RELAY.md).  The
+        center sees "received" (published by the uplink); what happens on the mesh stays on the mesh."""
+        cmd_id, rid = command["cmd_id"], command.get("report_id") or ""
+        text = command.get("text")
+        if self.relay is None or self.store is None or not isinstance(text, str):
+            log.warning("reply %s for post %s not carried: no relay at this post", cmd_id, origin)
+            self._reply_state(cmd_id, rid, "failed")
+            return
+        try:
+            state = self.store.relay_reply_put(cmd_id, origin, rid, text, own=False)
+        except StoreError as exc:
+            # not recorded: the uplink marks the cmd handled only after this returns, so a raise here would
+            # not bring it back either; the center sees "failed" and staff can send it again
+            log.error("reply %s for post %s not kept: %s", cmd_id, origin, exc)
+            self._reply_state(cmd_id, rid, "failed")
+            return
+        if state == "failed":
+            log.warning("reply %s for post %s: report %s is not held here; no way back", cmd_id, origin, rid)
+            self._reply_state(cmd_id, rid, "failed")
+            return
+        log.info("reply %s for post %s goes back over the mesh (%s)", cmd_id, origin, state)
+        self.count("replies.carried")
+        self.relay.wake()
+
     def on_command(self, command: dict[str, Any]) -> None:
-        """A validated command from the center; ``reply`` becomes a DM ``112: <text>`` to the handset."""
+        """A validated command from the center; ``reply`` becomes a DM ``112: <text>`` to the handset, or,
+        for another post's handset (``origin``), goes back to that post over the mesh."""
         cmd_id = command.get("cmd_id")
         report_id = command.get("report_id")
         if not isinstance(cmd_id, str) or not cmd_id:
@@ -931,6 +965,10 @@ class Post:
             return
         if command.get("type") != "reply":
             log.warning("command %s of unknown type %r ignored", cmd_id, command.get("type"))
+            return
+        origin = command.get("origin")
+        if isinstance(origin, str) and origin != self.cfg.node.post_id:
+            self._carry_reply(command, origin)
             return
         if cmd_id in self._seen_commands:
             log.info("command %s already handled", cmd_id)

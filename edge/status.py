@@ -198,6 +198,7 @@ def _relay_lines(relay: dict[str, Any]) -> list[str]:
         f"    Laporan pos lain dititipkan di sini: {relay['held']} (diteruskan {relay['passed']},"
         f" diterima 112 {relay['delivered']})",
         f"    Konfirmasi 112 yang masih harus diteruskan: {relay['center_acks_owed']}",
+        f"    Balasan 112 yang masih harus diteruskan: {relay.get('replies_owed', 0)}",
         f"    Laporan diparkir (alarm): {relay['parked']}",
     ]
     if live:

@@ -207,6 +207,29 @@ def m004_console(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_relay_replies(db: sqlite_utils.Database) -> None:
+    # Staff replies walking back over the mesh to the origin post of a report that reached the center only
+    # carried (docs/RELAY.md, "Staff replies over the mesh"); additive only.  One row per cmd_id at every
+    # post the reply passes (the primary key is its seen-set): 'pending' to send to next_node (the report's
+    # previous hop) under transfer id xmit, 'passed' once that neighbour CACKed, 'failed' when this post
+    # does not hold the report (no way back); at the origin 'arrived' until handed to the radio, 'handed'.
+    db.execute(
+        """
+        CREATE TABLE relay_replies (
+            cmd_id TEXT PRIMARY KEY,
+            origin TEXT NOT NULL,
+            report_id TEXT NOT NULL,
+            text TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'passed', 'failed', 'arrived', 'handed')),
+            next_node INTEGER,
+            xmit INTEGER,
+            received_ts REAL NOT NULL
+        )
+        """
+    )
+
+
 #: Columns of the ``nodes`` table, in order (edge/nodes.py reads and writes rows of these).
 NODE_COLUMNS = (
     "num",
@@ -492,6 +515,12 @@ class RelayStoreMixin:
                     else:
                         conn.execute("DELETE FROM relay_owed WHERE xmit = ? AND prev_node = ?", (row["xmit"], node))
                 conn.execute(f"DELETE FROM relay_xmit WHERE node = ? AND xmit IN ({marks})", (node, *chunk))
+                # a staff reply's transfer id lives on its own row (relay_replies.xmit)
+                conn.execute(
+                    f"UPDATE relay_replies SET state = 'passed' WHERE state = 'pending' AND next_node = ?"
+                    f" AND xmit IN ({marks})",
+                    (node, *chunk),
+                )
         return changed
 
     def relay_center_ack(self, report_ids: Sequence[str], committed_at: datetime) -> list[str]:
@@ -552,6 +581,52 @@ class RelayStoreMixin:
             )
         return xmit
 
+    def relay_reply_put(self, cmd_id: str, origin: str, report_id: str, text: str, *, own: bool) -> str:
+        """Commit a staff reply this post must pass toward ``origin`` (or, ``own``, hand to its handset), keyed
+        by ``cmd_id``.  Returns the row's state: 'pending' (to send to the report's previous hop), 'failed'
+        (this post does not hold the report: no way back), 'arrived' (ours, not yet handed to the radio),
+        or the state it already had ('passed', 'handed', ...): a redelivered copy changes nothing."""
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM relay_replies WHERE cmd_id = ?", (cmd_id,)).fetchone()
+            if row is not None:
+                return str(row["state"])
+            prev = conn.execute("SELECT relay_prev_node FROM reports WHERE report_id = ?", (report_id,)).fetchone()
+            next_node = prev["relay_prev_node"] if prev is not None else None
+            state = "arrived" if own else ("pending" if next_node is not None else "failed")
+            conn.execute(
+                "INSERT INTO relay_replies (cmd_id, origin, report_id, text, state, next_node, received_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cmd_id, origin, report_id, text, state, None if own else next_node, self._clock.now().timestamp()),
+            )
+        return state
+
+    def relay_reply_handed(self, cmd_id: str) -> None:
+        """The origin handed this reply to its radio: a redelivered copy is not handed again."""
+        with self._write() as conn:
+            conn.execute("UPDATE relay_replies SET state = 'handed' WHERE cmd_id = ? AND state = 'arrived'", (cmd_id,))
+
+    def relay_replies_out(self, limit: int) -> list[Any]:
+        from relay.engine import OwedReply
+
+        rows = self._read(
+            "SELECT cmd_id, origin, report_id, text, next_node, xmit FROM relay_replies WHERE state = 'pending'"
+            " ORDER BY received_ts, cmd_id LIMIT ?",
+            (limit,),
+        )
+        return [
+            OwedReply(r["cmd_id"], r["origin"], r["report_id"], r["text"], int(r["next_node"]), r["xmit"]) for r in rows
+        ]
+
+    def relay_reply_assign(self, cmd_id: str) -> int:
+        """A transfer id for sending this reply on (recorded in the same commit; a resend reuses it)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT xmit FROM relay_replies WHERE cmd_id = ?", (cmd_id,)).fetchone()
+            if row is not None and row["xmit"] is not None:
+                return int(row["xmit"])
+            xmit = _next_xmit(conn)
+            conn.execute("UPDATE relay_replies SET xmit = ? WHERE cmd_id = ?", (xmit, cmd_id))
+        return xmit
+
     def relay_held_count(self) -> int:
         rows = self._read("SELECT count(*) FROM reports WHERE relay_prev_node IS NOT NULL AND state = 'pending'")
         return int(rows[0][0])
@@ -567,8 +642,10 @@ class RelayStoreMixin:
             " FROM reports"
         )
         owed = self._read("SELECT count(*) FROM relay_owed")
+        replies = self._read("SELECT count(*) FROM relay_replies WHERE state = 'pending'")
         out = {k: int(rows[0][k] or 0) for k in ("held", "passed", "delivered", "parked", "own_passed")}
         out["center_acks_owed"] = int(owed[0][0])
+        out["replies_owed"] = int(replies[0][0])
         return out
 
 

@@ -16,6 +16,9 @@ The contract is docs/RELAY.md, "Custody protocol, version 1".  In short:
   neighbour, and 3 in a row skip it so the next best is tried;
 * **CENTER_ACK** → the store marks ``delivered`` and, in the same commit, owes a CENTER_ACK to each
   report's previous hop; the origin's own reports go to ``on_delivered`` (the officer's receipt);
+* **REPLY** (a staff reply to a report that reached the center only carried) → committed by ``cmd_id`` and
+  CACKed, then sent on to the report's previous hop as a CENTER_ACK is; at the origin handed once to
+  ``on_reply`` (the daemon DMs the handset "112: ...");
 * **BEACON** every ``beacon_s`` ±10 %, and at once when our metric changes;
 * everything but CACKs waits while our airtime in the last hour is at ``airtime_cap``; life-safety
   reports first (the store hands them out in priority order).
@@ -97,6 +100,18 @@ class OwedCenterAck:
 
 
 @dataclass(frozen=True, slots=True)
+class OwedReply:
+    """A staff reply to send on toward ``origin`` via ``next_node`` (the report's previous hop here)."""
+
+    cmd_id: str
+    origin: str
+    report_id: str
+    text: str
+    next_node: int
+    xmit: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
     outcome: int  # codec.ACCEPTED | REDUNDANT | REFUSED
     parked: bool = False
@@ -133,6 +148,18 @@ class CustodyStore(Protocol):
     def relay_held_count(self) -> int:
         """Reports held for other posts (carried, not yet passed on or delivered)."""
 
+    def relay_reply_put(self, cmd_id: str, origin: str, report_id: str, text: str, *, own: bool) -> str:
+        """Commit a staff reply by ``cmd_id`` (the seen-set); returns its state ('pending', 'failed',
+        'arrived' for ours; an existing row's state for a redelivered copy)."""
+
+    def relay_reply_handed(self, cmd_id: str) -> None:
+        """Ours, handed to the radio: a redelivered copy is not handed again."""
+
+    def relay_replies_out(self, limit: int) -> Sequence[OwedReply]: ...
+
+    def relay_reply_assign(self, cmd_id: str) -> int:
+        """The transfer id of this reply's send (allocated once, in the same commit)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
@@ -148,7 +175,7 @@ class RelaySettings:
 @dataclass
 class _Flight:
     xmit: int
-    kind: str  # "report" | "center_ack"
+    kind: str  # "report" | "center_ack" | "reply"
     report_ids: tuple[str, ...]
     node: int
     payload: bytes
@@ -184,6 +211,7 @@ class Engine:
         uplink_connected: Callable[[], bool] = lambda: False,
         on_delivered: Callable[[list[str], datetime], None] | None = None,
         on_accepted: Callable[[list[str]], None] | None = None,
+        on_reply: Callable[[codec.Reply], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -199,6 +227,7 @@ class Engine:
         self._uplink_connected = uplink_connected
         self._on_delivered = on_delivered
         self._on_accepted = on_accepted
+        self._on_reply = on_reply
         self.clock = clock
         self.rng = rng or random.Random()
         self.routes = Routes(
@@ -291,6 +320,7 @@ class Engine:
         if now >= self._drain_at:
             self._drain_at = now + IDLE_S
             self._send_owed_center_acks(now)
+            self._send_replies(now)
             if self.forward:
                 self._drain(now)
         self._update_snapshot(now)
@@ -333,6 +363,8 @@ class Engine:
                 self._count("rx.beacon")
             elif kind == codec.TYPE_CENTER_ACK:
                 self._on_center_ack(now, from_node, codec.decode_center_ack(payload))
+            elif kind == codec.TYPE_REPLY:
+                self._on_reply_packet(now, from_node, codec.decode_reply(payload))
         except ProtocolError as exc:
             self._count(f"rx.bad.{exc.reason}")
             log.warning("relay: packet from !%08x refused (%s): %s", from_node, exc.reason, str(exc)[:120])
@@ -425,6 +457,41 @@ class Engine:
             log.info("relay: the center has %d of our reports (ack walked back via !%08x)", len(mine), from_node)
             if self._on_delivered is not None:
                 self._on_delivered(mine, ack.committed_at)
+        self._drain_at = now
+
+    def _on_reply_packet(self, now: float, from_node: int, reply: codec.Reply) -> None:
+        own = reply.origin == self.post_id
+        try:
+            state = self.store.relay_reply_put(reply.cmd_id, reply.origin, reply.report_id, reply.text, own=own)
+        except SiagaError as exc:
+            log.error("relay: cannot store staff reply %s (%s): REFUSED", reply.cmd_id, exc)
+            self._owe(now, from_node, reply.xmit, codec.REFUSED)
+            return
+        self._count(f"rx.reply.{state}")
+        if state == "arrived":
+            # ours, not yet handed (new, or a crash came between the commit and the hand-over): hand it now,
+            # then record that, and only then CACK — at least once to the radio, never twice for a copy
+            log.info("relay: staff reply %s for report %s arrived via !%08x", reply.cmd_id, reply.report_id, from_node)
+            if self._on_reply is not None:
+                try:
+                    self._on_reply(reply)
+                except Exception:
+                    log.exception("relay: handing staff reply %s to the radio failed", reply.cmd_id)
+            try:
+                self.store.relay_reply_handed(reply.cmd_id)
+            except SiagaError as exc:
+                log.error("relay: cannot record staff reply %s as handed (%s)", reply.cmd_id, exc)
+                return  # no CACK: the neighbour sends it again
+            self._owe(now, from_node, reply.xmit, codec.ACCEPTED)
+            return
+        if state == "failed":
+            log.error(
+                "relay: staff reply %s for %s: report %s is not held here, no way back to the origin",
+                reply.cmd_id,
+                reply.origin,
+                reply.report_id,
+            )
+        self._owe(now, from_node, reply.xmit, codec.ACCEPTED if state == "pending" else codec.REDUNDANT)
         self._drain_at = now
 
     # ------------------------------------------------------------------ outbound
@@ -603,6 +670,29 @@ class Engine:
                 self._flights[xmit] = flight
                 busy.add(xmit)
                 self._schedule(flight, now + self._retry_delay(1))
+
+    def _send_replies(self, now: float) -> None:
+        """Staff replies walk back as center acks do: to the report's previous hop, custody per hop."""
+        busy = {f.xmit for f in self._flights.values() if f.kind == "reply"}
+        for owed in self.store.relay_replies_out(64):
+            if owed.xmit is not None and owed.xmit in busy:
+                continue
+            try:
+                payload = codec.encode_reply(codec.Reply(0, owed.origin, owed.report_id, owed.cmd_id, owed.text))
+            except ProtocolError as exc:  # the center checks the size before it queues one: a bug, loudly
+                self._count("tx.unencodable")
+                log.error("relay: staff reply %s cannot be encoded (%s); it stays here", owed.cmd_id, exc)
+                continue
+            if not self.budget.allows(now, airtime_ms(len(payload), pki=True)):
+                self._count("tx.over_cap")
+                return
+            xmit = owed.xmit if owed.xmit is not None else self.store.relay_reply_assign(owed.cmd_id)
+            payload = codec.encode_reply(codec.Reply(xmit, owed.origin, owed.report_id, owed.cmd_id, owed.text))
+            self._transmit(now, owed.next_node, payload, "reply")
+            flight = _Flight(xmit, "reply", (owed.cmd_id,), owed.next_node, payload)
+            self._flights[xmit] = flight
+            busy.add(xmit)
+            self._schedule(flight, now + self._retry_delay(1))
 
     # ------------------------------------------------------------------ status
     def _update_snapshot(self, now: float) -> None:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from siaga.errors import ProtocolError
-from siaga.report import MAX_TEXT_BYTES, Casualties, InvalidReport, Report
+from siaga.report import MAX_TEXT_BYTES, REPLY_MAX_BYTES, REPLY_PREFIX, Casualties, InvalidReport, Report
 from sync import compact_dict as dictionary
 
 VERSION = 1
@@ -69,6 +69,7 @@ TYPE_REPORT = 1
 TYPE_CUSTODY_ACK = 2
 TYPE_BEACON = 3
 TYPE_CENTER_ACK = 4
+TYPE_REPLY = 5
 
 #: The largest payload of one Meshtastic packet as we send it: a PKI-encrypted direct message on a private
 #: port.  Firmware Router::perhapsEncode accepts an encoded ``Data`` only when it + the 16-byte radio header
@@ -919,7 +920,7 @@ def message_type(payload: bytes) -> int:
         raise ProtocolError("short", f"{len(payload)} bytes: no version and type")
     if payload[0] != VERSION:
         raise ProtocolError("version", f"unsupported relay packet version {payload[0]} (this decoder knows {VERSION})")
-    if payload[1] not in (TYPE_REPORT, TYPE_CUSTODY_ACK, TYPE_BEACON, TYPE_CENTER_ACK):
+    if payload[1] not in (TYPE_REPORT, TYPE_CUSTODY_ACK, TYPE_BEACON, TYPE_CENTER_ACK, TYPE_REPLY):
         raise ProtocolError("type", f"unknown relay message type {payload[1]}")
     if len(payload) > MAX_PACKET_BYTES:
         raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PACKET_BYTES}")
@@ -1123,3 +1124,86 @@ def decode_center_ack(payload: bytes) -> CenterAck:
     if len(set(ids)) != len(ids):
         raise ProtocolError("schema", "a center ack names a report twice")
     return CenterAck(xmit, origin, committed_at, tuple(ids))
+
+
+# REPLY: 1 | 5 | xmit u32 | origin post_id u8 len + ASCII | report id (form u8 + id) | cmd_id (form u8 + id)
+#        | coding u8 | n u8 | text (n bytes, to the end)
+# A staff reply walking back to the origin post of a report that reached the center only carried
+# (docs/RELAY.md, "Staff replies over the mesh").  Ids as in a CENTER_ACK (no origin-handset form); the text
+# is UTF-8 or deflate with a preset dictionary as in a report, whichever is shorter, and at most the reply
+# limit once decoded; its length is sent so that a cut packet is refused, never shown as a shorter text.
+# No tag: as with the CENTER_ACK, v1 trusts the carriers with what walks back.
+#: A staff reply's text, in UTF-8 bytes (as sync.protocol.MAX_REPLY_TEXT_BYTES: "112: " + text in one packet).
+MAX_REPLY_TEXT_BYTES = REPLY_MAX_BYTES - len(REPLY_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Staff reply ``cmd_id`` to the handset that sent ``report_id`` at post ``origin``."""
+
+    xmit: int
+    origin: str
+    report_id: str
+    cmd_id: str
+    text: str
+
+
+def _reply_text_bytes(text: object) -> bytes:
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("field", "a reply's text must not be empty")
+    raw = _utf8(text, "field")
+    if b"\x00" in raw:
+        raise ProtocolError("field", "a reply's text must not contain NUL")
+    if len(raw) > MAX_REPLY_TEXT_BYTES:
+        raise ProtocolError("field", f"a reply's text is {len(raw)} bytes > {MAX_REPLY_TEXT_BYTES}")
+    return raw
+
+
+def encode_reply(reply: Reply) -> bytes:
+    """One REPLY packet; ProtocolError("too_large") when it does not fit one even deflated (the center
+    checks this before it queues a reply that must go over the mesh)."""
+    if not isinstance(reply.origin, str) or not _POST_ID_RE.match(reply.origin):
+        raise ProtocolError("field", f"origin post_id must be 1-32 chars of a-z 0-9 -, not {reply.origin!r}")
+    raw = _reply_text_bytes(reply.text)
+    packed = _deflate(raw, CURRENT_TEXT_DICT)
+    coding, coded = (CURRENT_TEXT_DICT, packed) if len(packed) < len(raw) else (TEXT_UTF8, raw)
+    out = (
+        bytes([VERSION, TYPE_REPLY])
+        + _int_in(reply.xmit, 0, MAX_XMIT, "xmit").to_bytes(4, "big")
+        + bytes([len(reply.origin)])
+        + reply.origin.encode("ascii")
+        + _center_ack_id(reply.report_id)
+        + _center_ack_id(reply.cmd_id)
+        + bytes([coding, len(coded) if len(coded) <= 0xFF else 0])
+        + coded
+    )
+    if len(out) > MAX_PACKET_BYTES:
+        raise ProtocolError("too_large", f"reply packet of {len(out)} bytes > {MAX_PACKET_BYTES}")
+    return out
+
+
+def decode_reply(payload: bytes) -> Reply:
+    data = _message(payload, TYPE_REPLY, "reply")
+    rd = _Reader(data, 2, len(data))
+    xmit = rd.uint(4)
+    origin = rd.ascii(rd.u8(), _POST_ID_RE, "origin")
+    ids = []
+    for name in ("report id", "cmd_id"):
+        kind = rd.u8()
+        if kind == ID_MESH:
+            raise ProtocolError("schema", f"a reply's {name} cannot use the origin-handset id form")
+        rid = _id_string(kind, _read_id(rd, kind), "")
+        if _id_kind(rid, "") != kind:
+            raise ProtocolError("schema", f"{name} {rid!r} is not in its compact form")
+        ids.append(rid)
+    coding, size = rd.u8(), rd.u8()
+    coded = rd.take(size)
+    _done(rd, "reply")
+    if coding != TEXT_UTF8 and coding not in dictionary.DICTIONARIES:
+        raise ProtocolError("dictionary", f"unknown text coding {coding}")
+    text = _decode_text(coding, coded)
+    try:
+        _reply_text_bytes(text)
+    except ProtocolError as exc:
+        raise ProtocolError("text", exc.detail) from None
+    return Reply(xmit, origin, ids[0], ids[1], text)

@@ -555,7 +555,8 @@ def encode_command(command: Mapping[str, Any], *, sent_at: datetime) -> bytes:
 
 
 def check_command(command: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a reply command; return exactly the fields UplinkEvents.on_command receives."""
+    """Validate a reply command; return exactly the fields UplinkEvents.on_command receives (``origin``
+    only when the center set it: the reply is for another post, to be carried over the mesh)."""
     if command.get("type") != "reply":
         raise ProtocolError("type", f"unknown command type {_short(command.get('type'))}")
     cmd_id = command.get("cmd_id")
@@ -570,7 +571,15 @@ def check_command(command: Mapping[str, Any]) -> dict[str, Any]:
     problem = reply_text_problem(text)
     if problem is not None or not isinstance(text, str):
         raise ProtocolError("schema", f"text {problem}")
-    return {"cmd_id": cmd_id, "type": "reply", "report_id": command["report_id"], "to": to, "text": text}
+    out = {"cmd_id": cmd_id, "type": "reply", "report_id": command["report_id"], "to": to, "text": text}
+    # Additive (docs/RELAY.md, "Staff replies over the mesh"): the report reached the center only carried,
+    # so the reply goes to the carrier, which sends it on over the mesh to this origin post.
+    origin = command.get("origin")
+    if origin is not None:
+        if not isinstance(origin, str) or not _SLUG.match(origin):
+            raise ProtocolError("schema", f"origin must be a post id, not {_short(origin)}")
+        out["origin"] = origin
+    return out
 
 
 def reply_text_problem(text: object) -> str | None:

@@ -61,6 +61,8 @@ class Node:
     store: Store
     engine: Engine
     delivered: list[str] = field(default_factory=list)
+    #: staff replies handed to this post's radio (on_reply), in order: (cmd_id, report_id, text)
+    replies: list[tuple[str, str, str]] = field(default_factory=list)
     restarts: int = 0
 
 
@@ -104,6 +106,9 @@ class Mesh:
         def on_delivered(ids: list[str], _at: datetime) -> None:
             self.nodes[name].delivered.extend(ids)
 
+        def on_reply(reply: codec.Reply) -> None:
+            self.nodes[name].replies.append((reply.cmd_id, reply.report_id, reply.text))
+
         return Engine(
             post_id=name,
             store=store,
@@ -113,6 +118,7 @@ class Mesh:
             forward=not uplink,
             uplink_connected=lambda: uplink,
             on_delivered=on_delivered,
+            on_reply=on_reply,
             clock=lambda: self.t,
             rng=random.Random(zlib.crc32(name.encode())),  # stable across runs (str hash is salted)
         )

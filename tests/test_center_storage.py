@@ -277,6 +277,26 @@ class StorageContract:
         assert [r.cmd_id for r in storage.replies(report_id=report.report_id)] == [reply.cmd_id]
         assert not storage.set_reply_state("no-such-cmd-id", "sent")
 
+    def test_reply_to_a_carried_report_goes_through_its_carrier(self, storage: CenterStorage) -> None:
+        """docs/RELAY.md, "Staff replies over the mesh": no direct copy → the first carrier's cmd topic, with
+        the origin post in the command; once the origin's own copy arrives, replies go to it directly."""
+        report = make_mesh_report(packet_id=7)  # post oebubun, handset !a1b2c3d4
+        storage.ingest([carried(report, "kefa-kota", prev="bukit-01", hops=2)])
+        storage.ingest([carried(report, "napan", prev="oebubun", hops=1, at=NOW + timedelta(seconds=5))])
+        reply = storage.create_reply(report.report_id, "Ambulans berangkat", "sari")
+        assert (reply.post_id, reply.relay_origin, reply.to_node) == ("kefa-kota", "oebubun", "!a1b2c3d4")
+        assert reply.command()["origin"] == "oebubun"
+        assert storage.get_reply(reply.cmd_id) == reply
+        # a text that fits the direct reply limit but not one REPLY packet is refused in words staff read
+        long_id = make_report(origin="!a1b2c3d4").with_changes(report_id="t" * 64)
+        storage.ingest([carried(long_id, "kefa-kota", prev="bukit-01", hops=2)])
+        noise = "".join(chr(0x61 + (i * 7919) % 26) + chr(0x30 + (i * 31) % 10) for i in range(97))
+        with pytest.raises(CenterError, match="relay"):
+            storage.create_reply("t" * 64, noise, "sari")
+        storage.ingest([incoming(report)])  # the origin's own copy, through its own uplink
+        direct = storage.create_reply(report.report_id, "ok", "sari")
+        assert (direct.post_id, direct.relay_origin) == ("oebubun", None) and "origin" not in direct.command()
+
     def test_reply_needs_a_handset_report_and_sane_text(self, storage: CenterStorage) -> None:
         typed = make_report(origin="operator:budi")
         storage.ingest([incoming(typed)])
@@ -379,7 +399,14 @@ class TestSqliteStorage(StorageContract):
             assert second.counts()["reports"] == 1
             names = [r["name"] for r in second.query("SELECT name FROM schema_migrations ORDER BY name")]
             assert names == sorted(m.name for m in storage_mod.MIGRATIONS)
-            assert names == ["c001_core", "c002_relay_copies", "c003_receivers", "s001_staff", "s002_login_failures"]
+            assert names == [
+                "c001_core",
+                "c002_relay_copies",
+                "c003_receivers",
+                "c004_reply_origin",
+                "s001_staff",
+                "s002_login_failures",
+            ]
 
 
 @pytest.mark.postgres

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import string
 import zlib
 from datetime import UTC, datetime
@@ -272,6 +273,34 @@ def test_status_validation() -> None:
             protocol.decode_status(protocol.encode_status({**status, "relay": bad}), "oebubun")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.none(), st.text(max_size=40), st.integers(), st.lists(st.text(max_size=5), max_size=2)),
+    st.integers(0, 400),
+    st.integers(0, 7),
+)
+def test_a_command_with_any_origin_is_refused_or_names_a_post(origin: object, at: int, bit: int) -> None:
+    """The additive ``origin`` (a reply carried over the mesh): any value, and every bit flip of a command
+    that has one, decodes to a valid command or raises ProtocolError — nothing else."""
+    cmd = {
+        "cmd_id": "0c6f6b9e-1f2a-4c1b-9a70-3b8d2f1e0a11",
+        "type": "reply",
+        "report_id": "ma1b2c3d4-00000001-20261128",
+        "to": "!a1b2c3d4",
+        "text": "Ambulans berangkat 14:05",
+        "origin": origin,
+    }
+    payload = bytearray(protocol.encode({"v": 1, **cmd}))
+    payload[at % len(payload)] ^= 1 << bit
+    for data in (protocol.encode({"v": 1, **cmd}), bytes(payload)):
+        try:
+            got = protocol.decode_command(data)
+        except ProtocolError:
+            continue
+        assert set(got) <= {"cmd_id", "type", "report_id", "to", "text", "origin"}
+        assert "origin" not in got or re.fullmatch(r"[a-z0-9-]{1,32}", got["origin"])
+
+
 def test_command_round_trip_and_validation() -> None:
     cmd = {
         "cmd_id": "0c6f6b9e-1f2a-4c1b-9a70-3b8d2f1e0a11",
@@ -284,6 +313,12 @@ def test_command_round_trip_and_validation() -> None:
     for bad in ({"to": "broadcast"}, {"text": ""}, {"text": "x" * 201}, {"type": "reboot"}, {"cmd_id": 5}):
         with pytest.raises(ProtocolError):
             protocol.decode_command(protocol.encode({"v": 1, **cmd, **bad}))
+    # a reply for another post, to be carried over the mesh (docs/RELAY.md): origin is additive and validated
+    carried = {**cmd, "origin": "desa-a"}
+    assert protocol.decode_command(protocol.encode_command(carried, sent_at=SENT)) == carried
+    for origin in ("", "Desa A", "x" * 33, 5, ["desa-a"], {"p": 1}):
+        with pytest.raises(ProtocolError):
+            protocol.decode_command(protocol.encode({"v": 1, **cmd, "origin": origin}))
 
 
 def test_the_reply_limit_is_195_bytes_of_utf8_the_one_packet_budget() -> None:

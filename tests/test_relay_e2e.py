@@ -75,6 +75,41 @@ def test_a_chain_of_three_posts_delivers_every_report_once_with_both_receipts(ri
     print(f"TIMING chain: center {t_center} s, center receipts {t_receipt} s")
 
 
+def test_a_staff_reply_walks_back_over_the_mesh_to_the_origin_handset(rig: Rig) -> None:
+    """The report reached the center only carried (A has no uplink): the staff reply goes to C's cmd topic
+    with the origin, C commits it and sends a REPLY back along the report's previous hops (C → B → A), and A's
+    radio DMs the handset "112: ..." once (docs/RELAY.md, "Staff replies over the mesh")."""
+    rig.add("oebubun", handset=True)
+    rig.add("bukit")
+    rig.add("kefa", uplink=True)
+    rig.link("oebubun", "bukit")
+    rig.link("bukit", "kefa")
+    rig.start()
+    text = TEXTS[2]
+    rig.text("oebubun", text)
+    rig.wait(lambda: rig.receipts("oebubun", "112 PUSAT TERIMA"), "the report at the center, its ack back at A")
+    ((row,),) = rig.at_center([text]).values()
+    assert rig.center is not None
+    t0 = time.monotonic()
+    reply = rig.center.service.send_reply(row["report_id"], "Ambulans berangkat 14:05, tunggu di jalan", "sari")
+    assert (reply.post_id, reply.relay_origin, reply.to_node) == ("kefa", "oebubun", HANDSET)
+    storage = rig.center.storage
+    rig.wait(lambda: storage.get_reply(reply.cmd_id).state == "received", "the carrier has the reply")  # type: ignore[union-attr]
+    rig.wait(lambda: rig.receipts("oebubun", "112: Ambulans"), "the reply ACKed by the handset at A")
+    t_handset = elapsed(t0)
+    assert rig.receipts("oebubun", "112: Ambulans") == ["112: Ambulans berangkat 14:05, tunggu di jalan"]
+    # walked back hop by hop along the report's previous hops, each CACKed
+    assert len(rig.relay_sent("kefa", codec.TYPE_REPLY, to="bukit")) >= 1
+    assert len(rig.relay_sent("bukit", codec.TYPE_REPLY, to="oebubun")) >= 1
+    rig.wait(lambda: rig.relay("kefa")["counters"].get("tx.reply", 0) >= 1 and rig.relay("kefa")["in_flight"] == 0,
+             "C's custody of the reply passed")  # fmt: skip
+    # the carriers never sent the handset anything; the center saw what the carrier can tell it
+    assert rig.sent_to_handset("bukit") == [] and rig.sent_to_handset("kefa") == []
+    assert storage.get_reply(reply.cmd_id).state == "received"  # type: ignore[union-attr]
+    assert len(rig.sent_to_handset("oebubun")) == 3  # 112 POS, 112 PUSAT TERIMA, the reply: once
+    print(f"TIMING reply: handset ACKed the reply {t_handset} s after staff sent it")
+
+
 def diamond(rig: Rig, **b1: Any) -> None:
     """A — B1 (bukit), B2 (napan) — C (kefa, the uplink); A hears B1 better, so B1 is its first choice."""
     rig.add("oebubun", handset=True)

@@ -193,6 +193,92 @@ def test_a_restart_at_each_custody_step_loses_nothing_and_duplicates_nothing(mes
         assert sum(mesh.nodes[name].store.get(i) is not None for i in ids) == len(ids)
 
 
+# ---------------------------------------------------------------------------- staff replies walking back
+CMD_ID = "0c6f6b9e-1f2a-4c1b-9a70-3b8d2f1e0a11"
+REPLY_TEXT = "Ambulans berangkat, tunggu di jalan utama"
+
+
+def reply_home(mesh: Mesh) -> bool:
+    settled = all(n.engine.idle() and n.store.relay_summary()["replies_owed"] == 0 for n in mesh.nodes.values())
+    return settled and len(mesh.nodes["a"].replies) >= 1
+
+
+def reply_state(mesh: Mesh, name: str) -> str | None:
+    rows = mesh.nodes[name].store._read("SELECT state FROM relay_replies WHERE cmd_id = ?", (CMD_ID,))
+    return rows[0]["state"] if rows else None
+
+
+def send_reply_from_carrier(mesh: Mesh) -> str:
+    """A report of a carried to c's uplink, then the center's reply handed to c (what the daemon does with
+    a cmd naming another origin)."""
+    chain(mesh)
+    [rid] = put_reports(mesh, "a", 1)
+    assert mesh.run_until(lambda: all_home(mesh, "a", [rid]), 3600)
+    assert mesh.nodes["c"].store.relay_reply_put(CMD_ID, "a", rid, REPLY_TEXT, own=False) == "pending"
+    mesh.nodes["c"].engine.wake()
+    return rid
+
+
+def test_a_staff_reply_walks_back_a_chain_of_three_to_the_origin_once(mesh: Mesh) -> None:
+    rid = send_reply_from_carrier(mesh)
+    assert mesh.run_until(lambda: reply_home(mesh), 3600)
+    assert mesh.nodes["a"].replies == [(CMD_ID, rid, REPLY_TEXT)]
+    assert [reply_state(mesh, n) for n in ("a", "b", "c")] == ["handed", "passed", "passed"]
+    assert [s[1:4] for s in mesh.sent if s[3] == codec.TYPE_REPLY] == [("c", "b", 5), ("b", "a", 5)]
+    # the center's cmd redelivered to the carrier: the row is there, nothing is sent again
+    assert mesh.nodes["c"].store.relay_reply_put(CMD_ID, "a", rid, REPLY_TEXT, own=False) == "passed"
+    # a copy of the REPLY heard again at the origin: REDUNDANT, never a second DM to the handset
+    again = codec.encode_reply(codec.Reply(4242, "a", rid, CMD_ID, REPLY_TEXT))
+    mesh.nodes["a"].engine.feed(mesh.nodes["b"].num, again)
+    assert mesh.run_until(lambda: mesh.nodes["a"].engine.idle(), 60)
+    assert mesh.nodes["a"].replies == [(CMD_ID, rid, REPLY_TEXT)]
+    assert mesh.nodes["a"].engine.counters.get("rx.reply.handed") == 1
+
+
+def test_a_reply_for_a_report_not_held_fails_loudly_at_that_hop(mesh: Mesh) -> None:
+    chain(mesh)
+    assert mesh.nodes["c"].store.relay_reply_put(CMD_ID, "a", "m10000001-00000001-20261128", "ok", own=False) == (
+        "failed"
+    )
+    assert mesh.nodes["c"].store.relay_summary()["replies_owed"] == 0
+
+
+@pytest.mark.parametrize(
+    "step", ["hop_before_commit", "hop_after_commit_before_cack", "carrier_cack_lost", "origin_after_hand_before_cack"]
+)
+def test_a_reply_survives_a_restart_at_each_step(mesh: Mesh, step: str) -> None:
+    rid = send_reply_from_carrier(mesh)
+    fired: list[str] = []
+
+    def hook(src: str, dst: str, payload: bytes) -> bool:
+        if fired:
+            return True
+        if step == "hop_before_commit" and payload[1] == codec.TYPE_REPLY and dst == "b":
+            fired.append(step)
+            mesh.restart_after_step.add("b")
+            return False  # b died with the packet in its radio: nothing committed
+        if step == "hop_after_commit_before_cack" and payload[1] == codec.TYPE_REPLY and dst == "b":
+            fired.append(step)
+            mesh.restart_after_step.add("b")  # committed, then killed before its CACK went out
+            return True
+        if step == "carrier_cack_lost" and payload[1] == codec.TYPE_CUSTODY_ACK and (src, dst) == ("b", "c"):
+            fired.append(step)
+            mesh.restart_after_step.add("c")  # the CACK arrives as the carrier dies
+            return False
+        if step == "origin_after_hand_before_cack" and payload[1] == codec.TYPE_REPLY and dst == "a":
+            fired.append(step)
+            mesh.restart_after_step.add("a")  # handed to the radio and recorded, killed before its CACK
+            return True
+        return True
+
+    mesh.hook = hook
+    assert mesh.run_until(lambda: reply_home(mesh), 4 * 3600)
+    assert fired == [step]
+    assert sum(n.restarts for n in mesh.nodes.values()) == 1
+    assert mesh.nodes["a"].replies == [(CMD_ID, rid, REPLY_TEXT)]  # once, whatever was resent
+    assert [reply_state(mesh, n) for n in ("a", "b", "c")] == ["handed", "passed", "passed"]
+
+
 def test_the_hop_limit_parks_the_report_and_raises_the_alarm(mesh: Mesh, caplog: pytest.LogCaptureFixture) -> None:
     chain(mesh)
     mesh.run_until(lambda: len(mesh.nodes["b"].engine.routes.neighbours) == 2, 300)

@@ -1,5 +1,5 @@
 """The custody messages of sync/compact.py (docs/RELAY.md, "Custody protocol, version 1"): the transfer id of
-a report, CACK ranges, BEACON, CENTER_ACK — exact round trips, and hostile input (garbage, every truncation,
+a report, CACK ranges, BEACON, CENTER_ACK, REPLY — exact round trips, and hostile input (garbage, every truncation,
 every bit flip) refused with a ProtocolError only."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from siaga.errors import ProtocolError
 from siaga.report import mesh_report_id, new_report_id
 from sync import compact as codec
-from sync.compact import Beacon, CackRange, CenterAck
+from sync.compact import Beacon, CackRange, CenterAck, Reply
 from tests.conftest import Budget
 from tests.test_relay_codec import DECODE_REASONS, KEY, keys, sample
 
@@ -25,6 +25,7 @@ DECODERS: dict[int, Callable[[bytes], object]] = {
     codec.TYPE_CUSTODY_ACK: codec.decode_cack,
     codec.TYPE_BEACON: codec.decode_beacon,
     codec.TYPE_CENTER_ACK: codec.decode_center_ack,
+    codec.TYPE_REPLY: codec.decode_reply,
     codec.TYPE_REPORT: lambda p: codec.decode_report(p, keys),
 }
 
@@ -50,7 +51,14 @@ def samples() -> list[bytes]:
     center = codec.encode_center_ack(
         CenterAck(99, "oebubun", WHEN, (mesh_report_id(0x1A2B3C4D, 5, WHEN), new_report_id(), "legacy:report.01"))
     )
-    return [*acks, beacon, center]
+    reply = codec.encode_reply(
+        Reply(77, "oebubun", mesh_report_id(0x1A2B3C4D, 5, WHEN), CMD_ID, "Ambulans berangkat, tunggu di jalan")
+    )
+    plain = codec.encode_reply(Reply(78, "o", new_report_id(), "cmd-00000001", "ok"))
+    return [*acks, beacon, center, reply, plain]
+
+
+CMD_ID = "0c6f6b9e-1f2a-4c1b-9a70-3b8d2f1e0a11"
 
 
 # ---------------------------------------------------------------------------- the report's transfer id
@@ -153,6 +161,31 @@ def test_center_ack_round_trip_and_packing() -> None:
     assert outcome(one[:-17] + b"\x00" + one[-16:-10]) in {"schema", "short"}
 
 
+# ---------------------------------------------------------------------------- REPLY
+def test_reply_round_trip_deflate_and_limits() -> None:
+    for text in ("ok", "Ambulans berangkat 14:05, tunggu di jalan utama desa", "é" * 97, "x" * 195):
+        reply = Reply(2**32 - 1, "oebubun", mesh_report_id(0x1A2B3C4D, 5, WHEN), CMD_ID, text)
+        payload = codec.encode_reply(reply)
+        assert codec.decode_reply(payload) == reply
+        assert len(payload) <= codec.MAX_PACKET_BYTES
+    # the dictionary makes a wordy Indonesian reply shorter than its UTF-8
+    text = "Tim SAR sudah berangkat ke lokasi, mohon tunggu di tempat aman dan jauhi sungai. " * 2
+    payload = codec.encode_reply(Reply(1, "oebubun", new_report_id(), CMD_ID, text.strip()))
+    assert payload[2 + 4 + 8 + 17 + 17] == codec.CURRENT_TEXT_DICT
+    assert len(payload) < 2 + 4 + 8 + 17 + 17 + 2 + len(text.strip())
+    for bad in ("", "  ", "a\x00b", "x" * 196, "é" * 98):
+        with pytest.raises(ProtocolError):
+            codec.encode_reply(Reply(1, "oebubun", new_report_id(), CMD_ID, bad))
+    with pytest.raises(ProtocolError):
+        codec.encode_reply(Reply(1, "Not A Post", new_report_id(), CMD_ID, "ok"))
+    # the longest ids and post id leave less room than the reply limit: too_large, never a cut text
+    rnd = random.Random(3)
+    noise = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789 .,") for _ in range(195))
+    with pytest.raises(ProtocolError) as exc:
+        codec.encode_reply(Reply(1, "p" * 32, "t" * 64, "c" * 64, noise))
+    assert exc.value.reason == "too_large"
+
+
 # ---------------------------------------------------------------------------- hostile input
 def test_dispatch_refuses_unknown_versions_and_types() -> None:
     for payload in samples():
@@ -188,7 +221,7 @@ def test_random_and_mutated_messages_never_raise_anything_else(budget: Budget) -
 
     def check(data: bytes, which: int, edits: list[tuple[int, int]], cut: int) -> None:
         seen[outcome(data)] += 1
-        for prefix_type in (2, 3, 4):
+        for prefix_type in (2, 3, 4, 5):
             seen[outcome(bytes([1, prefix_type]) + data)] += 1
         payload = bytearray(base[which % len(base)])
         for offset, value in edits:

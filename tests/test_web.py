@@ -569,6 +569,8 @@ def test_carried_reports_show_their_carriers(web: Any) -> None:
     assert "diteruskan oleh <strong>napan</strong> (2 hop, dari bukit-01)" in detail
     assert "diteruskan oleh <strong>kefa-kota</strong> (1 hop, dari oebubun)" in detail
     assert "hanya tiba lewat relay" in detail
+    first = storage.copies(reports[0].report_id)[0].post_id  # the first carrier carries a reply back
+    assert f"balasan dikirim ke pos <strong>{first}</strong>" in detail
     plain = client.get(f"/laporan/{direct}").text
     assert "diteruskan oleh" not in plain and "hanya tiba lewat relay" not in plain
 
