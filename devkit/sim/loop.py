@@ -127,6 +127,11 @@ class EventLoop:
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                with self._posted_lock:
+                    if self._posted:
+                        # A request posted after the last round counted its requests may have had its wake
+                        # byte drained by that round's _on_wake: never block while one is waiting.
+                        timeout = 0.0
                 events = self.sel.select(timeout)
                 with self._posted_lock:
                     requests = len(self._posted)
