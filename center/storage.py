@@ -572,30 +572,7 @@ class CenterStorage(ABC):
                 " stored_post_ts,"
                 " received_ts, observed_est_ts, age_s, age_source, post_sent_ts, copies, status, updated_ts)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'baru', ?)",
-                (
-                    rid,
-                    owner,
-                    report.origin,
-                    report.mesh_packet_id,
-                    report.category,
-                    report.urgency,
-                    report.severity,
-                    report.mode,
-                    report.msg_type,
-                    report.text_raw,
-                    report.lat,
-                    report.lon,
-                    int(report.verified),
-                    json.dumps(report.to_dict(), ensure_ascii=False),
-                    report.observed_at.timestamp(),
-                    report.stored_at.timestamp(),
-                    received,
-                    est,
-                    item.age_s,
-                    item.age_source,
-                    item.post_sent_at.timestamp() if item.post_sent_at else None,
-                    received,
-                ),
+                (*_report_values(item, owner, received, est), received),
             )
             self._insert_copy(rid, item, path, est)
             return IngestResult(rid, rid, created=True, copies=1)
@@ -1072,32 +1049,7 @@ class _IngestPlan:
         if canonical is None:
             # a carried report belongs to its origin post, not to the carrier that published it
             owner = report.post_id if item.carried else item.post_id
-            self._reports[p.rid] = [
-                p.rid,
-                owner,
-                report.origin,
-                report.mesh_packet_id,
-                report.category,
-                report.urgency,
-                report.severity,
-                report.mode,
-                report.msg_type,
-                report.text_raw,
-                report.lat,
-                report.lon,
-                int(report.verified),
-                json.dumps(report.to_dict(), ensure_ascii=False),
-                report.observed_at.timestamp(),
-                report.stored_at.timestamp(),
-                p.received,
-                p.est,
-                item.age_s,
-                item.age_source,
-                item.post_sent_at.timestamp() if item.post_sent_at else None,
-                1,
-                "baru",
-                p.received,
-            ]
+            self._reports[p.rid] = [*_report_values(item, owner, p.received, p.est), 1, "baru", p.received]
             s.copies[p.rid] = 1
             if report.mesh_packet_id is not None:
                 s.mesh.setdefault((report.origin, report.mesh_packet_id), []).append((p.rid, p.est))
@@ -1417,3 +1369,32 @@ def _row_to_reply(r: Mapping[str, Any]) -> Reply:
         detail=r["detail"],
         relay_origin=r.get("relay_origin"),
     )
+
+
+def _report_values(item: IncomingReport, owner: str, received: float, est: float) -> list[Any]:
+    """A new report's row from ``report_id`` to ``post_sent_ts`` (the reports table's column order), shared by
+    the batched ingest and the per-report reference path so the two can never store different rows."""
+    report = item.report
+    return [
+        report.report_id,
+        owner,
+        report.origin,
+        report.mesh_packet_id,
+        report.category,
+        report.urgency,
+        report.severity,
+        report.mode,
+        report.msg_type,
+        report.text_raw,
+        report.lat,
+        report.lon,
+        int(report.verified),
+        json.dumps(report.to_dict(), ensure_ascii=False),
+        report.observed_at.timestamp(),
+        report.stored_at.timestamp(),
+        received,
+        est,
+        item.age_s,
+        item.age_source,
+        item.post_sent_at.timestamp() if item.post_sent_at else None,
+    ]
